@@ -1,0 +1,27 @@
+# Two commands on a fresh machine with python3 >= 3.11 and make:
+#   make demo   create .venv, install fbackprop, run the main job (a gradient-verification report)
+#   make test   create .venv if needed, run the whole test suite
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: demo test bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python experiments/demo.py
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_backprop.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .hypothesis

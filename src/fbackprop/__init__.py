@@ -1,0 +1,31 @@
+"""fbackprop: backpropagation written out in matrix form beside JAX autodiff, checked against it."""
+
+from . import activations, data, losses
+from .autodiff import autodiff, forward_mode, numerical_grad, value_and_autodiff
+from .backprop import Trace, backprop, backprop_trace, backward, forward, per_example_grads, value_and_backprop
+from .check import GradReport, compare, tolerance
+from .nets import Network, mlp
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "activations",
+    "autodiff",
+    "backprop",
+    "backprop_trace",
+    "backward",
+    "compare",
+    "data",
+    "forward",
+    "forward_mode",
+    "GradReport",
+    "losses",
+    "mlp",
+    "Network",
+    "numerical_grad",
+    "per_example_grads",
+    "tolerance",
+    "Trace",
+    "value_and_autodiff",
+    "value_and_backprop",
+]

@@ -1,0 +1,195 @@
+"""Networks as a sequence of small layer pieces, each a few pure functions.
+
+Conventions (DESIGN.md; seed 000 "Matrix multiplication", written for batch rows):
+
+- ``x: (N, n_in)``; a dense layer has ``W: (fan_out, fan_in)``, ``b: (fan_out,)`` and computes
+  ``z = a_prev @ W.T + b``; an activation layer computes ``a = f(z)``.
+- Parameters are a tuple with one ``{"W", "b"}`` dict per dense layer, first layer first;
+  activation layers have none.
+
+A layer kind is a NamedTuple with
+``forward(theta, inp) -> out`` and ``backward(theta, inp, g) -> (g_inp, dtheta)``, where ``g`` is
+``dC/d out`` and ``g_inp`` is ``dC/d inp``: the dense layer's backward is ``dW = delta.T @ a_prev``,
+``db = sum(delta)``, ``dC/da_prev = delta @ W``; the activation's is ``delta = f'(z) * dC/da``.
+Together they are seed 000's ``delta^{l-1} = f'(z^{l-1}) * (W^l)^T delta^l``. The walk over the
+layers lives in ``backprop.py``; no layer knows about any other.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+
+from . import activations as _act
+from .validate import check_inputs
+
+Params = tuple[dict[str, jax.Array], ...]
+
+
+# --- initializers: (key, (fan_out, fan_in), dtype) -> (W, b) -----------------------------------
+def _uniform(key, shape, dtype):
+    """Seed 001: ``2 * random - 1``, i.e. W and b uniform on [-1, 1]."""
+    kw, kb = jax.random.split(key)
+    return (jax.random.uniform(kw, shape, dtype, -1.0, 1.0),
+            jax.random.uniform(kb, shape[:1], dtype, -1.0, 1.0))
+
+
+def _glorot(key, shape, dtype):
+    """Glorot (Xavier) uniform: ``U[-r, r]``, ``r = sqrt(6 / (fan_in + fan_out))``; b = 0."""
+    r = math.sqrt(6.0 / (shape[0] + shape[1]))
+    return jax.random.uniform(key, shape, dtype, -r, r), jnp.zeros(shape[:1], dtype)
+
+
+def _he(key, shape, dtype):
+    """He (Kaiming) normal: ``N(0, 2 / fan_in)``, for relu-like layers; b = 0."""
+    std = math.sqrt(2.0 / shape[1])
+    return std * jax.random.normal(key, shape, dtype), jnp.zeros(shape[:1], dtype)
+
+
+def _lecun(key, shape, dtype):
+    """LeCun normal: ``N(0, 1 / fan_in)``; b = 0."""
+    std = math.sqrt(1.0 / shape[1])
+    return std * jax.random.normal(key, shape, dtype), jnp.zeros(shape[:1], dtype)
+
+
+INITIALIZERS: dict[str, Callable] = {
+    "uniform": _uniform, "glorot": _glorot, "he": _he, "lecun": _lecun,
+}
+
+
+# --- layer pieces -----------------------------------------------------------------------------
+class Dense(NamedTuple):
+    """``z = a_prev @ W.T + b`` with ``W: (n_out, n_in)``, ``b: (n_out,)``."""
+
+    n_in: int
+    n_out: int
+    init_name: str = "glorot"
+
+    has_params = True
+
+    def init(self, key, dtype) -> dict[str, jax.Array]:
+        W, b = INITIALIZERS[self.init_name](key, (self.n_out, self.n_in), dtype)
+        return {"W": W, "b": b}
+
+    def forward(self, theta, a_prev):
+        """``a_prev: (N, n_in) -> z: (N, n_out)``."""
+        return a_prev @ theta["W"].T + theta["b"]
+
+    def backward(self, theta, a_prev, delta):
+        """``delta = dC/dz: (N, n_out)`` -> ``(dC/da_prev: (N, n_in), {"W": dW, "b": db})``."""
+        dW = delta.T @ a_prev          # (BP3) dC/dW^l = delta^l (a^{l-1})^T, summed over the batch
+        db = jnp.sum(delta, axis=0)    # (BP4) dC/db^l = delta^l, summed over the batch
+        g = delta @ theta["W"]         # (BP2, first half) (W^l)^T delta^l
+        return g, {"W": dW, "b": db}
+
+    def per_example_grads(self, a_prev, delta):
+        """Leaves with a leading N axis: ``dW_n = delta_n a_prev_n^T``, ``db_n = delta_n``."""
+        return {"W": delta[:, :, None] * a_prev[:, None, :], "b": delta}
+
+
+class Activate(NamedTuple):
+    """``a = f(z)`` elementwise; no parameters."""
+
+    activation: _act.Activation
+
+    has_params = False
+
+    def forward(self, theta, z):
+        return self.activation.f(z)
+
+    def backward(self, theta, z, g):
+        """``g = dC/da`` -> ``(delta = f'(z) * g, no grads)``."""
+        return self.activation.df(z) * g, None  # (BP2, second half) delta = f'(z) * dC/da
+
+
+Layer = Dense | Activate
+
+
+class Network(NamedTuple):
+    """A feed-forward network: ``layers`` applied in order. Build one with ``mlp``."""
+
+    layers: tuple[Layer, ...]
+
+    @property
+    def dense(self) -> tuple[Dense, ...]:
+        return tuple(l for l in self.layers if isinstance(l, Dense))
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        d = self.dense
+        return (d[0].n_in,) + tuple(l.n_out for l in d)
+
+    @property
+    def n_in(self) -> int:
+        return self.sizes[0]
+
+    @property
+    def n_out(self) -> int:
+        return self.sizes[-1]
+
+    @property
+    def n_params(self) -> int:
+        return sum(l.n_out * (l.n_in + 1) for l in self.dense)
+
+    def init(self, key: jax.Array, dtype: Any = None) -> Params:
+        """Fresh parameters: a tuple of ``{"W": (fan_out, fan_in), "b": (fan_out,)}``."""
+        dtype = jax.dtypes.canonicalize_dtype(jnp.float64 if dtype is None else dtype)
+        keys = jax.random.split(key, len(self.dense))
+        return tuple(l.init(k, dtype) for l, k in zip(self.dense, keys))
+
+    def apply(self, params: Params, x: jax.Array) -> jax.Array:
+        """The network output ``yhat: (N, n_out)`` for ``x: (N, n_in)``."""
+        x = check_inputs(self, params, x)
+        a = x
+        for layer, theta in zip(self.layers, layer_params(self, params)):
+            a = layer.forward(theta, a)
+        return a
+
+    def __repr__(self) -> str:
+        acts = [l.activation.name for l in self.layers if isinstance(l, Activate)]
+        return f"Network(sizes={list(self.sizes)}, activations={acts})"
+
+
+def layer_params(net: Network, params: Params) -> list:
+    """One entry per layer: the dense layers' dicts in order, ``None`` for activations."""
+    it = iter(params)
+    return [next(it) if layer.has_params else None for layer in net.layers]
+
+
+def mlp(
+    sizes: Sequence[int],
+    activation: str | _act.Activation | Sequence[str | _act.Activation] = "sigmoid",
+    output: str | _act.Activation = "identity",
+    init: str = "glorot",
+) -> Network:
+    """A multilayer perceptron: ``sizes = [n_in, hidden..., n_out]``.
+
+    ``activation``: one name for every hidden layer, or a list with one per hidden layer;
+    ``output``: the last layer's activation (identity by default: logits or a linear output);
+    ``init``: ``"uniform"`` (seed 001, W and b on [-1, 1]), ``"glorot"``, ``"he"`` or ``"lecun"``.
+    """
+    sizes = tuple(sizes)
+    if len(sizes) < 2:
+        raise ValueError(f"sizes must list at least the input and output widths, e.g. [2, 3, 1]; got {list(sizes)}")
+    bad = [s for s in sizes if not isinstance(s, int) or isinstance(s, bool) or s < 1]
+    if bad:
+        raise ValueError(f"sizes must be positive integers; got {list(sizes)} (bad: {bad})")
+    n_hidden = len(sizes) - 2
+    if isinstance(activation, (str, _act.Activation)):
+        hidden = [_act.get(activation)] * n_hidden  # checked even when there is no hidden layer
+    else:
+        hidden = list(activation)
+        if len(hidden) != n_hidden:
+            raise ValueError(
+                f"activation lists {len(hidden)} names but sizes {list(sizes)} has {n_hidden} hidden layers"
+            )
+    if init not in INITIALIZERS:
+        raise ValueError(f"unknown init {init!r}; expected one of {sorted(INITIALIZERS)}")
+    acts = [_act.get(a) for a in hidden] + [_act.get(output)]
+    layers: list[Layer] = []
+    for n_in, n_out, act in zip(sizes[:-1], sizes[1:], acts):
+        layers += [Dense(n_in, n_out, init), Activate(act)]
+    return Network(tuple(layers))

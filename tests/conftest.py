@@ -1,0 +1,25 @@
+"""Shared test set-up: float64 everywhere (the verification precision), keys, hypothesis profiles."""
+
+import os
+
+# The suite compiles hundreds of small programs; XLA's CPU compiler spends most of its time in
+# LLVM optimisation, which small test programs do not need (3-4x faster compiles). Results are
+# compared with tolerances, never bit for bit. Set before JAX creates its CPU backend.
+os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings
+
+jax.config.update("jax_enable_x64", True)
+
+# Bounded example counts keep the suite inside its 10-minute budget on 2 cores; each example
+# compiles fresh shapes. FBACKPROP_HYPOTHESIS=thorough runs many more.
+settings.register_profile("ci", max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("thorough", max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("FBACKPROP_HYPOTHESIS", "ci"))
+
+
+@pytest.fixture
+def key():
+    return jax.random.key(0)

@@ -1,0 +1,39 @@
+"""A shared zoo of small problems: a network, its params, a batch and targets for each loss."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+import fbackprop as fb
+
+LOSS_NAMES = tuple(sorted(fb.losses.LOSSES))
+ACTIVATION_NAMES = tuple(sorted(fb.activations.ACTIVATIONS))
+
+
+class Problem(NamedTuple):
+    net: fb.Network
+    params: tuple
+    x: jax.Array
+    y: jax.Array
+    loss: str
+
+
+def targets(key, loss: str, n: int, n_out: int, dtype=jnp.float64):
+    """Targets of the form each loss takes: reals, integer labels, or 0/1 values."""
+    if loss == "cross_entropy":
+        return jax.random.randint(key, (n,), 0, n_out)
+    if loss == "binary_cross_entropy":
+        return jax.random.bernoulli(key, 0.5, (n, n_out)).astype(dtype)
+    return jax.random.normal(key, (n, n_out), dtype)
+
+
+def make_problem(sizes, activations, loss: str, n: int, seed: int = 0, dtype=jnp.float64,
+                 init: str = "glorot", x_scale: float = 1.0) -> Problem:
+    net = fb.mlp(list(sizes), activation=list(activations), init=init)
+    kp, kx, ky = jax.random.split(jax.random.key(seed), 3)
+    params = net.init(kp, dtype)
+    x = x_scale * jax.random.normal(kx, (n, sizes[0]), dtype)
+    return Problem(net, params, x, targets(ky, loss, n, sizes[-1], dtype), loss)

@@ -1,0 +1,53 @@
+"""compare(): per-leaf errors, overall max_rel, cosine, the table, tolerances per dtype."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import fbackprop as fb
+
+A = ({"W": jnp.array([[1.0, 2.0], [3.0, 4.0]]), "b": jnp.array([1.0, -1.0])},)
+
+
+def test_identical_trees():
+    r = fb.compare(A, A)
+    assert r.max_rel == 0.0 and r.max_abs == 0.0 and r.min_cosine == pytest.approx(1.0) and r.ok()
+
+
+def test_errors_per_leaf():
+    B = ({"W": A[0]["W"].at[1, 1].add(4e-3), "b": A[0]["b"]},)
+    r = fb.compare(B, A)
+    assert [l.name for l in r.leaves] == ["layer 1 W", "layer 1 b"]
+    w = r.leaves[0]
+    assert w.max_abs == pytest.approx(4e-3) and w.max_rel == pytest.approx(4e-3 / 4.004)
+    assert r.leaves[1].max_rel == 0.0 and r.max_rel == w.max_rel
+    assert 0.99 < w.cosine < 1.0
+    assert not r.ok() and r.ok(tol=1e-2)
+
+
+def test_table_and_verdict():
+    text = str(fb.compare(A, A))
+    assert "layer 1 W" in text and "2x2" in text and "max rel err" in text and "ok" in text
+    B = ({"W": -A[0]["W"], "b": A[0]["b"]},)
+    text = str(fb.compare(B, A))
+    assert "MISMATCH" in text and "-1.000000000000" in text  # opposite direction: cosine -1
+
+
+def test_nan_is_never_ok():
+    B = ({"W": A[0]["W"].at[0, 0].set(jnp.nan), "b": A[0]["b"]},)
+    assert not fb.compare(B, A).ok(tol=1.0)
+
+
+def test_structure_mismatch_is_an_error():
+    with pytest.raises(ValueError, match="differ in structure"):
+        fb.compare(A, A[0])
+    with pytest.raises(ValueError, match="shapes"):
+        fb.compare(({"W": jnp.ones((2, 3)), "b": A[0]["b"]},), A)
+
+
+def test_tolerances_per_dtype():
+    assert fb.tolerance(jnp.float64) == 1e-10
+    assert fb.tolerance(jnp.float32) > fb.tolerance(jnp.float64)
+    assert fb.tolerance(jnp.float64, finite_differences=True) == 1e-6
+    r32 = fb.compare(tuple({k: v.astype(np.float32) for k, v in A[0].items()} for _ in [0]), A)
+    assert r32.dtype == "float32"
