@@ -18,7 +18,7 @@ from problems import ACTIVATION_NAMES, LOSS_NAMES, make_problem
 
 FEWER = max(4, settings().max_examples // 2)  # for the properties that compile P-fold programs
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
 import seed_numpy  # noqa: E402
 
 

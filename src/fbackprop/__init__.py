@@ -1,6 +1,6 @@
 """fbackprop: backpropagation written out in matrix form beside JAX autodiff, checked against it."""
 
-from . import activations, data, losses
+from . import activations, data, losses, results
 from .autodiff import autodiff, forward_mode, numerical_grad, value_and_autodiff
 from .backprop import Trace, backprop, backprop_trace, backward, forward, per_example_grads, value_and_backprop
 from .check import GradReport, compare, tolerance
@@ -24,6 +24,7 @@ __all__ = [
     "Network",
     "numerical_grad",
     "per_example_grads",
+    "results",
     "tolerance",
     "Trace",
     "value_and_autodiff",
