@@ -1,6 +1,11 @@
-"""Small data sets, all in memory and offline. Shapes: ``x: (N, n_in)``, ``y: (N, n_out)``."""
+"""Small data sets, all in memory and offline. Shapes: ``x: (N, n_in)``, ``y: (N, n_out)``, or class labels ``(N,)``.
+
+Pure NumPy; every random set is a function of its ``seed`` (``np.random.default_rng(seed)``).
+"""
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 
@@ -24,3 +29,176 @@ def seed_example_params(dtype=np.float32, seed: int = 1) -> tuple[dict, dict]:
     output = 2 * rng.random_sample((4, 1)) - 1
     layer = lambda w: {"W": w[1:].T.astype(dtype), "b": w[0].astype(dtype)}
     return layer(hidden), layer(output)
+
+
+# --- Labels ------------------------------------------------------------------------------------
+
+LABEL_DTYPE = np.int32  # integer class labels ``(N,)``; int32 so JAX keeps them without x64
+
+
+def _labels(y) -> np.ndarray:
+    return np.asarray(y).astype(LABEL_DTYPE).reshape(-1)
+
+
+# --- Boolean problems --------------------------------------------------------------------------
+
+
+def xor(dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
+    """XOR on the 4 points of ``{0, 1}^2``: ``x: (4, 2)``, ``y: (4, 1)``."""
+    x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=dtype)
+    return x, (x[:, :1] != x[:, 1:]).astype(dtype)
+
+
+PARITY_CODINGS = ("binary", "bipolar")
+
+
+def parity(n: int, coding: str = "binary", dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
+    """All ``2^n`` patterns of n-bit parity, ``2 <= n <= 8``: ``x: (2^n, n)``, ``y: (2^n, 1)``.
+
+    ``"binary"``: inputs and targets in ``{0, 1}``, target 1 for an odd number of ones;
+    ``"bipolar"``: the same with 0 -> -1 and 1 -> +1. Rows count up in binary, most significant bit first.
+    """
+    if not (isinstance(n, (int, np.integer)) and 2 <= n <= 8):
+        raise ValueError(f"parity needs 2 <= n <= 8, got n={n!r}")
+    if coding not in PARITY_CODINGS:
+        raise ValueError(f"unknown coding {coding!r}; valid codings: {', '.join(PARITY_CODINGS)}")
+    bits = (np.arange(2**n)[:, None] >> np.arange(n - 1, -1, -1)) & 1  # (2^n, n)
+    odd = bits.sum(axis=1, keepdims=True) % 2  # (2^n, 1)
+    if coding == "bipolar":
+        bits, odd = 2 * bits - 1, 2 * odd - 1
+    return bits.astype(dtype), odd.astype(dtype)
+
+
+# --- Synthetic two-dimensional and curve-fitting problems ---------------------------------------
+
+
+def two_spirals(
+    n_points: int = 97, noise: float = 0.0, seed: int = 0, dtype=np.float32
+) -> tuple[np.ndarray, np.ndarray]:
+    """Lang & Witbrock's two interleaved spirals: ``x: (2 n_points, 2)``, ``y: (2 n_points, 1)`` in ``{0, 1}``.
+
+    Spiral 1 (label 1) is ``r (sin a, cos a)`` with ``a = i pi / 16``, ``r = 6.5 (104 - i) / 104``
+    for ``i = 0 .. 96`` (``n_points`` evenly spaced values of ``i``; the classic set at 97); spiral 0 is
+    its point reflection ``-x``. ``noise`` is the standard deviation of Gaussian noise on each coordinate.
+    """
+    i = np.linspace(0.0, 96.0, n_points)
+    angle, radius = i * np.pi / 16, 6.5 * (104 - i) / 104
+    one = np.stack([radius * np.sin(angle), radius * np.cos(angle)], axis=1)
+    x = np.concatenate([one, -one])
+    if noise > 0:
+        x = x + np.random.default_rng(seed).normal(0.0, noise, x.shape)
+    y = np.concatenate([np.ones(n_points), np.zeros(n_points)])[:, None]
+    return x.astype(dtype), y.astype(dtype)
+
+
+def sine(n: int = 200, noise: float = 0.0, seed: int = 0, dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
+    """``y = sin(x)`` on ``n`` evenly spaced points of ``[-pi, pi]``, plus Gaussian noise of sd ``noise``: ``(n, 1)``, ``(n, 1)``."""
+    x = np.linspace(-np.pi, np.pi, n)[:, None]
+    y = np.sin(x)
+    if noise > 0:
+        y = y + np.random.default_rng(seed).normal(0.0, noise, y.shape)
+    return x.astype(dtype), y.astype(dtype)
+
+
+def peaks_function(x, y):
+    """MATLAB's ``peaks`` surface at points ``(x, y)`` (any matching shapes)."""
+    return (
+        3 * (1 - x) ** 2 * np.exp(-(x**2) - (y + 1) ** 2)
+        - 10 * (x / 5 - x**3 - y**5) * np.exp(-(x**2) - y**2)
+        - np.exp(-((x + 1) ** 2) - y**2) / 3
+    )
+
+
+def peaks(n: int = 30, dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
+    """MATLAB's ``peaks`` on an ``n x n`` grid over ``[-3, 3]^2``: ``x: (n n, 2)`` as ``(x, y)``, ``y: (n n, 1)``.
+
+    Row ``k`` is grid point ``(t[k % n], t[k // n])`` with ``t = linspace(-3, 3, n)``.
+    """
+    gx, gy = np.meshgrid(np.linspace(-3.0, 3.0, n), np.linspace(-3.0, 3.0, n))
+    x = np.stack([gx.ravel(), gy.ravel()], axis=1)
+    return x.astype(dtype), peaks_function(x[:, :1], x[:, 1:]).astype(dtype)
+
+
+def two_moons(n: int = 200, noise: float = 0.1, seed: int = 0, dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
+    """Two interleaved half circles, as scikit-learn's ``make_moons`` (shuffled): ``x: (n, 2)``, labels ``(n,)`` in ``{0, 1}``.
+
+    ``n // 2`` points on the upper moon (label 0), the rest on the lower one (label 1);
+    ``noise`` is the standard deviation of Gaussian noise on each coordinate.
+    """
+    n_out = n // 2
+    n_in = n - n_out
+    t_out, t_in = np.linspace(0.0, np.pi, n_out), np.linspace(0.0, np.pi, n_in)
+    x = np.concatenate([
+        np.stack([np.cos(t_out), np.sin(t_out)], axis=1),
+        np.stack([1 - np.cos(t_in), 0.5 - np.sin(t_in)], axis=1),
+    ])
+    labels = np.concatenate([np.zeros(n_out), np.ones(n_in)])
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(n)
+    x, labels = x[order], labels[order]
+    if noise > 0:
+        x = x + rng.normal(0.0, noise, x.shape)
+    return x.astype(dtype), _labels(labels)
+
+
+# --- scikit-learn's shipped data sets (optional extra) -----------------------------------------
+
+
+def _sklearn_datasets(caller: str):
+    try:
+        from sklearn import datasets
+    except ImportError as err:
+        raise ImportError(f"{caller}() needs scikit-learn: pip install 'fbackprop[data]'") from err
+    return datasets
+
+
+def digits(dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 8x8 handwritten digits, pixels scaled to ``[0, 1]``: ``x: (1797, 64)``, labels ``(1797,)`` in ``0..9``."""
+    data = _sklearn_datasets("digits").load_digits()
+    return (data.data / 16.0).astype(dtype), _labels(data.target)
+
+
+def breast_cancer(dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's Wisconsin diagnostic breast cancer set, raw features: ``x: (569, 30)``, labels ``(569,)`` in ``{0, 1}``."""
+    data = _sklearn_datasets("breast_cancer").load_breast_cancer()
+    return data.data.astype(dtype), _labels(data.target)
+
+
+# --- Splitting and scaling ----------------------------------------------------------------------
+
+
+class Split(NamedTuple):
+    """Train, validation and test parts, each an ``(x, y)`` pair of arrays."""
+
+    train: tuple[np.ndarray, np.ndarray]
+    val: tuple[np.ndarray, np.ndarray]
+    test: tuple[np.ndarray, np.ndarray]
+
+
+def split(x, y, fractions=(0.6, 0.2, 0.2), seed: int = 0) -> Split:
+    """Shuffle ``N`` examples and cut them into train/val/test of about ``fractions`` of ``N`` each; ``x: (N, ...)``, ``y: (N, ...)``."""
+    x, y = np.asarray(x), np.asarray(y)
+    if len(x) != len(y):
+        raise ValueError(f"x and y hold different numbers of examples: {len(x)} and {len(y)}")
+    fractions = np.asarray(fractions, dtype=np.float64)
+    if fractions.shape != (3,) or np.any(fractions <= 0) or not np.isclose(fractions.sum(), 1.0):
+        raise ValueError(f"fractions must be 3 positive numbers summing to 1, got {tuple(fractions.tolist())}")
+    order = np.random.default_rng(seed).permutation(len(x))
+    cuts = np.rint(np.cumsum(fractions)[:2] * len(x)).astype(int)  # monotone, so the parts never overlap
+    parts = np.split(order, cuts)
+    return Split(*((x[idx], y[idx]) for idx in parts))
+
+
+def standardize(x_train, *others) -> tuple[np.ndarray, ...]:
+    """Scale features by the train set's statistics: ``(mean: (n_in,), std: (n_in,), x_train', *others')``, each ``x: (N, n_in)``.
+
+    A constant train feature gets ``std = 1`` (and its exact value as mean), so it maps to 0 and stays finite.
+    """
+    x_train = np.asarray(x_train)
+    if not np.issubdtype(x_train.dtype, np.floating):
+        x_train = x_train.astype(np.float64)
+    mean, std = x_train.mean(axis=0), x_train.std(axis=0)
+    constant = np.all(x_train == x_train[:1], axis=0) | (std == 0)
+    mean = np.where(constant, x_train[0], mean).astype(x_train.dtype)
+    std = np.where(constant, 1, std).astype(x_train.dtype)
+    return (mean, std, *((np.asarray(a) - mean) / std for a in (x_train, *others)))

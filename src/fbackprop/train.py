@@ -1,22 +1,217 @@
-"""Training loops compiled whole: every step inside one ``lax.scan``.
+"""Training loops compiled whole: every epoch inside one ``lax.scan``, every step inside another.
 
-The update rule is any optax ``GradientTransformation``; gradient descent with learning rate
-``alpha`` (seed 001's fifth equation, ``theta <- theta - alpha dC/dtheta``) is ``optax.sgd(alpha)``.
+The update rule is any optax ``GradientTransformation``; seed 001's gradient descent with
+learning rate ``alpha`` (``theta <- theta - alpha dC/dtheta``) is ``optax.sgd(alpha)``.
+The modes of learning are seed 002's:
+
+- ``"online"``: one update after each example, in order (N steps an epoch);
+- ``"batch"``: one update from the whole training set (1 step an epoch);
+- ``"minibatch"``: stochastic; the set is reshuffled every epoch with an explicit key and cut
+  into ``N // batch_size`` batches (the remainder of a shuffle is left out of that epoch).
+
+Stopping: a loss goal (``C <= goal`` on the training set; the seeds' "until satisfactory"), or
+divergence: the first step whose loss or updated parameters are not finite stops the run, the
+parameters stay those before that step (the last finite ones), and ``Result`` says which step. A
+non-finite training loss at the end of an epoch whose every step looked finite undoes that epoch
+and is reported at its last step.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import optax
+
+from . import losses as _losses
+from .autodiff import value_and_autodiff
+from .backprop import value_and_backprop
+from .validate import as_apply, check_call
+
+MODES = ("online", "batch", "minibatch")
+RUNNING, MAX_EPOCHS, GOAL, DIVERGED = 0, 1, 2, 3
+STATUS = {RUNNING: "running", MAX_EPOCHS: "max epochs", GOAL: "loss goal reached", DIVERGED: "diverged"}
+
+
+class History(NamedTuple):
+    """Per epoch: ``loss[e]`` is C on the whole training set after epoch e; ``val_loss`` likewise on
+    the validation set (NaN without one). Epochs after a stop are NaN."""
+
+    loss: jax.Array
+    val_loss: jax.Array
+
+
+class Result(NamedTuple):
+    """``status`` codes: 1 max epochs, 2 loss goal reached, 3 diverged (see ``STATUS``).
+
+    ``epochs`` is the number of epochs run; ``diverged_step`` the global step (0-based) whose loss or
+    update was not finite, or -1. From ``train_many`` every field has a leading run axis.
+    """
+
+    params: Any
+    history: History
+    status: jax.Array
+    epochs: jax.Array
+    diverged_step: jax.Array
+
+    @property
+    def message(self) -> str:
+        """One line saying why the run stopped (single runs)."""
+        code = int(self.status)
+        if code == DIVERGED:
+            return f"diverged at step {int(self.diverged_step)} (epoch {int(self.epochs)}); params are the last finite ones"
+        return f"{STATUS[code]} after {int(self.epochs)} epochs, loss {float(self.history.loss[int(self.epochs) - 1]):.4g}"
+
+
+def _tree_finite(tree) -> jax.Array:
+    return jnp.all(jnp.array([jnp.all(jnp.isfinite(l)) for l in jax.tree.leaves(tree)]))
+
+
+def _select(pred, a, b):
+    return jax.tree.map(lambda u, v: jnp.where(pred, u, v), a, b)
+
+
+def _batches(mode: str, n: int, batch_size: int, key) -> jax.Array:
+    """Example indices of one epoch's steps: ``(steps, examples per step)``."""
+    if mode == "batch":
+        return jnp.arange(n)[None, :]
+    if mode == "online":
+        return jnp.arange(n)[:, None]
+    steps = n // batch_size
+    return jax.random.permutation(key, n)[: steps * batch_size].reshape(steps, batch_size)
+
+
+def _fit(value_and_grad, cost, optimizer, params, x, y, key, val, *, epochs: int, mode: str,
+         batch_size: int, goal: float):
+    """The whole run as one pure function: a scan over epochs of a scan over steps."""
+    n = x.shape[0]
+    steps_per_epoch = _batches(mode, n, batch_size, key).shape[0]
+
+    def step(carry, i_idx):
+        params, opt_state, bad = carry
+        i, idx = i_idx
+        C, grads = value_and_grad(params, x[idx], y[idx])
+        updates, new_state = optimizer.update(grads, opt_state, params)
+        new_params = optax.apply_updates(params, updates)
+        ok = (bad < 0) & jnp.isfinite(C) & _tree_finite(new_params)
+        bad = jnp.where((bad < 0) & ~ok, i.astype(jnp.int32), bad)  # first non-finite step of this epoch
+        return (_select(ok, new_params, params), _select(ok, new_state, opt_state), bad), None
+
+    def epoch(carry, e):
+        params, opt_state, key, status, diverged_step = carry
+        key, sub = jax.random.split(key)
+        idx = _batches(mode, n, batch_size, sub)
+
+        def run(args):
+            params, opt_state = args
+            (params, opt_state, bad), _ = jax.lax.scan(step, (params, opt_state, jnp.int32(-1)),
+                                                       (jnp.arange(idx.shape[0]), idx))
+            return params, opt_state, bad
+
+        new_params, new_state, bad = jax.lax.cond(status == RUNNING, run, lambda a: (*a, jnp.int32(-1)),
+                                                  (params, opt_state))
+        C = cost(new_params, x, y)
+        diverged = (bad >= 0) | ~jnp.isfinite(C)
+        # finite updates whose training loss is not: the epoch's last step diverged; undo the epoch
+        undo = (bad < 0) & ~jnp.isfinite(C)
+        bad = jnp.where(undo, idx.shape[0] - 1, bad).astype(jnp.int32)
+        new_params, new_state = _select(undo, params, new_params), _select(undo, opt_state, new_state)
+        new_status = jnp.where(diverged, DIVERGED, jnp.where(C <= goal, GOAL, RUNNING)).astype(jnp.int32)
+        new_status = jnp.where(status == RUNNING, new_status, status)
+        diverged_step = jnp.where((status == RUNNING) & diverged,
+                                  (e * steps_per_epoch + jnp.maximum(bad, 0)).astype(jnp.int32), diverged_step)
+        nan = jnp.array(jnp.nan, C.dtype)
+        record = jnp.where(status == RUNNING, C, nan)
+        val_loss = cost(new_params, *val) if val is not None else nan
+        return (new_params, new_state, key, new_status, diverged_step), (record, jnp.where(status == RUNNING, val_loss, nan))
+
+    init = (params, optimizer.init(params), key, jnp.int32(RUNNING), jnp.int32(-1))
+    (params, _, _, status, diverged_step), (loss, val_loss) = jax.lax.scan(epoch, init, jnp.arange(epochs))
+    epochs_run = jnp.sum(~jnp.isnan(loss)).astype(jnp.int32)
+    status = jnp.where(status == RUNNING, MAX_EPOCHS, status)
+    return Result(params, History(loss, val_loss), status, epochs_run, diverged_step)
+
+
+def _setup(model, loss, gradient, x, y, params, val, mode, batch_size, key):
+    """Check the call once, outside the compiled run; returns what ``_fit`` needs."""
+    loss = _losses.get(loss)
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; expected one of {list(MODES)}")
+    x, y = check_call(model, loss, params, x, y)
+    if mode == "minibatch":
+        if key is None:
+            raise ValueError("mode='minibatch' reshuffles every epoch and needs an explicit key=jax.random.key(...)")
+        if not (isinstance(batch_size, int) and 1 <= batch_size <= x.shape[0]):
+            raise ValueError(f"batch_size must be an integer from 1 to N = {x.shape[0]} for mode='minibatch'; got {batch_size!r}")
+    if val is not None:
+        val = check_call(model, loss, params, *val)
+    if gradient == "backprop":
+        value_and_grad = value_and_backprop(model, loss)
+    elif gradient == "autodiff":
+        value_and_grad = value_and_autodiff(model, loss)
+    elif callable(gradient):
+        value_and_grad = gradient
+    else:
+        raise ValueError(f"gradient must be 'backprop', 'autodiff' or a (params, x, y) -> (C, grads) callable; got {gradient!r}")
+    apply = as_apply(model)
+    cost = lambda p, x, y: loss(apply(p, x), y)
+    return value_and_grad, cost, x, y, val, (key if key is not None else jax.random.key(0))
+
+
+def train(model, loss, params, x, y, optimizer: optax.GradientTransformation = None, *, epochs: int,
+          mode: str = "batch", batch_size: int | None = None, key=None, goal: float = 0.0,
+          val: tuple | None = None, gradient: str | Callable = "backprop") -> Result:
+    """Train ``params`` of ``model`` on ``(x, y)``; one compiled program for the whole run.
+
+    ``optimizer``: any optax transformation (default ``optax.sgd(0.1)``); ``gradient``: the
+    hand-written ``"backprop"`` (default), ``"autodiff"`` (jax.grad) or any
+    ``(params, x, y) -> (C, grads)``; ``val``: optional ``(x_val, y_val)`` recorded each epoch.
+    """
+    optimizer = optimizer or optax.sgd(0.1)
+    vg, cost, x, y, val, key = _setup(model, loss, gradient, x, y, params, val, mode, batch_size, key)
+    fit = jax.jit(lambda p, x, y, k, v: _fit(vg, cost, optimizer, p, x, y, k, v, epochs=epochs, mode=mode,
+                                               batch_size=batch_size or x.shape[0], goal=goal))
+    return fit(params, x, y, key, val)
+
+
+def train_many(model, loss, params, x, y, optimizer: optax.GradientTransformation | Callable = None, *,
+               epochs: int, hyper: jax.Array | None = None, keys=None, mode: str = "batch",
+               batch_size: int | None = None, goal: float = 0.0, val: tuple | None = None,
+               gradient: str | Callable = "backprop") -> Result:
+    """K independent runs vmapped into one compiled call; returns stacked params and histories.
+
+    ``params``: stacked, every leaf with a leading K axis (``init_many``). ``optimizer`` is one
+    transformation for all runs, or a function ``h -> GradientTransformation`` of one entry of
+    ``hyper: (K,)`` (a learning-rate grid: ``optimizer=optax.sgd, hyper=jnp.array([...])``).
+    ``keys``: ``(K,)`` keys for mini-batch shuffling (default: split from key 0).
+    """
+    first = jax.tree.map(lambda l: l[0], params)
+    K = jax.tree.leaves(params)[0].shape[0]
+    vg, cost, x, y, val, key = _setup(model, loss, gradient, x, y, first, val, mode, batch_size,
+                                      keys[0] if keys is not None else jax.random.key(0))
+    keys = keys if keys is not None else jax.random.split(key, K)
+    if hyper is None:
+        hyper = jnp.zeros(K)
+        make = (lambda h: optimizer) if optimizer is not None else (lambda h: optax.sgd(0.1))
+    else:
+        if not callable(optimizer) or isinstance(optimizer, optax.GradientTransformation):
+            raise TypeError("with hyper=..., optimizer must be a function h -> GradientTransformation, e.g. optax.sgd")
+        make = optimizer
+    one = lambda p, k, h: _fit(vg, cost, make(h), p, x, y, k, val, epochs=epochs, mode=mode,
+                               batch_size=batch_size or x.shape[0], goal=goal)
+    return jax.jit(jax.vmap(one))(params, keys, jnp.asarray(hyper))
+
+
+def init_many(net, key, k: int, dtype=None):
+    """``k`` independent initialisations, stacked on a leading axis (for ``train_many``)."""
+    return jax.vmap(lambda kk: net.init(kk, dtype))(jax.random.split(key, k))
 
 
 def full_batch(value_and_grad: Callable, optimizer: optax.GradientTransformation, params, x, y, steps: int):
     """``steps`` full-batch updates; returns ``(params, losses)`` with ``losses[t] = C`` before step t.
 
-    ``value_and_grad(params, x, y) -> (C, grads)``: ``fb.value_and_backprop(net, loss)`` or
-    ``fb.value_and_autodiff(net, loss)``.
+    The bare loop (no checks, no stopping rule): ``value_and_grad(params, x, y) -> (C, grads)``.
     """
 
     @jax.jit

@@ -1,0 +1,108 @@
+"""Training loops: modes agree where they must, stopping rules, divergence, vmapped = sequential."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import fbackprop as fb
+from fbackprop.train import DIVERGED, GOAL, MAX_EPOCHS, init_many, train, train_many
+
+NET = fb.mlp([3, 3, 1], activation="sigmoid", init="uniform")
+X, Y = fb.data.seed_example(np.float64)
+P0 = fb.data.seed_example_params(np.float64)
+
+
+def test_batch_mode_is_gradient_descent():
+    r = train(NET, "squared_error", P0, X, Y, optax.sgd(0.1), epochs=3)
+    p = P0
+    for _ in range(3):
+        p = jax.tree.map(lambda w, g: w - 0.1 * g, p, fb.backprop(NET, "squared_error")(p, X, Y))
+    chex.assert_trees_all_close(r.params, p, rtol=1e-12)
+    np.testing.assert_allclose(r.history.loss[-1], fb.losses.squared_error(NET.apply(p, X), Y), rtol=1e-12)
+    assert int(r.status) == MAX_EPOCHS and int(r.epochs) == 3 and int(r.diverged_step) == -1
+
+
+def test_one_online_epoch_on_one_example_equals_one_batch_step():
+    x1, y1 = X[:1], Y[:1]
+    online = train(NET, "squared_error", P0, x1, y1, optax.sgd(0.3), epochs=1, mode="online")
+    batch = train(NET, "squared_error", P0, x1, y1, optax.sgd(0.3), epochs=1, mode="batch")
+    chex.assert_trees_all_close(online.params, batch.params, rtol=1e-14)
+
+
+def test_online_epoch_updates_after_each_example_in_order():
+    r = train(NET, "squared_error", P0, X, Y, optax.sgd(0.2), epochs=1, mode="online")
+    p = P0
+    for n in range(6):
+        p = jax.tree.map(lambda w, g: w - 0.2 * g, p, fb.backprop(NET, "squared_error")(p, X[n:n + 1], Y[n:n + 1]))
+    chex.assert_trees_all_close(r.params, p, rtol=1e-12)
+
+
+def test_minibatch_is_deterministic_by_key_and_reshuffles():
+    kw = dict(epochs=20, mode="minibatch", batch_size=2)
+    a = train(NET, "squared_error", P0, X, Y, optax.sgd(0.1), key=jax.random.key(1), **kw)
+    b = train(NET, "squared_error", P0, X, Y, optax.sgd(0.1), key=jax.random.key(1), **kw)
+    c = train(NET, "squared_error", P0, X, Y, optax.sgd(0.1), key=jax.random.key(2), **kw)
+    np.testing.assert_array_equal(a.history.loss, b.history.loss)
+    assert not np.array_equal(a.history.loss, c.history.loss)
+    with pytest.raises(ValueError, match="explicit key"):
+        train(NET, "squared_error", P0, X, Y, epochs=1, mode="minibatch", batch_size=2)
+    with pytest.raises(ValueError, match="batch_size must be an integer from 1 to N = 6"):
+        train(NET, "squared_error", P0, X, Y, epochs=1, mode="minibatch", batch_size=7, key=jax.random.key(0))
+    with pytest.raises(ValueError, match=r"unknown mode 'stochastic'; expected one of \['online', 'batch', 'minibatch'\]"):
+        train(NET, "squared_error", P0, X, Y, epochs=1, mode="stochastic")
+
+
+def test_backprop_and_autodiff_training_agree_with_adam():
+    kw = dict(epochs=300, val=(X[:3], Y[:3]))
+    a = train(NET, "squared_error", P0, X, Y, optax.adam(0.01), gradient="backprop", **kw)
+    b = train(NET, "squared_error", P0, X, Y, optax.adam(0.01), gradient="autodiff", **kw)
+    np.testing.assert_allclose(a.history.loss, b.history.loss, rtol=1e-9)
+    assert bool(jnp.all(jnp.isfinite(a.history.val_loss)))
+
+
+def test_loss_goal_stops_the_run():
+    r = train(NET, "squared_error", P0, X, Y, optax.sgd(0.1), epochs=10000, goal=1e-2)
+    e = int(r.epochs)
+    assert int(r.status) == GOAL and e < 10000
+    assert r.history.loss[e - 1] <= 1e-2 < r.history.loss[e - 2]
+    assert bool(jnp.all(jnp.isnan(r.history.loss[e:])))
+    assert "loss goal reached" in r.message
+
+
+@pytest.mark.parametrize("mode", ["batch", "online"])
+def test_divergence_stops_and_keeps_the_last_finite_params(mode):
+    r = train(NET, "squared_error", P0, X, Y, optax.sgd(1e3), epochs=100, mode=mode)
+    assert int(r.status) == DIVERGED and "diverged at step" in r.message
+    assert all(bool(jnp.all(jnp.isfinite(l))) for l in jax.tree.leaves(r.params))
+    step = int(r.diverged_step)
+    assert step >= 0
+    # replaying the same updates: the step reported is the first whose loss or update is not finite
+    steps_per_epoch = 1 if mode == "batch" else 6
+    p = P0
+    for s in range(step):
+        idx = slice(None) if mode == "batch" else slice(s % 6, s % 6 + 1)
+        p = jax.tree.map(lambda w, g: w - 1e3 * g, p, fb.backprop(NET, "squared_error")(p, X[idx], Y[idx]))
+    chex.assert_trees_all_close(r.params, p, rtol=1e-10)
+    assert int(r.epochs) == step // steps_per_epoch + 1
+
+
+def test_vmapped_runs_equal_sequential_runs():
+    params = init_many(NET, jax.random.key(0), 4)
+    many = train_many(NET, "squared_error", params, X, Y, optax.sgd(0.5), epochs=50)
+    for k in range(4):
+        one = train(NET, "squared_error", jax.tree.map(lambda l: l[k], params), X, Y, optax.sgd(0.5), epochs=50)
+        np.testing.assert_allclose(many.history.loss[k], one.history.loss, rtol=1e-12)
+
+
+def test_learning_rate_grid():
+    params = jax.tree.map(lambda l: jnp.stack([l] * 3), P0)
+    rates = jnp.array([0.01, 0.1, 1.0])
+    r = train_many(NET, "squared_error", params, X, Y, optax.sgd, hyper=rates, epochs=100)
+    for k, lr in enumerate([0.01, 0.1, 1.0]):
+        one = train(NET, "squared_error", P0, X, Y, optax.sgd(lr), epochs=100)
+        np.testing.assert_allclose(r.history.loss[k], one.history.loss, rtol=1e-12)
+    with pytest.raises(TypeError, match="function h -> GradientTransformation"):
+        train_many(NET, "squared_error", params, X, Y, optax.sgd(0.1), hyper=rates, epochs=1)
