@@ -106,3 +106,38 @@ def test_learning_rate_grid():
         np.testing.assert_allclose(r.history.loss[k], one.history.loss, rtol=1e-12)
     with pytest.raises(TypeError, match="function h -> GradientTransformation"):
         train_many(NET, "squared_error", params, X, Y, optax.sgd(0.1), hyper=rates, epochs=1)
+
+
+def test_repeated_calls_reuse_the_compiled_run():
+    from fbackprop.train import _compiled
+
+    sgd = optax.sgd(0.1)
+    train(NET, "squared_error", P0, X, Y, sgd, epochs=5)
+    before = _compiled.cache_info()
+    train(NET, "squared_error", P0, X, Y, sgd, epochs=5)
+    after = _compiled.cache_info()
+    assert after.hits == before.hits + 1 and after.misses == before.misses
+
+
+def test_runs_sharded_over_four_devices_equal_one_device(tmp_path):
+    """Four forced host devices (a separate process: the device count is fixed at JAX start-up)."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import jax, numpy as np, optax
+        jax.config.update("jax_enable_x64", True)
+        import fbackprop as fb
+        assert len(jax.devices()) == 4
+        net = fb.mlp([3, 3, 1], activation="sigmoid", init="uniform")
+        x, y = fb.data.seed_example(np.float64)
+        r = fb.train_many(net, "squared_error", fb.init_many(net, jax.random.key(0), 8), x, y, optax.sgd(0.5), epochs=50)
+        assert len(r.history.loss.sharding.device_set) == 4
+        np.save({str(tmp_path / "loss.npy")!r}, np.asarray(r.history.loss))
+    """)
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=300)
+    one = train_many(NET, "squared_error", init_many(NET, jax.random.key(0), 8), X, Y, optax.sgd(0.5), epochs=50)
+    np.testing.assert_allclose(np.load(tmp_path / "loss.npy"), one.history.loss, rtol=1e-12)

@@ -18,11 +18,14 @@ and is reported at its last step.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from . import losses as _losses
 from .autodiff import value_and_autodiff
@@ -133,8 +136,8 @@ def _fit(value_and_grad, cost, optimizer, params, x, y, key, val, *, epochs: int
     return Result(params, History(loss, val_loss), status, epochs_run, diverged_step)
 
 
-def _setup(model, loss, gradient, x, y, params, val, mode, batch_size, key):
-    """Check the call once, outside the compiled run; returns what ``_fit`` needs."""
+def _setup(model, loss, params, x, y, val, mode, batch_size, key):
+    """Check the call once, outside the compiled run; returns the checked data and a key."""
     loss = _losses.get(loss)
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; expected one of {list(MODES)}")
@@ -146,17 +149,17 @@ def _setup(model, loss, gradient, x, y, params, val, mode, batch_size, key):
             raise ValueError(f"batch_size must be an integer from 1 to N = {x.shape[0]} for mode='minibatch'; got {batch_size!r}")
     if val is not None:
         val = check_call(model, loss, params, *val)
+    return x, y, val, (key if key is not None else jax.random.key(0))
+
+
+def _value_and_grad(model, loss, gradient):
     if gradient == "backprop":
-        value_and_grad = value_and_backprop(model, loss)
-    elif gradient == "autodiff":
-        value_and_grad = value_and_autodiff(model, loss)
-    elif callable(gradient):
-        value_and_grad = gradient
-    else:
-        raise ValueError(f"gradient must be 'backprop', 'autodiff' or a (params, x, y) -> (C, grads) callable; got {gradient!r}")
-    apply = as_apply(model)
-    cost = lambda p, x, y: loss(apply(p, x), y)
-    return value_and_grad, cost, x, y, val, (key if key is not None else jax.random.key(0))
+        return value_and_backprop(model, loss)
+    if gradient == "autodiff":
+        return value_and_autodiff(model, loss)
+    if callable(gradient):
+        return gradient
+    raise ValueError(f"gradient must be 'backprop', 'autodiff' or a (params, x, y) -> (C, grads) callable; got {gradient!r}")
 
 
 def train(model, loss, params, x, y, optimizer: optax.GradientTransformation = None, *, epochs: int,
@@ -169,10 +172,10 @@ def train(model, loss, params, x, y, optimizer: optax.GradientTransformation = N
     ``(params, x, y) -> (C, grads)``; ``val``: optional ``(x_val, y_val)`` recorded each epoch.
     """
     optimizer = optimizer or optax.sgd(0.1)
-    vg, cost, x, y, val, key = _setup(model, loss, gradient, x, y, params, val, mode, batch_size, key)
-    fit = jax.jit(lambda p, x, y, k, v: _fit(vg, cost, optimizer, p, x, y, k, v, epochs=epochs, mode=mode,
-                                               batch_size=batch_size or x.shape[0], goal=goal))
-    return fit(params, x, y, key, val)
+    x, y, val, key = _setup(model, loss, params, x, y, val, mode, batch_size, key)
+    fit = _compiled(model, _losses.get(loss), gradient, optimizer, False, epochs, mode,
+                    batch_size or x.shape[0], goal, vmapped=False)
+    return fit(params, x, y, key, val, None)
 
 
 def train_many(model, loss, params, x, y, optimizer: optax.GradientTransformation | Callable = None, *,
@@ -188,19 +191,48 @@ def train_many(model, loss, params, x, y, optimizer: optax.GradientTransformatio
     """
     first = jax.tree.map(lambda l: l[0], params)
     K = jax.tree.leaves(params)[0].shape[0]
-    vg, cost, x, y, val, key = _setup(model, loss, gradient, x, y, first, val, mode, batch_size,
-                                      keys[0] if keys is not None else jax.random.key(0))
+    x, y, val, key = _setup(model, loss, first, x, y, val, mode, batch_size,
+                            keys[0] if keys is not None else jax.random.key(0))
     keys = keys if keys is not None else jax.random.split(key, K)
     if hyper is None:
+        optimizer = optimizer if optimizer is not None else optax.sgd(0.1)
         hyper = jnp.zeros(K)
-        make = (lambda h: optimizer) if optimizer is not None else (lambda h: optax.sgd(0.1))
-    else:
-        if not callable(optimizer) or isinstance(optimizer, optax.GradientTransformation):
-            raise TypeError("with hyper=..., optimizer must be a function h -> GradientTransformation, e.g. optax.sgd")
-        make = optimizer
-    one = lambda p, k, h: _fit(vg, cost, make(h), p, x, y, k, val, epochs=epochs, mode=mode,
-                               batch_size=batch_size or x.shape[0], goal=goal)
-    return jax.jit(jax.vmap(one))(params, keys, jnp.asarray(hyper))
+    elif not callable(optimizer) or isinstance(optimizer, optax.GradientTransformation):
+        raise TypeError("with hyper=..., optimizer must be a function h -> GradientTransformation, e.g. optax.sgd")
+    factory = not isinstance(optimizer, optax.GradientTransformation)
+    fit = _compiled(model, _losses.get(loss), gradient, optimizer, factory, epochs, mode, batch_size or x.shape[0], goal, vmapped=True)
+    params, keys, hyper = shard_runs((params, keys, jnp.asarray(hyper)))
+    return fit(params, x, y, keys, val, hyper)
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled(model, loss, gradient, optimizer, factory: bool, epochs, mode, batch_size, goal, vmapped):
+    """The jitted run for one static configuration, kept so that repeated calls reuse it (one
+    optimizer object, or one factory ``h -> GradientTransformation`` when ``factory``, compiles once)."""
+    make = optimizer if factory else (lambda h: optimizer)
+    value_and_grad = _value_and_grad(model, loss, gradient)
+    apply = as_apply(model)
+    cost = lambda p, x, y: loss(apply(p, x), y)
+
+    def one(p, x, y, k, val, h):
+        return _fit(value_and_grad, cost, make(h), p, x, y, k, val, epochs=epochs, mode=mode,
+                    batch_size=batch_size, goal=goal)
+
+    if vmapped:
+        return jax.jit(jax.vmap(one, in_axes=(0, None, None, 0, None, 0)))
+    return jax.jit(one)
+
+
+def shard_runs(tree):
+    """Spread the leading (run) axis over every local device when it divides evenly: independent
+    runs need no communication, so each device (each core with ``--xla_force_host_platform_device_count``)
+    trains its share. Unchanged on one device or when the split is uneven."""
+    devices = jax.local_devices()
+    K = jax.tree.leaves(tree)[0].shape[0]
+    if len(devices) == 1 or K % len(devices) or any(isinstance(l, jax.core.Tracer) for l in jax.tree.leaves(tree)):
+        return tree
+    sharding = NamedSharding(Mesh(np.array(devices), ("runs",)), PartitionSpec("runs"))
+    return jax.device_put(tree, sharding)
 
 
 def init_many(net, key, k: int, dtype=None):
