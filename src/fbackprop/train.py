@@ -38,8 +38,9 @@ STATUS = {RUNNING: "running", MAX_EPOCHS: "max epochs", GOAL: "loss goal reached
 
 
 class History(NamedTuple):
-    """Per epoch: ``loss[e]`` is C on the whole training set after epoch e; ``val_loss`` likewise on
-    the validation set (NaN without one). Epochs after a stop are NaN."""
+    """``loss: (epochs + 1,)``: ``loss[0]`` is C on the whole training set before training and
+    ``loss[e]`` after epoch e; ``val_loss`` likewise on the validation set (NaN without one).
+    Entries after a stop are NaN."""
 
     loss: jax.Array
     val_loss: jax.Array
@@ -63,8 +64,9 @@ class Result(NamedTuple):
         """One line saying why the run stopped (single runs)."""
         code = int(self.status)
         if code == DIVERGED:
-            return f"diverged at step {int(self.diverged_step)} (epoch {int(self.epochs)}); params are the last finite ones"
-        return f"{STATUS[code]} after {int(self.epochs)} epochs, loss {float(self.history.loss[int(self.epochs) - 1]):.4g}"
+            return (f"diverged at step {int(self.diverged_step)} (after {int(self.epochs)} whole epochs); "
+                    "params are those before that step")
+        return f"{STATUS[code]} after {int(self.epochs)} epochs, loss {float(self.history.loss[int(self.epochs)]):.4g}"
 
 
 def _tree_finite(tree) -> jax.Array:
@@ -87,53 +89,79 @@ def _batches(mode: str, n: int, batch_size: int, key) -> jax.Array:
 
 def _fit(value_and_grad, cost, optimizer, params, x, y, key, val, *, epochs: int, mode: str,
          batch_size: int, goal: float):
-    """The whole run as one pure function: a scan over epochs of a scan over steps."""
-    n = x.shape[0]
-    steps_per_epoch = _batches(mode, n, batch_size, key).shape[0]
+    """The whole run as one pure function: a scan over epochs (of a scan over steps).
 
-    def step(carry, i_idx):
-        params, opt_state, bad = carry
-        i, idx = i_idx
-        C, grads = value_and_grad(params, x[idx], y[idx])
+    Each epoch starts by measuring C on the training set (in batch mode that is the step's own
+    forward pass) and checks the stopping rules on it before updating. ``prev`` is kept one step
+    behind ``params`` so that a step whose result has a non-finite loss can be undone.
+    """
+    n = x.shape[0]
+    S = _batches(mode, n, batch_size, key).shape[0]  # steps per epoch
+    nan = jnp.array(jnp.nan, x.dtype)
+
+    def update(params, opt_state, grads):
         updates, new_state = optimizer.update(grads, opt_state, params)
         new_params = optax.apply_updates(params, updates)
-        ok = (bad < 0) & jnp.isfinite(C) & _tree_finite(new_params)
-        bad = jnp.where((bad < 0) & ~ok, i.astype(jnp.int32), bad)  # first non-finite step of this epoch
-        return (_select(ok, new_params, params), _select(ok, new_state, opt_state), bad), None
+        return new_params, new_state, _tree_finite(new_params)
+
+    def step(carry, i_idx):
+        """One mini-batch/online step; ``bad``: the first step (in this epoch) that diverged."""
+        params, prev, opt_state, bad = carry
+        i, idx = i_idx
+        C, grads = value_and_grad(params, x[idx], y[idx])
+        new_params, new_state, ok = update(params, opt_state, grads)
+        live = bad < 0
+        undo = live & ~jnp.isfinite(C)          # the previous step's result has a non-finite loss
+        take = live & ~undo & ok
+        bad = jnp.where(undo, i - 1, jnp.where(live & ~ok, i, bad)).astype(jnp.int32)
+        params, prev = _select(undo, prev, params), _select(take, params, prev)
+        return (_select(take, new_params, params), prev, _select(take, new_state, opt_state), bad), None
 
     def epoch(carry, e):
-        params, opt_state, key, status, diverged_step = carry
-        key, sub = jax.random.split(key)
-        idx = _batches(mode, n, batch_size, sub)
+        params, prev, opt_state, key, status, diverged_step = carry
+        if mode == "minibatch":  # only the reshuffle draws random numbers
+            key, sub = jax.random.split(key)
+        if mode == "batch":
+            C0, grads = value_and_grad(params, x, y)
+        else:
+            C0 = cost(params, x, y)
+        record = jnp.where(status == RUNNING, C0, nan)
+        val_record = jnp.where(status == RUNNING, cost(params, *val), nan) if val is not None else nan
+        # stopping rules on the loss after the previous epoch
+        undo = (status == RUNNING) & ~jnp.isfinite(C0)
+        params = _select(undo, prev, params)
+        diverged_step = jnp.where(undo, e * S - 1, diverged_step).astype(jnp.int32)
+        status = jnp.where(status == RUNNING, jnp.where(undo, DIVERGED, jnp.where(C0 <= goal, GOAL, RUNNING)),
+                           status).astype(jnp.int32)
+        go = status == RUNNING
+        if mode == "batch":
+            new_params, new_state, ok = update(params, opt_state, grads)
+            take = go & ok
+            bad = jnp.where(go & ~ok, 0, -1)
+            prev = _select(take, params, prev)
+            params, opt_state = _select(take, new_params, params), _select(take, new_state, opt_state)
+        else:
+            idx = _batches(mode, n, batch_size, sub)
+            run = lambda c: jax.lax.scan(step, (*c, jnp.int32(-1)), (jnp.arange(S, dtype=jnp.int32), idx))[0]
+            params, prev, opt_state, bad = jax.lax.cond(go, run, lambda c: (*c, jnp.int32(-1)), (params, prev, opt_state))
+        diverged_step = jnp.where(go & (bad >= 0), e * S + bad, diverged_step).astype(jnp.int32)
+        status = jnp.where(go & (bad >= 0), DIVERGED, status).astype(jnp.int32)
+        return (params, prev, opt_state, key, status, diverged_step), (record, val_record)
 
-        def run(args):
-            params, opt_state = args
-            (params, opt_state, bad), _ = jax.lax.scan(step, (params, opt_state, jnp.int32(-1)),
-                                                       (jnp.arange(idx.shape[0]), idx))
-            return params, opt_state, bad
-
-        new_params, new_state, bad = jax.lax.cond(status == RUNNING, run, lambda a: (*a, jnp.int32(-1)),
-                                                  (params, opt_state))
-        C = cost(new_params, x, y)
-        diverged = (bad >= 0) | ~jnp.isfinite(C)
-        # finite updates whose training loss is not: the epoch's last step diverged; undo the epoch
-        undo = (bad < 0) & ~jnp.isfinite(C)
-        bad = jnp.where(undo, idx.shape[0] - 1, bad).astype(jnp.int32)
-        new_params, new_state = _select(undo, params, new_params), _select(undo, opt_state, new_state)
-        new_status = jnp.where(diverged, DIVERGED, jnp.where(C <= goal, GOAL, RUNNING)).astype(jnp.int32)
-        new_status = jnp.where(status == RUNNING, new_status, status)
-        diverged_step = jnp.where((status == RUNNING) & diverged,
-                                  (e * steps_per_epoch + jnp.maximum(bad, 0)).astype(jnp.int32), diverged_step)
-        nan = jnp.array(jnp.nan, C.dtype)
-        record = jnp.where(status == RUNNING, C, nan)
-        val_loss = cost(new_params, *val) if val is not None else nan
-        return (new_params, new_state, key, new_status, diverged_step), (record, jnp.where(status == RUNNING, val_loss, nan))
-
-    init = (params, optimizer.init(params), key, jnp.int32(RUNNING), jnp.int32(-1))
-    (params, _, _, status, diverged_step), (loss, val_loss) = jax.lax.scan(epoch, init, jnp.arange(epochs))
-    epochs_run = jnp.sum(~jnp.isnan(loss)).astype(jnp.int32)
-    status = jnp.where(status == RUNNING, MAX_EPOCHS, status)
-    return Result(params, History(loss, val_loss), status, epochs_run, diverged_step)
+    init = (params, params, optimizer.init(params), key, jnp.int32(RUNNING), jnp.int32(-1))
+    (params, prev, _, _, status, diverged_step), (loss, val_loss) = jax.lax.scan(epoch, init, jnp.arange(epochs))
+    # the loss after the last epoch, under the same rules
+    C_end = cost(params, x, y)
+    running = status == RUNNING
+    undo = running & ~jnp.isfinite(C_end)
+    params = _select(undo, prev, params)
+    diverged_step = jnp.where(undo, epochs * S - 1, diverged_step).astype(jnp.int32)
+    status = jnp.where(running, jnp.where(undo, DIVERGED, jnp.where(C_end <= goal, GOAL, MAX_EPOCHS)), status)
+    loss = jnp.append(loss, jnp.where(running, C_end, nan))
+    val_end = jnp.where(running, cost(params, *val), nan) if val is not None else nan
+    val_loss = jnp.append(val_loss, val_end)
+    epochs_run = (jnp.sum(~jnp.isnan(loss)) - 1).astype(jnp.int32)
+    return Result(params, History(loss, val_loss), status.astype(jnp.int32), epochs_run, diverged_step)
 
 
 def _setup(model, loss, params, x, y, val, mode, batch_size, key):
