@@ -119,6 +119,7 @@ def _fit(value_and_grad, cost, optimizer, params, x, y, key, val, *, epochs: int
 
     def epoch(carry, e):
         params, prev, opt_state, key, status, diverged_step = carry
+        sub = key
         if mode == "minibatch":  # only the reshuffle draws random numbers
             key, sub = jax.random.split(key)
         if mode == "batch":
