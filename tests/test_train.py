@@ -144,3 +144,36 @@ def test_runs_sharded_over_four_devices_equal_one_device(tmp_path):
     subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=300)
     one = train_many(NET, "squared_error", init_many(NET, jax.random.key(0), 8), X, Y, optax.sgd(0.5), epochs=50)
     np.testing.assert_allclose(np.load(tmp_path / "loss.npy"), one.history.loss, rtol=1e-12)
+
+
+def test_data_parallel_over_four_devices_equals_one_device(tmp_path):
+    """Split the batch, sum the deltas (seed 002), on 4 forced host devices, against one device."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import jax, numpy as np, optax
+        jax.config.update("jax_enable_x64", True)
+        import fbackprop as fb
+        from fbackprop.train import shard_batch
+        assert len(jax.devices()) == 4
+        net = fb.mlp([2, 8, 3], activation="tanh")
+        x, y = fb.data.two_moons(64, seed=1, dtype=np.float64)
+        params = net.init(jax.random.key(0))
+        xs, ys = shard_batch(x, y)
+        assert len(xs.sharding.device_set) == 4
+        g = fb.backprop(net, "cross_entropy")(params, xs, ys)
+        r = fb.train(net, "cross_entropy", params, x, y, optax.adam(0.01), epochs=40, data_parallel=True)
+        np.save({str(tmp_path / "loss.npy")!r}, np.asarray(r.history.loss))
+        np.save({str(tmp_path / "dW.npy")!r}, np.asarray(g[0]["W"]))
+    """)
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=300)
+    net = fb.mlp([2, 8, 3], activation="tanh")
+    x, y = fb.data.two_moons(64, seed=1, dtype=np.float64)
+    params = net.init(jax.random.key(0))
+    np.testing.assert_allclose(np.load(tmp_path / "dW.npy"), fb.backprop(net, "cross_entropy")(params, x, y)[0]["W"], rtol=1e-12)
+    one = train(net, "cross_entropy", params, x, y, optax.adam(0.01), epochs=40)
+    np.testing.assert_allclose(np.load(tmp_path / "loss.npy"), one.history.loss, rtol=1e-10)

@@ -193,15 +193,18 @@ def _value_and_grad(model, loss, gradient):
 
 def train(model, loss, params, x, y, optimizer: optax.GradientTransformation = None, *, epochs: int,
           mode: str = "batch", batch_size: int | None = None, key=None, goal: float = 0.0,
-          val: tuple | None = None, gradient: str | Callable = "backprop") -> Result:
+          val: tuple | None = None, gradient: str | Callable = "backprop", data_parallel: bool = False) -> Result:
     """Train ``params`` of ``model`` on ``(x, y)``; one compiled program for the whole run.
 
     ``optimizer``: any optax transformation (default ``optax.sgd(0.1)``); ``gradient``: the
     hand-written ``"backprop"`` (default), ``"autodiff"`` (jax.grad) or any
-    ``(params, x, y) -> (C, grads)``; ``val``: optional ``(x_val, y_val)`` recorded each epoch.
+    ``(params, x, y) -> (C, grads)``; ``val``: optional ``(x_val, y_val)`` recorded each epoch;
+    ``data_parallel``: split the batch over all local devices (``shard_batch``).
     """
     optimizer = optimizer or optax.sgd(0.1)
     x, y, val, key = _setup(model, loss, params, x, y, val, mode, batch_size, key)
+    if data_parallel:
+        x, y = shard_batch(x, y)
     fit = _compiled(model, _losses.get(loss), gradient, optimizer, False, epochs, mode,
                     batch_size or x.shape[0], goal, vmapped=False)
     return fit(params, x, y, key, val, None)
@@ -250,6 +253,23 @@ def _compiled(model, loss, gradient, optimizer, factory: bool, epochs, mode, bat
     if vmapped:
         return jax.jit(jax.vmap(one, in_axes=(0, None, None, 0, None, 0)))
     return jax.jit(one)
+
+
+def shard_batch(x, y):
+    """Seed 002's "multithreaded backpropagation": split the batch over every local device.
+
+    Each device runs forward and backward on its rows; the sums over the batch in
+    ``dW = delta.T @ a`` and ``db = sum(delta)`` become per-device partial sums that XLA adds
+    across devices (an all-reduce): "sum the deltas". Parameters stay replicated. The same code
+    runs unchanged on one device. N must divide evenly by the number of devices.
+    """
+    devices = jax.local_devices()
+    if len(devices) == 1:
+        return x, y
+    if x.shape[0] % len(devices):
+        raise ValueError(f"data_parallel: the batch of {x.shape[0]} examples does not split evenly over {len(devices)} devices")
+    sharding = NamedSharding(Mesh(np.array(devices), ("batch",)), PartitionSpec("batch"))
+    return jax.device_put(x, sharding), jax.device_put(y, sharding)
 
 
 def shard_runs(tree):
