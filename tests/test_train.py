@@ -177,3 +177,11 @@ def test_data_parallel_over_four_devices_equals_one_device(tmp_path):
     np.testing.assert_allclose(np.load(tmp_path / "dW.npy"), fb.backprop(net, "cross_entropy")(params, x, y)[0]["W"], rtol=1e-12)
     one = train(net, "cross_entropy", params, x, y, optax.adam(0.01), epochs=40)
     np.testing.assert_allclose(np.load(tmp_path / "loss.npy"), one.history.loss, rtol=1e-10)
+
+
+def test_progress_bar_follows_the_compiled_run(capsys):
+    shown = train(NET, "squared_error", P0, X, Y, optax.sgd(0.1), epochs=300, progress=True)
+    plain = train(NET, "squared_error", P0, X, Y, optax.sgd(0.1), epochs=300, progress=False)
+    np.testing.assert_array_equal(shown.history.loss, plain.history.loss)
+    err = capsys.readouterr().err
+    assert "300/300" in err and "loss=" in err

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from tqdm.auto import tqdm
 
 from . import losses as _losses
 from .autodiff import value_and_autodiff
@@ -35,6 +36,9 @@ from .validate import as_apply, check_call
 MODES = ("online", "batch", "minibatch")
 RUNNING, MAX_EPOCHS, GOAL, DIVERGED = 0, 1, 2, 3
 STATUS = {RUNNING: "running", MAX_EPOCHS: "max epochs", GOAL: "loss goal reached", DIVERGED: "diverged"}
+#: Floating-point work (6 N P per epoch, summed) above which ``train`` shows a progress bar by
+#: default: about 2e10, a couple of seconds on a 2-core CPU.
+PROGRESS_WORK = 2e10
 
 
 class History(NamedTuple):
@@ -88,7 +92,7 @@ def _batches(mode: str, n: int, batch_size: int, key) -> jax.Array:
 
 
 def _fit(value_and_grad, cost, optimizer, params, x, y, key, val, *, epochs: int, mode: str,
-         batch_size: int, goal: float):
+         batch_size: int, goal: float, on_epochs: Callable | None = None):
     """The whole run as one pure function: a scan over epochs (of a scan over steps).
 
     Each epoch starts by measuring C on the training set (in batch mode that is the step's own
@@ -147,6 +151,9 @@ def _fit(value_and_grad, cost, optimizer, params, x, y, key, val, *, epochs: int
             params, prev, opt_state, bad = jax.lax.cond(go, run, lambda c: (*c, jnp.int32(-1)), (params, prev, opt_state))
         diverged_step = jnp.where(go & (bad >= 0), e * S + bad, diverged_step).astype(jnp.int32)
         status = jnp.where(go & (bad >= 0), DIVERGED, status).astype(jnp.int32)
+        if on_epochs is not None:  # a host callback (progress bar) every ~1% of the run
+            every = max(1, epochs // 100)
+            jax.lax.cond((e + 1) % every == 0, lambda: jax.debug.callback(on_epochs, e + 1, record), lambda: None)
         return (params, prev, opt_state, key, status, diverged_step), (record, val_record)
 
     init = (params, params, optimizer.init(params), key, jnp.int32(RUNNING), jnp.int32(-1))
@@ -193,21 +200,32 @@ def _value_and_grad(model, loss, gradient):
 
 def train(model, loss, params, x, y, optimizer: optax.GradientTransformation = None, *, epochs: int,
           mode: str = "batch", batch_size: int | None = None, key=None, goal: float = 0.0,
-          val: tuple | None = None, gradient: str | Callable = "backprop", data_parallel: bool = False) -> Result:
+          val: tuple | None = None, gradient: str | Callable = "backprop", data_parallel: bool = False,
+          progress: bool | None = None) -> Result:
     """Train ``params`` of ``model`` on ``(x, y)``; one compiled program for the whole run.
 
     ``optimizer``: any optax transformation (default ``optax.sgd(0.1)``); ``gradient``: the
     hand-written ``"backprop"`` (default), ``"autodiff"`` (jax.grad) or any
     ``(params, x, y) -> (C, grads)``; ``val``: optional ``(x_val, y_val)`` recorded each epoch;
-    ``data_parallel``: split the batch over all local devices (``shard_batch``).
+    ``data_parallel``: split the batch over all local devices (``shard_batch``); ``progress``: a
+    tqdm bar fed from inside the compiled run (default: on when the run is long, see ``PROGRESS_WORK``).
     """
     optimizer = optimizer or optax.sgd(0.1)
     x, y, val, key = _setup(model, loss, params, x, y, val, mode, batch_size, key)
     if data_parallel:
         x, y = shard_batch(x, y)
-    fit = _compiled(model, _losses.get(loss), gradient, optimizer, False, epochs, mode,
-                    batch_size or x.shape[0], goal, vmapped=False)
-    return fit(params, x, y, key, val, None)
+    config = (model, _losses.get(loss), gradient, optimizer, False, epochs, mode, batch_size or x.shape[0], goal)
+    n_params = sum(l.size for l in jax.tree.leaves(params))
+    if progress or (progress is None and 6 * x.shape[0] * n_params * epochs > PROGRESS_WORK):
+        with tqdm(total=epochs, unit="epoch", desc="train", leave=False) as bar:
+            def on_epochs(done, loss):
+                bar.update(max(0, int(done) - bar.n))  # callbacks may arrive out of order
+                bar.set_postfix(loss=f"{float(loss):.4g}")
+
+            result = jax.block_until_ready(_compiled.__wrapped__(*config, vmapped=False, on_epochs=on_epochs)(
+                params, x, y, key, val, None))  # not cached: the callback belongs to this bar
+        return result
+    return _compiled(*config, vmapped=False)(params, x, y, key, val, None)
 
 
 def train_many(model, loss, params, x, y, optimizer: optax.GradientTransformation | Callable = None, *,
@@ -238,7 +256,7 @@ def train_many(model, loss, params, x, y, optimizer: optax.GradientTransformatio
 
 
 @functools.lru_cache(maxsize=64)
-def _compiled(model, loss, gradient, optimizer, factory: bool, epochs, mode, batch_size, goal, vmapped):
+def _compiled(model, loss, gradient, optimizer, factory: bool, epochs, mode, batch_size, goal, vmapped, on_epochs=None):
     """The jitted run for one static configuration, kept so that repeated calls reuse it (one
     optimizer object, or one factory ``h -> GradientTransformation`` when ``factory``, compiles once)."""
     make = optimizer if factory else (lambda h: optimizer)
@@ -248,7 +266,7 @@ def _compiled(model, loss, gradient, optimizer, factory: bool, epochs, mode, bat
 
     def one(p, x, y, k, val, h):
         return _fit(value_and_grad, cost, make(h), p, x, y, k, val, epochs=epochs, mode=mode,
-                    batch_size=batch_size, goal=goal)
+                    batch_size=batch_size, goal=goal, on_epochs=on_epochs)
 
     if vmapped:
         return jax.jit(jax.vmap(one, in_axes=(0, None, None, 0, None, 0)))
