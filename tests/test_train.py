@@ -185,3 +185,10 @@ def test_progress_bar_follows_the_compiled_run(capsys):
     np.testing.assert_array_equal(shown.history.loss, plain.history.loss)
     err = capsys.readouterr().err
     assert "300/300" in err and "loss=" in err
+
+
+def test_non_finite_initial_loss_is_reported_not_trained():
+    bad = (P0[0], {"W": jnp.asarray(P0[1]["W"]).at[0, 0].set(jnp.inf), "b": P0[1]["b"]})
+    r = train(NET, "squared_error", bad, X, Y, optax.sgd(0.1), epochs=10, mode="online")
+    assert int(r.status) == DIVERGED and int(r.epochs) == 0
+    assert r.message == "diverged: the loss is not finite at the initial parameters"

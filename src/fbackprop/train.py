@@ -67,6 +67,8 @@ class Result(NamedTuple):
     def message(self) -> str:
         """One line saying why the run stopped (single runs)."""
         code = int(self.status)
+        if code == DIVERGED and int(self.diverged_step) < 0:
+            return "diverged: the loss is not finite at the initial parameters"
         if code == DIVERGED:
             return (f"diverged at step {int(self.diverged_step)} (after {int(self.epochs)} whole epochs); "
                     "params are those before that step")
@@ -109,13 +111,13 @@ def _fit(value_and_grad, cost, optimizer, params, x, y, key, val, *, epochs: int
         return new_params, new_state, _tree_finite(new_params)
 
     def step(carry, i_idx):
-        """One mini-batch/online step; ``bad``: the first step (in this epoch) that diverged."""
+        """One mini-batch/online step ``i`` (global index); ``bad``: the first step that diverged, or -1."""
         params, prev, opt_state, bad = carry
         i, idx = i_idx
         C, grads = value_and_grad(params, x[idx], y[idx])
         new_params, new_state, ok = update(params, opt_state, grads)
         live = bad < 0
-        undo = live & ~jnp.isfinite(C)          # the previous step's result has a non-finite loss
+        undo = live & ~jnp.isfinite(C) & (i > 0)  # the previous step's result has a non-finite loss
         take = live & ~undo & ok
         bad = jnp.where(undo, i - 1, jnp.where(live & ~ok, i, bad)).astype(jnp.int32)
         params, prev = _select(undo, prev, params), _select(take, params, prev)
@@ -142,14 +144,15 @@ def _fit(value_and_grad, cost, optimizer, params, x, y, key, val, *, epochs: int
         if mode == "batch":
             new_params, new_state, ok = update(params, opt_state, grads)
             take = go & ok
-            bad = jnp.where(go & ~ok, 0, -1)
+            bad = jnp.where(go & ~ok, e * S, -1)
             prev = _select(take, params, prev)
             params, opt_state = _select(take, new_params, params), _select(take, new_state, opt_state)
         else:
             idx = _batches(mode, n, batch_size, sub)
-            run = lambda c: jax.lax.scan(step, (*c, jnp.int32(-1)), (jnp.arange(S, dtype=jnp.int32), idx))[0]
+            steps = e * S + jnp.arange(S, dtype=jnp.int32)
+            run = lambda c: jax.lax.scan(step, (*c, jnp.int32(-1)), (steps, idx))[0]
             params, prev, opt_state, bad = jax.lax.cond(go, run, lambda c: (*c, jnp.int32(-1)), (params, prev, opt_state))
-        diverged_step = jnp.where(go & (bad >= 0), e * S + bad, diverged_step).astype(jnp.int32)
+        diverged_step = jnp.where(go & (bad >= 0), bad, diverged_step).astype(jnp.int32)
         status = jnp.where(go & (bad >= 0), DIVERGED, status).astype(jnp.int32)
         if on_epochs is not None:  # a host callback (progress bar) every ~1% of the run
             every = max(1, epochs // 100)
