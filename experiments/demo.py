@@ -37,6 +37,7 @@ def main(argv=None) -> int:
     print("== 2. Seed 001's example: 3-3-1 sigmoid net, lr 0.1, 10000 full-batch steps in lax.scan ==\n", flush=True)
     seed = seed_example.run()
     print(seed_example.report(seed))
+    print("\n".join(f"  [{'held' if v else 'FAILED'}] {k}" for k, v in seed["claims"].items()))
 
     claims = {check["claim"]: check["held"], **seed["claims"]}
     result = {"config": vars(args), "versions": fb.results.versions(), "claims": claims,

@@ -1,0 +1,9 @@
+"""experiments/seed_example.py: seed 001's example, hand-written vs autodiff vs the seed's NumPy code."""
+
+import seed_example
+
+
+def test_seed_example_quick(run_quick):
+    result = run_quick(seed_example)
+    assert result["metrics"]["weights_max_abs_diff"] <= 1e-10
+    assert "loss_and_outputs" in result["figures"]
