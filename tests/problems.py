@@ -6,6 +6,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from hypothesis import strategies as st
 
 import fbackprop as fb
 
@@ -37,3 +38,16 @@ def make_problem(sizes, activations, loss: str, n: int, seed: int = 0, dtype=jnp
     params = net.init(kp, dtype)
     x = x_scale * jax.random.normal(kx, (n, sizes[0]), dtype)
     return Problem(net, params, x, targets(ky, loss, n, sizes[-1], dtype), loss)
+
+
+@st.composite
+def problems(draw, max_depth=5, max_width=16, max_batch=32):
+    """Random depth 1-5 (dense layers), widths 1-16, an activation per layer, any loss, batch 1-32."""
+    depth = draw(st.integers(1, max_depth))
+    sizes = draw(st.lists(st.integers(1, max_width), min_size=depth + 1, max_size=depth + 1))
+    acts = draw(st.lists(st.sampled_from(ACTIVATION_NAMES), min_size=depth - 1, max_size=depth - 1))
+    loss = draw(st.sampled_from(LOSS_NAMES))
+    n = draw(st.integers(1, max_batch))
+    x_scale = draw(st.sampled_from([0.3, 1.0, 3.0]))
+    init = draw(st.sampled_from(["glorot", "uniform", "he"]))
+    return make_problem(sizes, acts, loss, n, seed=draw(st.integers(0, 2**16)), init=init, x_scale=x_scale)

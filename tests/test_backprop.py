@@ -10,11 +10,10 @@ import numpy as np
 import optax
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 import fbackprop as fb
 from fbackprop.train import full_batch
-from problems import ACTIVATION_NAMES, LOSS_NAMES, make_problem
+from problems import ACTIVATION_NAMES, LOSS_NAMES, make_problem, problems
 
 FEWER = max(4, settings().max_examples // 2)  # for the properties that compile P-fold programs
 
@@ -22,17 +21,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
 import seed_numpy  # noqa: E402
 
 
-@st.composite
-def problems(draw, max_depth=5, max_width=16, max_batch=32):
-    """Random depth 1-5 (dense layers), widths 1-16, an activation per layer, any loss, batch 1-32."""
-    depth = draw(st.integers(1, max_depth))
-    sizes = draw(st.lists(st.integers(1, max_width), min_size=depth + 1, max_size=depth + 1))
-    acts = draw(st.lists(st.sampled_from(ACTIVATION_NAMES), min_size=depth - 1, max_size=depth - 1))
-    loss = draw(st.sampled_from(LOSS_NAMES))
-    n = draw(st.integers(1, max_batch))
-    x_scale = draw(st.sampled_from([0.3, 1.0, 3.0]))
-    init = draw(st.sampled_from(["glorot", "uniform", "he"]))
-    return make_problem(sizes, acts, loss, n, seed=draw(st.integers(0, 2**16)), init=init, x_scale=x_scale)
 
 
 @given(problems())

@@ -1,10 +1,13 @@
 """fbackprop: backpropagation written out in matrix form beside JAX autodiff, checked against it."""
 
-from . import activations, data, losses, results
+from . import activations, data, losses, results, spectra
 from .autodiff import autodiff, forward_mode, numerical_grad, value_and_autodiff
 from .backprop import Trace, backprop, backprop_trace, backward, forward, per_example_grads, value_and_backprop
 from .check import GradReport, compare, tolerance
+from .curvature import fisher_vp, flatten, ggn, ggn_vp, hessian, hvp
 from .nets import Network, mlp
+from .second_order import ggn_diag, hessian_blocks, hessian_diag
+from .spectra import eigenvalues, hutchinson_diag, hutchinson_trace, lanczos, power_iteration
 from .train import Result, init_many, train, train_many
 
 __version__ = "0.1.0"
@@ -17,17 +20,32 @@ __all__ = [
     "backward",
     "compare",
     "data",
+    "eigenvalues",
+    "fisher_vp",
+    "flatten",
     "forward",
     "forward_mode",
+    "ggn",
+    "ggn_diag",
+    "ggn_vp",
     "GradReport",
+    "hessian",
+    "hessian_blocks",
+    "hessian_diag",
+    "hutchinson_diag",
+    "hutchinson_trace",
+    "hvp",
     "init_many",
+    "lanczos",
     "losses",
     "mlp",
     "Network",
     "numerical_grad",
     "per_example_grads",
+    "power_iteration",
     "Result",
     "results",
+    "spectra",
     "tolerance",
     "Trace",
     "train",

@@ -8,7 +8,11 @@ A ``Loss`` is written one example (one row) at a time, like the seeds' ``E_d``:
 - ``value(yhat, y) -> (N,)``            the per-example losses ``l_n``,
 - ``grad(yhat, y) -> (N, n_out)``       ``dl_n / dyhat_n``,
 - ``hessian(yhat, y) -> (N, n_out, n_out)``  ``d^2 l_n / dyhat_n^2``,
-- ``hvp(yhat, y, v) -> (N, n_out)``     ``(d^2 l_n / dyhat_n^2) v_n`` without forming the matrix.
+- ``hvp(yhat, y, v) -> (N, n_out)``     ``(d^2 l_n / dyhat_n^2) v_n`` without forming the matrix,
+- ``sample(key, yhat) -> (N, n_out)``   targets drawn from the model's predictive distribution, the
+  one whose negative log-likelihood ``l`` is: a unit-variance Gaussian around ``yhat`` (squared
+  error), a categorical of ``softmax(yhat)`` as one-hot rows, independent Bernoullis of
+  ``sigmoid(yhat)``. The Monte-Carlo Fisher uses it.
 
 The cost is their batch mean (DESIGN.md contract, seed 001 "fourth equation"):
 ``C = (1/N) sum_n l_n``, which is ``loss(yhat, y)``; so ``dC/dyhat = grad / N``, which is
@@ -36,6 +40,7 @@ class Loss(NamedTuple):
     hessian: Callable[[jax.Array, jax.Array], jax.Array]
     hvp: Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
     prepare: Callable[[jax.Array, int], jax.Array]
+    sample: Callable[[jax.Array, jax.Array], jax.Array]
 
     def __call__(self, yhat: jax.Array, y: jax.Array) -> jax.Array:
         """``C = (1/N) sum_n l(yhat_n, y_n)``: the batch-mean cost (a scalar)."""
@@ -77,6 +82,7 @@ squared_error = Loss(
     ),
     hvp=lambda yhat, y, v: v,
     prepare=lambda y, n_out: _check_targets(y, n_out, "squared_error"),
+    sample=lambda key, yhat: yhat + jax.random.normal(key, yhat.shape, yhat.dtype),
 )
 
 
@@ -117,7 +123,8 @@ def _check_label_range(y, n_out: int):
     """Label values are data, not shapes: checked whenever they are concrete (not under jit)."""
     if isinstance(y, jax.core.Tracer) or y.size == 0:
         return
-    lo, hi = int(np.min(y)), int(np.max(y))
+    y = np.asarray(y)  # numpy, so that the check stays concrete even when called inside a jit trace
+    lo, hi = int(y.min()), int(y.max())
     if lo < 0 or hi >= n_out:
         raise ValueError(
             f"cross_entropy: labels must lie in [0, {n_out}) for a network with {n_out} outputs; "
@@ -125,7 +132,11 @@ def _check_label_range(y, n_out: int):
         )
 
 
-cross_entropy = Loss("cross_entropy", _ce_value, _ce_grad, _ce_hessian, _ce_hvp, _ce_prepare)
+def _ce_sample(key, z):
+    return jax.nn.one_hot(jax.random.categorical(key, z, axis=-1), z.shape[-1], dtype=z.dtype)
+
+
+cross_entropy = Loss("cross_entropy", _ce_value, _ce_grad, _ce_hessian, _ce_hvp, _ce_prepare, _ce_sample)
 
 
 # --- binary_cross_entropy: logistic from logits, each output independent ----------------------
@@ -145,6 +156,7 @@ binary_cross_entropy = Loss(
     hessian=lambda z, y: _diag(_bce_curvature(z)),
     hvp=lambda z, y, v: _bce_curvature(z) * v,
     prepare=lambda y, n_out: _check_targets(y, n_out, "binary_cross_entropy"),
+    sample=lambda key, z: jax.random.bernoulli(key, jax.nn.sigmoid(z)).astype(z.dtype),
 )
 
 

@@ -89,6 +89,47 @@ class Dense(NamedTuple):
         """Leaves with a leading N axis: ``dW_n = delta_n a_prev_n^T``, ``db_n = delta_n``."""
         return {"W": delta[:, :, None] * a_prev[:, None, :], "b": delta}
 
+    # Pearlmutter's R-operator, R{.} = d/dr (.)(params + r v) at r = 0 (the tangent of each line above)
+    def forward_r(self, theta, v, a_prev, r_a_prev):
+        """``R{z} = R{a_prev} @ W.T + a_prev @ V_W.T + v_b``; ``r_a_prev`` is None for the input x."""
+        r_z = a_prev @ v["W"].T + v["b"]
+        return r_z if r_a_prev is None else r_z + r_a_prev @ theta["W"].T
+
+    def backward_r(self, theta, v, a_prev, r_a_prev, delta, r_delta):
+        """The R-operator of ``backward``: ``(R{dC/da_prev}, {"W": R{dW}, "b": R{db}})``."""
+        r_dW = r_delta.T @ a_prev if r_a_prev is None else r_delta.T @ a_prev + delta.T @ r_a_prev
+        return r_delta @ theta["W"] + delta @ v["W"], {"W": r_dW, "b": jnp.sum(r_delta, axis=0)}
+
+    # second-order backpropagation (seed 000), per example: H = d2C/dz dz, A = d2C/da da
+    def backward2(self, theta, a_prev, H, g=None, exact=True):
+        """``A^{l-1} = (W^l)^T H^l W^l``: ``H: (N, n_out, n_out) -> (N, n_in, n_in)`` (z is linear in
+        a_prev, so no second-derivative term: ``g`` and ``exact`` are not needed)."""
+        W = theta["W"]
+        return W.T @ H @ W
+
+    def hessian_diag(self, a_prev, H):
+        """Exact ``d2C/dW_ij^2 = sum_n a_nj^2 H_n,ii`` and ``d2C/db_i^2 = sum_n H_n,ii``."""
+        h = jnp.diagonal(H, axis1=1, axis2=2)                      # (N, n_out)
+        return {"W": h.T @ (a_prev * a_prev), "b": jnp.sum(h, axis=0)}
+
+    def per_example_hessian_diag(self, a_prev, H):
+        """``hessian_diag`` before the sum over examples: leaves gain a leading N axis."""
+        h = jnp.diagonal(H, axis1=1, axis2=2)
+        return {"W": h[:, :, None] * (a_prev * a_prev)[:, None, :], "b": h}
+
+    def hessian_block(self, a_prev, H):
+        """The exact ``(P_l, P_l)`` block of ``W^l, b^l`` jointly, ``P_l = n_out (n_in + 1)``, ordered as
+        ``ravel_pytree`` orders ``{"W", "b"}`` (W row-major, then b): ``sum_n H_n (x) abar_n abar_n^T``
+        with ``abar = [a_prev, 1]``, since ``z = W a + b`` is linear in ``W, b``."""
+        n, n_in = a_prev.shape
+        abar = jnp.concatenate([a_prev, jnp.ones((n, 1), a_prev.dtype)], axis=1)
+        G = jnp.einsum("nik,nj,nl->ijkl", H, abar, abar)           # (n_out, n_in + 1, n_out, n_in + 1)
+        m = self.n_out * n_in
+        WW = G[:, :n_in, :, :n_in].reshape(m, m)
+        Wb = G[:, :n_in, :, n_in].reshape(m, self.n_out)
+        bb = G[:, n_in, :, n_in]
+        return jnp.block([[WW, Wb], [Wb.T, bb]])
+
 
 class Activate(NamedTuple):
     """``a = f(z)`` elementwise; no parameters."""
@@ -103,6 +144,25 @@ class Activate(NamedTuple):
     def backward(self, theta, z, g):
         """``g = dC/da`` -> ``(delta = f'(z) * g, no grads)``."""
         return self.activation.df(z) * g, None  # (BP2, second half) delta = f'(z) * dC/da
+
+    def forward_r(self, theta, v, z, r_z):
+        """``R{a} = f'(z) * R{z}``."""
+        return self.activation.df(z) * r_z
+
+    def backward_r(self, theta, v, z, r_z, g, r_g):
+        """``R{delta} = f''(z) * R{z} * g + f'(z) * R{g}`` (the product rule on ``f'(z) * g``)."""
+        return self.activation.d2f(z) * r_z * g + self.activation.df(z) * r_g, None
+
+    def backward2(self, theta, z, A, g, exact: bool = True):
+        """``H = f'(z) f'(z)^T * A + diag(f''(z) * g)``, ``g = dC/da``; ``A: (N, n, n)``.
+
+        ``exact=False`` drops the ``f''`` term: the generalized Gauss-Newton recursion.
+        """
+        fp = self.activation.df(z)
+        H = fp[:, :, None] * A * fp[:, None, :]
+        if exact:
+            H = H + (self.activation.d2f(z) * g)[:, :, None] * jnp.eye(z.shape[1], dtype=z.dtype)
+        return H
 
 
 Layer = Dense | Activate

@@ -121,13 +121,29 @@ def check_call(model: Any, loss: "Loss", params: Any, x: Any, y: Any) -> tuple[j
     return x, check_targets(loss, y, x.shape[0], n_out, x.dtype)
 
 
-def checked(model: Any, loss: "Loss", core):
-    """The public ``(params, x, y) -> ...`` function: the checks above, then ``jit(core)``."""
+def check_like(v: Any, params: Any, name: str = "v") -> None:
+    """A tangent ``v`` (for ``H v``) must have the tree structure and leaf shapes of ``params``."""
+    want, got = jax.tree.structure(params), jax.tree.structure(v)
+    if want != got:
+        raise ValueError(f"{name} must be shaped like params, with structure {want}; got {got}")
+    for (path, p), w in zip(jax.tree_util.tree_leaves_with_path(params), jax.tree.leaves(v)):
+        if jnp.shape(w) != jnp.shape(p):
+            raise ValueError(f"{name}{jax.tree_util.keystr(path)} has shape {tuple(jnp.shape(w))}; "
+                             f"params{jax.tree_util.keystr(path)} has {tuple(jnp.shape(p))}")
+
+
+def checked(model: Any, loss: "Loss", core, vectors: int = 0):
+    """The public ``(params, x, y, *args) -> ...`` function: the checks above, then ``jit(core)``.
+
+    ``vectors``: how many of ``args`` are tangents that must be shaped like params (``v`` of ``H v``).
+    """
     compiled = jax.jit(core)
 
-    def fn(params, x, y):
+    def fn(params, x, y, *args):
         x, y = check_call(model, loss, params, x, y)
-        return compiled(params, x, y)
+        for v in args[:vectors]:
+            check_like(v, params)
+        return compiled(params, x, y, *args)
 
     fn.__doc__ = core.__doc__
     return fn
