@@ -1,11 +1,13 @@
 """fbackprop: backpropagation written out in matrix form beside JAX autodiff, checked against it."""
 
-from . import activations, data, losses, results, spectra
+from . import activations, data, losses, optim, results, spectra
 from .autodiff import autodiff, forward_mode, numerical_grad, value_and_autodiff
 from .backprop import Trace, backprop, backprop_trace, backward, forward, per_example_grads, value_and_backprop
 from .check import GradReport, compare, tolerance
 from .curvature import fisher_vp, flatten, ggn, ggn_vp, hessian, hvp
+from .jacobian import as_matrix, jacobian
 from .nets import Network, mlp
+from .optim import LMResult, levenberg_marquardt
 from .second_order import ggn_diag, hessian_blocks, hessian_diag
 from .spectra import eigenvalues, hutchinson_diag, hutchinson_trace, lanczos, power_iteration
 from .train import Result, init_many, train, train_many
@@ -14,6 +16,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "activations",
+    "as_matrix",
     "autodiff",
     "backprop",
     "backprop_trace",
@@ -36,11 +39,15 @@ __all__ = [
     "hutchinson_trace",
     "hvp",
     "init_many",
+    "jacobian",
     "lanczos",
+    "levenberg_marquardt",
+    "LMResult",
     "losses",
     "mlp",
     "Network",
     "numerical_grad",
+    "optim",
     "per_example_grads",
     "power_iteration",
     "Result",

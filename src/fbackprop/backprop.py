@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import jax
+import jax.numpy as jnp
 
 from . import losses as _losses
 from .nets import Network, Params, layer_params
@@ -124,3 +125,22 @@ def per_example_grads(net: Network, loss: str | _losses.Loss):
 
     return checked(net, loss, grads_n)
 
+
+
+def jacobian_rows(net: Network, params: Params, x: jax.Array) -> Params:
+    """``d yhat_nk / d theta``: leaves with leading ``(N, n_out)`` axes (``W: (N, n_out, fan_out, fan_in)``).
+
+    Marquardt backpropagation (Hagan & Menhaj 1994): one backward pass per output unit ``k``, seeded
+    with ``dyhat/dyhat_k = e_k`` in every row, so ``delta^L = f^L'(z^L) * e_k``; the passes share one
+    forward and run together (``vmap`` over ``k``); each dense layer keeps its per-example outer products.
+    """
+    yhat, inputs = forward(net, params, x)
+    n, n_out = yhat.shape
+    seeds = jnp.broadcast_to(jnp.eye(n_out, dtype=yhat.dtype)[:, None, :], (n_out, n, n_out))
+    dense_in = [inp for layer, inp in zip(net.layers, inputs) if layer.has_params]
+
+    def rows(e_k):
+        _, deltas = backward(net, params, inputs, e_k)
+        return tuple(layer.per_example_grads(a, d) for layer, a, d in zip(net.dense, dense_in, deltas))
+
+    return jax.tree.map(lambda leaf: jnp.moveaxis(leaf, 0, 1), jax.vmap(rows)(seeds))

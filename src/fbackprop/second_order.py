@@ -91,9 +91,8 @@ def _chunked_sum(fn, x, y, chunk_size: int | None):
     return total if head == n else jax.tree.map(jnp.add, total, fn(x[head:], y[head:]))
 
 
-def _diag(net, loss, what: str, exact: bool, chunk_size: int | None, per_example: bool):
-    net, loss = require_network(net, what), _losses.get(loss)
-
+def diag_core(net: Network, loss: _losses.Loss, exact: bool, chunk_size: int | None = None, per_example: bool = False):
+    """The unchecked ``(params, x, y) ->`` Hessian (``exact``) or GGN diagonal, for use inside other programs."""
     def diag(params, x, y):
         n = x.shape[0]
         if per_example:        # of l_n: the 1/N of the mean left out
@@ -106,7 +105,12 @@ def _diag(net, loss, what: str, exact: bool, chunk_size: int | None, per_example
 
         return _chunked_sum(chunk, x, y, chunk_size)
 
-    return checked(net, loss, diag)
+    return diag
+
+
+def _diag(net, loss, what: str, exact: bool, chunk_size: int | None, per_example: bool):
+    net, loss = require_network(net, what), _losses.get(loss)
+    return checked(net, loss, diag_core(net, loss, exact, chunk_size, per_example))
 
 
 def hessian_diag(net: Network, loss: str | _losses.Loss, chunk_size: int | None = None, per_example: bool = False):

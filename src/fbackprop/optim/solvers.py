@@ -1,0 +1,165 @@
+"""The linear solve of a Levenberg-Marquardt step, four ways: ``(G + mu D) delta = -g``.
+
+Sum form over the batch (``E = sum_n l_n = N C``): ``G = sum_n J_n^T H_n J_n`` (for squared error
+``H_n = I`` and ``G = J^T J``), ``g = sum_n J_n^T dl_n/dyhat_n`` (``J^T e``), ``J_n = dyhat_n/dtheta``
+by Marquardt backpropagation. ``D = I`` or ``diag(G)`` (Marquardt's scaling). Vectors are flat
+(``fb.flatten``'s order). Each solver is ``linearize(theta) -> lin`` at an accepted point, then
+``solve(lin, mu) -> delta`` for as many ``mu`` as the damping tries, and ``G_times(lin, delta)``
+for the gain ratio.
+
+- ``dense``: form ``J`` (``N n_out x P``), ``G``, Cholesky of ``G + mu D`` (matmuls at highest precision).
+- ``accumulate`` (Wilamowski & Yu 2010): ``G`` and ``g`` summed over chunks of examples in
+  ``lax.scan``; ``J`` is never stored, memory ``O(P^2)`` whatever N.
+- ``cg``: matrix-free conjugate gradients on ``v -> G v + mu D v`` (a jvp, the loss's ``hvp`` and
+  a vjp; ``D`` from the exact GGN diagonal of second-order backprop); memory ``O(P)``.
+- ``dual``: for ``N n_out < P``, ``(G + mu D)^-1 g = D^-1/2 Jt^T (H Jt Jt^T + mu I)^-1 u`` with
+  ``Jt = J D^-1/2``, an ``N n_out``-square system (push-through identity).
+
+With Marquardt's scaling ``D`` is the running maximum of ``diag(G)`` over the accepted points (as
+MINPACK keeps its column norms), so a column whose curvature drops towards zero cannot make the
+damped step blow up.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+
+from ..backprop import forward, jacobian_rows
+from ..jacobian import as_matrix
+from ..second_order import diag_core
+
+SOLVERS = ("dense", "accumulate", "cg", "dual")
+HIGHEST = jax.lax.Precision.HIGHEST
+
+
+class Problem(NamedTuple):
+    """What the solvers need: the network, the loss, the batch and how to (un)flatten params."""
+
+    net: object
+    loss: object
+    x: jax.Array
+    y: jax.Array
+    unflatten: object
+    scale_d: bool          # D = diag(G) (Marquardt) instead of I
+    chunk_size: int
+    cg_tol: float
+    cg_maxiter: int
+
+    def residual_pieces(self, theta, x, y):
+        """``J: (n, n_out, P)``, ``H: (n, n_out, n_out)``, ``u = dl/dyhat: (n, n_out)`` on a chunk."""
+        params = self.unflatten(theta)
+        yhat, _ = forward(self.net, params, x)
+        J = as_matrix(jacobian_rows(self.net, params, x))
+        return J, self.loss.hessian(yhat, y), self.loss.grad(yhat, y)
+
+    def damping_diag(self, G_diag):
+        eps = jnp.finfo(G_diag.dtype).tiny
+        return jnp.maximum(G_diag, eps) if self.scale_d else jnp.ones_like(G_diag)
+
+
+def _normal_equations(J, H, u):
+    G = jnp.einsum("nap,nab,nbq->pq", J, H, J, precision=HIGHEST)
+    return G, jnp.einsum("nap,na->p", J, u, precision=HIGHEST)
+
+
+class Normal(NamedTuple):
+    """``G`` and ``g`` formed (dense, accumulate)."""
+
+    G: jax.Array
+    g: jax.Array
+    d: jax.Array
+
+
+def linearize_dense(pb: Problem, theta) -> Normal:
+    G, g = _normal_equations(*pb.residual_pieces(theta, pb.x, pb.y))
+    return Normal(G, g, pb.damping_diag(jnp.diag(G)))
+
+
+def linearize_accumulate(pb: Problem, theta) -> Normal:
+    n, c = pb.x.shape[0], min(pb.chunk_size, pb.x.shape[0])
+    k = n // c
+
+    def add(acc, xy):
+        G, g = _normal_equations(*pb.residual_pieces(theta, *xy))
+        return (acc[0] + G, acc[1] + g), None
+
+    P = theta.size
+    zero = (jnp.zeros((P, P), theta.dtype), jnp.zeros(P, theta.dtype))
+    chunks = (pb.x[:k * c].reshape(k, c, -1), pb.y[:k * c].reshape(k, c, -1))
+    G, g = jax.lax.scan(add, zero, chunks)[0]
+    if k * c < n:
+        (G, g), _ = add((G, g), (pb.x[k * c:], pb.y[k * c:]))
+    return Normal(G, g, pb.damping_diag(jnp.diag(G)))
+
+
+def solve_normal(lin: Normal, mu):
+    """Cholesky of ``G + mu D``; a matrix that is not positive definite gives NaN (the step is rejected)."""
+    L = jnp.linalg.cholesky(lin.G + mu * jnp.diag(lin.d))
+    return -jax.scipy.linalg.cho_solve((L, True), lin.g)
+
+
+class MatrixFree(NamedTuple):
+    theta: jax.Array
+    g: jax.Array
+    d: jax.Array
+
+
+def _ggn_times(pb: Problem, theta, v):
+    """``G v = sum_n J_n^T H_n J_n v``: jvp, the loss's hvp, vjp."""
+    apply = lambda t: forward(pb.net, pb.unflatten(t), pb.x)[0]
+    yhat, Jv = jax.jvp(apply, (theta,), (v,))
+    return jax.vjp(apply, theta)[1](pb.loss.hvp(yhat, pb.y, Jv))[0]
+
+
+def linearize_cg(pb: Problem, theta) -> MatrixFree:
+    apply = lambda t: forward(pb.net, pb.unflatten(t), pb.x)[0]
+    yhat, pullback = jax.vjp(apply, theta)
+    g = pullback(pb.loss.grad(yhat, pb.y))[0]
+    d = pb.x.shape[0] * ravel_pytree(diag_core(pb.net, pb.loss, False, pb.chunk_size)(pb.unflatten(theta), pb.x, pb.y))[0] \
+        if pb.scale_d else jnp.ones_like(theta)             # diag(G): second-order backprop without f''
+    return MatrixFree(theta, g, pb.damping_diag(d))
+
+
+def solve_cg(pb: Problem, lin: MatrixFree, mu):
+    A = lambda v: _ggn_times(pb, lin.theta, v) + mu * lin.d * v
+    delta, _ = jax.scipy.sparse.linalg.cg(A, -lin.g, tol=pb.cg_tol, maxiter=pb.cg_maxiter)
+    return delta
+
+
+class Dual(NamedTuple):
+    J: jax.Array         # (M, P), M = N n_out
+    H: jax.Array         # (N, n_out, n_out)
+    u: jax.Array         # (M,)
+    g: jax.Array
+    d: jax.Array
+
+
+def linearize_dual(pb: Problem, theta) -> Dual:
+    J, H, u = pb.residual_pieces(theta, pb.x, pb.y)
+    n, k, P = J.shape
+    G_diag = jnp.einsum("nap,nab,nbp->p", J, H, J, precision=HIGHEST)
+    J = J.reshape(n * k, P)
+    return Dual(J, H, u.reshape(-1), jnp.einsum("np,n->p", J, u.reshape(-1), precision=HIGHEST), pb.damping_diag(G_diag))
+
+
+def solve_dual(lin: Dual, mu):
+    n, k = lin.H.shape[:2]
+    Jt = lin.J / jnp.sqrt(lin.d)                                          # J D^-1/2
+    K = (Jt @ Jt.T).reshape(n, k, n * k)                                  # Jt Jt^T, rows grouped by example
+    HK = jnp.einsum("nab,nbm->nam", lin.H, K, precision=HIGHEST).reshape(n * k, n * k)
+    w = jnp.linalg.solve(HK + mu * jnp.eye(n * k, dtype=K.dtype), lin.u)
+    return -(Jt.T @ w) / jnp.sqrt(lin.d)
+
+
+def G_times(pb: Problem, lin, delta):
+    """``G delta`` for the gain ratio's predicted decrease."""
+    if isinstance(lin, Normal):
+        return lin.G @ delta
+    if isinstance(lin, Dual):
+        n, k = lin.H.shape[:2]
+        return lin.J.T @ jnp.einsum("nab,nb->na", lin.H, (lin.J @ delta).reshape(n, k)).reshape(-1)
+    return _ggn_times(pb, lin.theta, delta)

@@ -1,0 +1,169 @@
+"""Levenberg-Marquardt: each solver's step against the closed form, least squares in one step, the
+loss never rising, rejected and singular steps, stopping rules, errors. Float64."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import fbackprop as fb
+from fbackprop.optim import solvers as S
+from fbackprop.optim.levenberg_marquardt import GOAL, MAX_FAIL, MAX_STEPS, MIN_GRAD
+from problems import make_problem
+
+
+def solver_problem(pb, scale_d, chunk_size=4):
+    theta, unflatten = fb.flatten(pb.params)
+    loss = fb.losses.get(pb.loss)
+    x, y = fb.validate.check_call(pb.net, loss, pb.params, pb.x, pb.y)
+    return theta, S.Problem(pb.net, loss, x, y, unflatten, scale_d, chunk_size, 1e-13, 10 * theta.size)
+
+
+@pytest.mark.parametrize("loss", ["squared_error", "cross_entropy"])
+@pytest.mark.parametrize("scale_d", [False, True])
+def test_every_solver_gives_the_closed_form_step(loss, scale_d):
+    """delta = -(G + mu D)^-1 g with G = sum_n J_n^T H_n J_n, g = sum_n J_n^T dl_n/dyhat_n (J^T e)."""
+    pb = make_problem([3, 4, 3], ["tanh"], loss, n=7, seed=2)
+    theta, sp = solver_problem(pb, scale_d)
+    J = fb.as_matrix(fb.jacobian(pb.net, "autodiff")(pb.params, pb.x))
+    yhat = pb.net.apply(pb.params, pb.x)
+    H, u = sp.loss.hessian(yhat, sp.y), sp.loss.grad(yhat, sp.y)
+    G, g = jnp.einsum("nap,nab,nbq->pq", J, H, J), jnp.einsum("nap,na->p", J, u)
+    D = jnp.diag(jnp.diag(G)) if scale_d else jnp.eye(theta.size)
+    mu = 0.3
+    closed = -jnp.linalg.solve(G + mu * D, g)
+    linearize = {"dense": S.linearize_dense, "accumulate": S.linearize_accumulate, "cg": S.linearize_cg,
+                 "dual": S.linearize_dual}
+    solve = {"dense": S.solve_normal, "accumulate": S.solve_normal, "cg": lambda lin, mu: S.solve_cg(sp, lin, mu),
+             "dual": S.solve_dual}
+
+    @jax.jit
+    def step_and_product(theta, v):
+        lins = {name: lin(sp, theta) for name, lin in linearize.items()}
+        return {name: (solve[name](lin, mu), S.G_times(sp, lin, v)) for name, lin in lins.items()}
+
+    for name, (delta, Gv) in step_and_product(theta, closed).items():
+        tol = 1e-7 if name == "cg" else 1e-10
+        assert float(jnp.abs(delta - closed).max()) <= tol * float(jnp.abs(closed).max()), name
+        np.testing.assert_allclose(Gv, G @ closed, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("solver", ["dense", "accumulate", "cg"])
+def test_a_linear_model_is_solved_by_one_step_as_mu_goes_to_zero(solver):
+    net = fb.mlp([3, 2], output="identity")
+    kx, ky, kp = jax.random.split(jax.random.key(0), 3)
+    x, y = jax.random.normal(kx, (20, 3)), jax.random.normal(ky, (20, 2))
+    r = fb.levenberg_marquardt(net, net.init(kp), x, y, solver=solver, mu=1e-12, max_steps=1)
+    X = jnp.concatenate([x, jnp.ones((20, 1))], axis=1)
+    coef = jnp.linalg.lstsq(X, y)[0]                                           # (4, 2): W^T stacked on b
+    np.testing.assert_allclose(r.params[0]["W"], coef[:3].T, atol=1e-8)
+    np.testing.assert_allclose(r.params[0]["b"], coef[3], atol=1e-8)
+    assert int(r.history.accepted[1]) == 1
+
+
+def test_dual_takes_the_minimum_norm_step_when_there_are_fewer_residuals_than_params():
+    """N n_out = 6 < P = 22: as mu -> 0 the dual step is J^+ (-e), which fits the data exactly."""
+    net = fb.mlp([10, 2], output="identity")
+    kx, ky, kp = jax.random.split(jax.random.key(1), 3)
+    x, y = jax.random.normal(kx, (3, 10)), jax.random.normal(ky, (3, 2))
+    p = net.init(kp)
+    r = fb.levenberg_marquardt(net, p, x, y, solver="dual", mu=1e-12, max_steps=1)
+    J = fb.as_matrix(fb.jacobian(net)(p, x)).reshape(6, -1)
+    e = (net.apply(p, x) - y).reshape(-1)
+    expected = fb.flatten(p)[0] - jnp.linalg.pinv(J) @ e
+    np.testing.assert_allclose(fb.flatten(r.params)[0], expected, atol=1e-9)
+    assert float(r.history.loss[1]) <= 1e-18
+
+
+def test_the_loss_never_rises_over_100_random_problems():
+    net = fb.mlp([2, 5, 1], activation="tanh")
+    worst_rise, rejections = -np.inf, 0
+    for seed in range(100):
+        kx, ky, kp = jax.random.split(jax.random.key(seed), 3)
+        x, y = jax.random.normal(kx, (16, 2)), jax.random.normal(ky, (16, 1))
+        r = fb.levenberg_marquardt(net, net.init(kp), x, y, max_steps=25)
+        loss = np.asarray(r.history.loss)[: int(r.iterations) + 1]
+        worst_rise = max(worst_rise, float(np.max(np.diff(loss))))
+        accepted = np.asarray(r.history.accepted)[1: int(r.iterations) + 1]
+        rejections += int(np.sum(accepted == 0))
+        assert np.all(np.diff(loss)[accepted == 0] == 0)                      # a rejected step changes nothing
+        assert all(bool(jnp.all(jnp.isfinite(l))) for l in jax.tree.leaves(r.params))
+    assert worst_rise <= 0.0
+    assert rejections > 0                                                     # the rejection path was exercised
+
+
+def test_a_singular_system_raises_mu_instead_of_making_nan():
+    """More parameters than residuals and almost no damping: G + mu I is numerically singular."""
+    net = fb.mlp([2, 8, 1], activation="tanh")
+    x, y = jax.random.normal(jax.random.key(0), (3, 2)), jnp.ones((3, 1)) * 50.0
+    r = fb.levenberg_marquardt(net, net.init(jax.random.key(1)), x, y, solver="dense", mu=1e-300, max_steps=30)
+    mu = np.asarray(r.history.mu)[: int(r.iterations) + 1]
+    assert all(bool(jnp.all(jnp.isfinite(l))) for l in jax.tree.leaves(r.params))
+    assert np.all(np.isfinite(np.asarray(r.history.loss)[: int(r.iterations) + 1]))
+    assert mu.max() > 1e-290                                                  # mu rose from 1e-300
+
+
+@pytest.mark.parametrize("damping", ["marquardt", "nielsen", "trust_region"])
+@pytest.mark.parametrize("scaling", ["identity", "marquardt"])
+def test_every_damping_and_scaling_fits_the_sine(damping, scaling):
+    x, y = fb.data.sine(60, dtype=np.float64)
+    net = fb.mlp([1, 8, 1], activation="tanh")
+    r = fb.levenberg_marquardt(net, net.init(jax.random.key(0)), x, y, damping=damping, scaling=scaling, max_steps=150)
+    assert float(r.history.loss[int(r.iterations)]) <= 1e-3 * float(r.history.loss[0]), r.message
+
+
+def test_cross_entropy_trains_through_the_gauss_newton_form():
+    x, y = fb.data.two_moons(100, seed=0, dtype=np.float64)
+    net = fb.mlp([2, 8, 2], activation="tanh")
+    r = fb.levenberg_marquardt(net, net.init(jax.random.key(0)), x, y, loss="cross_entropy", max_steps=60)
+    assert float(r.history.loss[int(r.iterations)]) <= 0.05
+    accuracy = float(jnp.mean(jnp.argmax(net.apply(r.params, x), axis=1) == y))
+    assert accuracy >= 0.98
+
+
+def test_stopping_rules_goal_min_grad_max_steps():
+    x, y = fb.data.sine(40, dtype=np.float64)
+    net = fb.mlp([1, 6, 1], activation="tanh")
+    p = net.init(jax.random.key(0))
+    r = fb.levenberg_marquardt(net, p, x, y, goal=1e-2)
+    assert int(r.status) == GOAL and float(r.history.loss[int(r.iterations)]) <= 1e-2
+    assert float(r.history.loss[int(r.iterations) - 1]) > 1e-2 or int(r.iterations) == 0
+    r = fb.levenberg_marquardt(net, p, x, y, min_grad=1e-1)
+    assert int(r.status) == MIN_GRAD and float(r.history.grad_norm[int(r.iterations)]) <= 1e-1
+    r = fb.levenberg_marquardt(net, p, x, y, max_steps=5)
+    assert int(r.status) == MAX_STEPS and int(r.iterations) == 5 and np.isnan(r.history.loss[-1]) == False  # noqa: E712
+    assert "max steps after 5 iterations" in r.message
+
+
+def test_validation_failures_stop_and_return_the_best_params():
+    x, y = fb.data.sine(40, dtype=np.float64)
+    net = fb.mlp([1, 6, 1], activation="tanh")
+    p = net.init(jax.random.key(0))
+    r = fb.levenberg_marquardt(net, p, x, y, val=(x, -y), max_fail=3)             # fitting y moves away from -y
+    assert int(r.status) == MAX_FAIL
+    val = np.asarray(r.history.val_loss)[: int(r.iterations) + 1]
+    best = int(np.nanargmin(val))
+    best_loss = float(fb.losses.squared_error(net.apply(r.params, x), -y))
+    assert abs(best_loss - val[best]) <= 1e-12 * val[best]
+
+
+def test_bad_options_are_named():
+    net = fb.mlp([1, 2, 1])
+    p, x, y = net.init(jax.random.key(0)), np.ones((3, 1)), np.ones((3, 1))
+    with pytest.raises(ValueError, match="unknown solver 'qr'"):
+        fb.levenberg_marquardt(net, p, x, y, solver="qr")
+    with pytest.raises(ValueError, match="unknown damping 'fletcher'"):
+        fb.levenberg_marquardt(net, p, x, y, damping="fletcher")
+    with pytest.raises(ValueError, match="mu must be positive"):
+        fb.levenberg_marquardt(net, p, x, y, mu=0.0)
+    with pytest.raises(TypeError, match="needs an fbackprop Network"):
+        fb.levenberg_marquardt(net.apply, p, x, y)
+    with pytest.raises(ValueError, match="y has 2 rows but x has 3"):
+        fb.levenberg_marquardt(net, p, x, y[:2])
+
+
+def test_auto_picks_by_shape():
+    assert fb.optim.auto_solver(100, 1000) == "dual"
+    assert fb.optim.auto_solver(10_000, 1000) == "dense"
+    assert fb.optim.auto_solver(100_000, 1000) == "accumulate"
+    assert fb.optim.auto_solver(100_000, 100_000) == "cg"
