@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from . import losses as _losses
 from .autodiff import value_and_autodiff
@@ -65,13 +65,16 @@ class Result(NamedTuple):
 
     @property
     def message(self) -> str:
-        """One line saying why the run stopped (single runs)."""
+        """One line saying why the run stopped (for ``train_many``'s results: how many runs stopped how)."""
+        if jnp.ndim(self.status):
+            codes, counts = np.unique(np.asarray(self.status), return_counts=True)
+            return f"{self.status.size} runs: " + ", ".join(f"{c} {STATUS[int(k)]}" for k, c in zip(codes, counts))
         code = int(self.status)
         if code == DIVERGED and int(self.diverged_step) < 0:
             return "diverged: the loss is not finite at the initial parameters"
         if code == DIVERGED:
-            return (f"diverged at step {int(self.diverged_step)} (after {int(self.epochs)} whole epochs); "
-                    "params are those before that step")
+            return (f"diverged at step {int(self.diverged_step)}; params are those before that step, after "
+                    f"{int(self.epochs)} whole epochs (loss {float(self.history.loss[int(self.epochs)]):.4g})")
         return f"{STATUS[code]} after {int(self.epochs)} epochs, loss {float(self.history.loss[int(self.epochs)]):.4g}"
 
 
@@ -132,10 +135,10 @@ def _fit(value_and_grad, cost, optimizer, params, x, y, key, val, *, epochs: int
             C0, grads = value_and_grad(params, x, y)
         else:
             C0 = cost(params, x, y)
-        record = jnp.where(status == RUNNING, C0, nan)
-        val_record = jnp.where(status == RUNNING, cost(params, *val), nan) if val is not None else nan
-        # stopping rules on the loss after the previous epoch
+        # stopping rules on the loss after the previous epoch; an undone epoch is not recorded
         undo = (status == RUNNING) & ~jnp.isfinite(C0)
+        record = jnp.where((status == RUNNING) & ~undo, C0, nan)
+        val_record = jnp.where((status == RUNNING) & ~undo, cost(params, *val), nan) if val is not None else nan
         params = _select(undo, prev, params)
         diverged_step = jnp.where(undo, e * S - 1, diverged_step).astype(jnp.int32)
         status = jnp.where(status == RUNNING, jnp.where(undo, DIVERGED, jnp.where(C0 <= goal, GOAL, RUNNING)),
@@ -168,10 +171,10 @@ def _fit(value_and_grad, cost, optimizer, params, x, y, key, val, *, epochs: int
     params = _select(undo, prev, params)
     diverged_step = jnp.where(undo, epochs * S - 1, diverged_step).astype(jnp.int32)
     status = jnp.where(running, jnp.where(undo, DIVERGED, jnp.where(C_end <= goal, GOAL, MAX_EPOCHS)), status)
-    loss = jnp.append(loss, jnp.where(running, C_end, nan))
-    val_end = jnp.where(running, cost(params, *val), nan) if val is not None else nan
+    loss = jnp.append(loss, jnp.where(running & ~undo, C_end, nan))
+    val_end = jnp.where(running & ~undo, cost(params, *val), nan) if val is not None else nan
     val_loss = jnp.append(val_loss, val_end)
-    epochs_run = (jnp.sum(~jnp.isnan(loss)) - 1).astype(jnp.int32)
+    epochs_run = jnp.maximum(jnp.sum(~jnp.isnan(loss)) - 1, 0).astype(jnp.int32)  # loss[epochs] is the params' loss
     return Result(params, History(loss, val_loss), status.astype(jnp.int32), epochs_run, diverged_step)
 
 
