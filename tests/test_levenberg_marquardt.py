@@ -9,7 +9,7 @@ import pytest
 import fbackprop as fb
 from fbackprop.optim import solvers as S
 from fbackprop.optim.levenberg_marquardt import GOAL, MAX_FAIL, MAX_STEPS, MIN_GRAD
-from problems import make_problem
+from problems import Problem, make_problem
 
 
 def solver_problem(pb, scale_d, chunk_size=4):
@@ -167,3 +167,52 @@ def test_auto_picks_by_shape():
     assert fb.optim.auto_solver(10_000, 1000) == "dense"
     assert fb.optim.auto_solver(100_000, 1000) == "accumulate"
     assert fb.optim.auto_solver(100_000, 100_000) == "cg"
+
+
+def test_data_parallel_over_four_devices_equals_one_device(tmp_path):
+    """The batch sharded over 4 forced host devices: G, g and the GGN products are all-reduced sums,
+    equal to one device's to rounding; the LM runs then agree to the conditioning of their solves."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import jax, numpy as np
+        jax.config.update("jax_enable_x64", True)
+        import fbackprop as fb
+        from fbackprop.train import shard_batch
+        import test_levenberg_marquardt as t
+        assert len(jax.devices()) == 4
+        net, p, x, y = t.parallel_problem()
+        xs, ys = shard_batch(x, y)
+        G, g, Gv = t.normal_equations_and_product(net, p, xs, ys)
+        assert len(xs.sharding.device_set) == 4
+        r = fb.levenberg_marquardt(net, p, x, y, max_steps=6, data_parallel=True)
+        np.savez({str(tmp_path / "out.npz")!r}, G=G, g=g, Gv=Gv, loss=r.history.loss, accepted=r.history.accepted)
+    """)
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+           "PYTHONPATH": os.pathsep.join([os.path.dirname(__file__), os.environ.get("PYTHONPATH", "")])}
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=300)
+    out = np.load(tmp_path / "out.npz")
+    net, p, x, y = parallel_problem()
+    G, g, Gv = normal_equations_and_product(net, p, x, y)
+    for name, one in (("G", G), ("g", g), ("Gv", Gv)):
+        np.testing.assert_allclose(out[name], one, rtol=1e-12, atol=1e-14 * float(np.abs(one).max()), err_msg=name)
+    r = fb.levenberg_marquardt(net, p, x, y, max_steps=6)
+    np.testing.assert_array_equal(out["accepted"], r.history.accepted)
+    np.testing.assert_allclose(out["loss"], r.history.loss, rtol=1e-5)
+
+
+def parallel_problem():
+    net = fb.mlp([2, 6, 1], activation="tanh")
+    x, y = fb.data.sine(64, dtype=np.float64)
+    return net, net.init(jax.random.key(0)), np.concatenate([x, x ** 2], axis=1), y
+
+
+def normal_equations_and_product(net, params, x, y):
+    """``G``, ``g`` (dense solver) and ``G v`` (cg solver's product) at ``params``."""
+    theta, sp = solver_problem(Problem(net, params, x, y, "squared_error"), False)
+    lin = jax.jit(lambda t: S.linearize_dense(sp, t))(theta)
+    Gv = jax.jit(lambda t, v: S._ggn_times(sp, t, v))(theta, jnp.cos(jnp.arange(theta.size, dtype=theta.dtype)))
+    return np.asarray(lin.G), np.asarray(lin.g), np.asarray(Gv)

@@ -7,7 +7,7 @@ from .check import GradReport, compare, tolerance
 from .curvature import fisher_vp, flatten, ggn, ggn_vp, hessian, hvp
 from .jacobian import as_matrix, jacobian
 from .nets import Network, mlp
-from .optim import LMResult, levenberg_marquardt
+from .optim import LMResult, gauss_newton, hessian_free, least_squares, levenberg_marquardt, newton
 from .second_order import ggn_diag, hessian_blocks, hessian_diag
 from .spectra import eigenvalues, hutchinson_diag, hutchinson_trace, lanczos, power_iteration
 from .train import Result, init_many, train, train_many
@@ -28,6 +28,7 @@ __all__ = [
     "flatten",
     "forward",
     "forward_mode",
+    "gauss_newton",
     "ggn",
     "ggn_diag",
     "ggn_vp",
@@ -35,17 +36,20 @@ __all__ = [
     "hessian",
     "hessian_blocks",
     "hessian_diag",
+    "hessian_free",
     "hutchinson_diag",
     "hutchinson_trace",
     "hvp",
     "init_many",
     "jacobian",
     "lanczos",
+    "least_squares",
     "levenberg_marquardt",
     "LMResult",
     "losses",
     "mlp",
     "Network",
+    "newton",
     "numerical_grad",
     "optim",
     "per_example_grads",

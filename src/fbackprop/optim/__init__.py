@@ -1,5 +1,10 @@
-"""Second-order training: Levenberg-Marquardt (its linear solvers and damping rules)."""
+"""Second-order training: Levenberg-Marquardt (its linear solvers and damping rules), damped Newton,
+Gauss-Newton with line search, Hessian-free, and LM for any residual function."""
 
-from .levenberg_marquardt import LMHistory, LMResult, auto_solver, levenberg_marquardt
+from .gauss_newton import gauss_newton
+from .hessian_free import hessian_free
+from .least_squares import least_squares
+from .levenberg_marquardt import LMHistory, LMResult, auto_solver, levenberg_marquardt, newton
 
-__all__ = ["auto_solver", "levenberg_marquardt", "LMHistory", "LMResult"]
+__all__ = ["auto_solver", "gauss_newton", "hessian_free", "least_squares", "levenberg_marquardt", "LMHistory",
+           "LMResult", "newton"]

@@ -26,6 +26,7 @@ from jax.flatten_util import ravel_pytree
 
 from .. import losses as _losses
 from ..backprop import forward
+from ..train import shard_batch
 from ..validate import check_call, require_network
 from . import solvers as S
 from .damping import DAMPINGS, Damping
@@ -56,7 +57,7 @@ class LMResult(NamedTuple):
 
     @property
     def message(self) -> str:
-        taken = int(jnp.nansum(self.history.accepted))
+        taken = int(jnp.nansum(self.history.accepted[1:]))
         return (f"{STATUS[int(self.status)]} after {int(self.iterations)} iterations ({taken} steps accepted); "
                 f"loss {float(self.history.loss[0]):.3e} -> {float(self.history.loss[int(self.iterations)]):.3e}")
 
@@ -71,24 +72,7 @@ def auto_solver(n_rows: int, n_params: int, itemsize: int = 8) -> str:
     return "cg"
 
 
-def levenberg_marquardt(net, params, x, y, *, loss: str | _losses.Loss = "squared_error", solver: str = "auto",
-                        damping: str = "marquardt", scaling: str = "identity", mu: float = 1e-3, mu_dec: float = 0.1,
-                        mu_inc: float = 10.0, mu_max: float = 1e10, max_steps: int = 1000, goal: float = 0.0,
-                        min_grad: float = 1e-7, val: tuple | None = None, max_fail: int = 6, chunk_size: int = 1024,
-                        cg_tol: float = 1e-8, cg_maxiter: int | None = None) -> LMResult:
-    """Train ``net`` from ``params`` on ``x: (N, n_in)``, ``y`` by Levenberg-Marquardt (module docstring).
-
-    ``solver``: ``"dense" | "accumulate" | "cg" | "dual" | "auto"`` (``solvers.py``); ``damping``:
-    ``"marquardt" | "nielsen" | "trust_region"``; ``scaling``: ``D = I`` (``"identity"``) or
-    ``diag(G)`` (``"marquardt"``); ``chunk_size``: examples per chunk for ``accumulate`` and the
-    exact GGN diagonal. Returns ``LMResult(params, history, status, iterations)``.
-    """
-    net, loss = require_network(net, "levenberg_marquardt"), _losses.get(loss)
-    x, y = check_call(net, loss, params, x, y)
-    if val is not None:
-        val = check_call(net, loss, params, *val)
-    P = sum(l.n_out * (l.n_in + 1) for l in net.dense)
-    solver = auto_solver(x.shape[0] * net.n_out, P, x.dtype.itemsize) if solver == "auto" else solver
+def _check_options(solver, damping, scaling, max_steps, mu):
     for name, value, allowed in (("solver", solver, S.SOLVERS), ("damping", damping, DAMPINGS), ("scaling", scaling, SCALINGS)):
         if value not in allowed:
             raise ValueError(f"unknown {name} {value!r}; expected one of {allowed}" + (" or 'auto'" if name == "solver" else ""))
@@ -96,59 +80,85 @@ def levenberg_marquardt(net, params, x, y, *, loss: str | _losses.Loss = "square
         raise ValueError(f"max_steps must be at least 1; got {max_steps}")
     if not mu > 0:
         raise ValueError(f"mu must be positive (the damping multiplies it on failure); got {mu}")
-    config = (solver, Damping(damping, mu_dec, mu_inc), scaling == "marquardt", max_steps, chunk_size, cg_tol,
-              cg_maxiter or 10 * P, val is not None)
-    run = _compiled(net, loss, config)
+
+
+def levenberg_marquardt(net, params, x, y, *, loss: str | _losses.Loss = "squared_error", solver: str = "auto",
+                        damping: str = "marquardt", scaling: str = "identity", mu: float = 1e-3, mu_dec: float = 0.1,
+                        mu_inc: float = 10.0, mu_max: float = 1e10, max_steps: int = 1000, goal: float = 0.0,
+                        min_grad: float = 1e-7, val: tuple | None = None, max_fail: int = 6, chunk_size: int = 1024,
+                        cg_tol: float = 1e-8, cg_maxiter: int | None = None, data_parallel: bool = False,
+                        curvature: str = "ggn") -> LMResult:
+    """Train ``net`` from ``params`` on ``x: (N, n_in)``, ``y`` by Levenberg-Marquardt (module docstring).
+
+    ``solver``: ``"dense" | "accumulate" | "cg" | "dual" | "auto"`` (``solvers.py``); ``damping``:
+    ``"marquardt" | "nielsen" | "trust_region"``; ``scaling``: ``D = I`` (``"identity"``) or
+    ``diag(G)`` (``"marquardt"``); ``chunk_size``: examples per chunk for ``accumulate`` and the
+    exact GGN diagonal; ``data_parallel``: shard the batch over the local devices (the sums over
+    examples in ``G`` and ``g`` become all-reduces); ``curvature="hessian"``: the exact Hessian in
+    place of ``G`` (damped Newton, ``fb.newton``). Returns ``LMResult(params, history, status, iterations)``.
+    """
+    net, loss = require_network(net, "levenberg_marquardt"), _losses.get(loss)
+    x, y = check_call(net, loss, params, x, y)
+    if val is not None:
+        val = check_call(net, loss, params, *val)
+    P = sum(l.n_out * (l.n_in + 1) for l in net.dense)
+    solver = auto_solver(x.shape[0] * net.n_out, P, x.dtype.itemsize) if solver == "auto" else solver
+    _check_options(solver, damping, scaling, max_steps, mu)
+    if curvature not in ("ggn", "hessian"):
+        raise ValueError(f"unknown curvature {curvature!r}; expected 'ggn' or 'hessian'")
+    if data_parallel:
+        x, y = shard_batch(x, y)
+    config = (solver if curvature == "ggn" else "newton", Damping(damping, mu_dec, mu_inc), scaling == "marquardt",
+              max_steps, chunk_size, cg_tol, cg_maxiter or 10 * P, val is not None)
     theta, unflatten = ravel_pytree(params)
-    dtype = theta.dtype
+    run = _compiled(net, loss, config)
     theta, hist, status, k = run(theta, x, y, val if val is not None else (x[:1], y[:1]),
-                                 *(jnp.asarray(v, dtype) for v in (mu, mu_max, goal, min_grad)), jnp.int32(max_fail))
+                                 *_scalars(theta.dtype, mu, mu_max, goal, min_grad), jnp.int32(max_fail))
     return LMResult(unflatten(theta), hist, status, k)
 
 
-@functools.lru_cache(maxsize=64)
-def _compiled(net, loss, config):
-    solver, damping, scale_d, max_steps, chunk_size, cg_tol, cg_maxiter, has_val = config
-    linearize = {"dense": S.linearize_dense, "accumulate": S.linearize_accumulate,
-                 "cg": S.linearize_cg, "dual": S.linearize_dual}[solver]
+def _scalars(dtype, *values):
+    return tuple(jnp.asarray(v, dtype) for v in values)
+
+
+def lm_loop(cost, linearize, solve, G_times, val_loss, damping: Damping, max_steps: int, n: int, has_val: bool,
+            scale_d: bool):
+    """The loop itself over flat params, for any ``cost(theta) -> E`` and linear solve (traceable).
+
+    ``linearize(theta) -> lin`` (with ``lin.g``, ``lin.d``), ``solve(lin, mu) -> delta``,
+    ``G_times(lin, delta)``; ``n`` divides E into the reported C. Returns ``run(theta0, mu0, mu_max,
+    goal, min_grad, max_fail) -> (theta, LMHistory, status, iterations)``.
+    """
 
     def running_max_d(lin, d_before):
         return lin._replace(d=jnp.maximum(lin.d, d_before)) if scale_d else lin
 
-    def solve(pb, lin, mu):
-        return S.solve_cg(pb, lin, mu) if solver == "cg" else S.solve_dual(lin, mu) if solver == "dual" else S.solve_normal(lin, mu)
-
-    def run(theta0, x, y, val, mu0, mu_max, goal, min_grad, max_fail):
-        unflatten = ravel_pytree(_like(net, theta0))[1]
-        pb = S.Problem(net, loss, x, y, unflatten, scale_d, chunk_size, cg_tol, cg_maxiter)
-        n = x.shape[0]
-        cost = lambda t, xx, yy: jnp.sum(loss.value(forward(net, unflatten(t), xx)[0], yy))   # E = N C
+    def run(theta0, mu0, mu_max, goal, min_grad, max_fail):
         nan = jnp.full(max_steps + 1, jnp.nan, theta0.dtype)
 
         def record(h, k, E, mu, accepted, g, vl):
             return LMHistory(h.loss.at[k].set(E / n), h.mu.at[k].set(mu), h.accepted.at[k].set(accepted),
                              h.grad_norm.at[k].set(jnp.linalg.norm(g) / n), h.val_loss.at[k].set(vl))
 
-        val_loss = (lambda t: cost(t, *val) / val[0].shape[0]) if has_val else (lambda t: jnp.nan)
-        lin0, E0, v0 = linearize(pb, theta0), cost(theta0, x, y), val_loss(theta0)
-        hist = record(LMHistory(nan, nan, nan, nan, nan), 0, E0, mu0, 1.0, lin0.g, v0)
-
         def stopping(k, E, g, mu, fails):
             return jnp.select([E / n <= goal, jnp.linalg.norm(g) / n <= min_grad, mu > mu_max, fails >= max_fail, k >= max_steps],
                               [GOAL, MIN_GRAD, MU_MAX, MAX_FAIL, MAX_STEPS], 0).astype(jnp.int32)
 
+        lin0, E0, v0 = linearize(theta0), cost(theta0), val_loss(theta0)
+        hist = record(LMHistory(nan, nan, nan, nan, nan), 0, E0, mu0, 1.0, lin0.g, v0)
+
         def body(s):
             theta, E, lin, mu, nu, k, _, hist, best, best_theta, fails = s
-            delta = solve(pb, lin, mu)
+            delta = solve(lin, mu)
             trial = theta + delta
-            E_new = cost(trial, x, y)
-            predicted = -(lin.g @ delta + 0.5 * delta @ S.G_times(pb, lin, delta))
+            E_new = cost(trial)
+            predicted = -(lin.g @ delta + 0.5 * delta @ G_times(lin, delta))
             rho = jnp.where(predicted > 0, (E - E_new) / predicted, -jnp.inf)
             ok = jnp.isfinite(E_new) & jnp.all(jnp.isfinite(delta))
             accepted = damping.accept(ok & (E_new < E), rho)
             mu_next, nu = damping.update(mu, nu, jnp.where(ok, rho, -jnp.inf), accepted)
             theta, E = jnp.where(accepted, trial, theta), jnp.where(accepted, E_new, E)
-            lin = jax.lax.cond(accepted, lambda: running_max_d(linearize(pb, theta), lin.d), lambda: lin)
+            lin = jax.lax.cond(accepted, lambda: running_max_d(linearize(theta), lin.d), lambda: lin)
             vl = jax.lax.cond(accepted & has_val, lambda: val_loss(theta), lambda: hist.val_loss[k])
             improved = vl < best
             fails = jnp.where(accepted & has_val, jnp.where(improved, 0, fails + 1), fails)
@@ -163,7 +173,33 @@ def _compiled(net, loss, config):
         theta = jnp.where(status == MAX_FAIL, best_theta, theta) if has_val else theta
         return theta, hist, status, k
 
+    return run
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled(net, loss, config):
+    solver, damping, scale_d, max_steps, chunk_size, cg_tol, cg_maxiter, has_val = config
+    linearize = {"dense": S.linearize_dense, "accumulate": S.linearize_accumulate, "cg": S.linearize_cg,
+                 "dual": S.linearize_dual, "newton": S.linearize_newton}[solver]
+    solve = {"cg": S.solve_cg, "dual": lambda pb, lin, mu: S.solve_dual(lin, mu)}.get(solver, lambda pb, lin, mu: S.solve_normal(lin, mu))
+
+    def run(theta0, x, y, val, mu0, mu_max, goal, min_grad, max_fail):
+        unflatten = ravel_pytree(_like(net, theta0))[1]
+        pb = S.Problem(net, loss, x, y, unflatten, scale_d, chunk_size, cg_tol, cg_maxiter)
+        cost = lambda t, xx, yy: jnp.sum(loss.value(forward(net, unflatten(t), xx)[0], yy))   # E = N C
+        val_loss = (lambda t: cost(t, *val) / val[0].shape[0]) if has_val else (lambda t: jnp.asarray(jnp.nan, t.dtype))
+        loop = lm_loop(lambda t: cost(t, x, y), lambda t: linearize(pb, t), lambda lin, mu: solve(pb, lin, mu),
+                       lambda lin, d: S.G_times(pb, lin, d), val_loss, damping, max_steps, x.shape[0], has_val, scale_d)
+        return loop(theta0, mu0, mu_max, goal, min_grad, max_fail)
+
     return jax.jit(run)
+
+
+def newton(net, params, x, y, **options) -> LMResult:
+    """Damped Newton with the exact Hessian (small nets): Levenberg-Marquardt's loop with ``G`` replaced
+    by ``d2E/dtheta^2`` (dense, autodiff); an indefinite ``H + mu D`` fails its Cholesky, so the step is
+    rejected and ``mu`` grows until the damped Hessian is positive definite. Options as ``levenberg_marquardt``."""
+    return levenberg_marquardt(net, params, x, y, **{**options, "curvature": "hessian", "solver": "dense"})
 
 
 def _like(net, theta):

@@ -96,6 +96,13 @@ def linearize_accumulate(pb: Problem, theta) -> Normal:
     return Normal(G, g, pb.damping_diag(jnp.diag(G)))
 
 
+def linearize_newton(pb: Problem, theta) -> Normal:
+    """The exact Hessian of ``E`` in place of ``G`` (damped Newton; dense, small nets)."""
+    E = lambda t: jnp.sum(pb.loss.value(forward(pb.net, pb.unflatten(t), pb.x)[0], pb.y))
+    H = jax.hessian(E)(theta)
+    return Normal(H, jax.grad(E)(theta), pb.damping_diag(jnp.abs(jnp.diag(H))))
+
+
 def solve_normal(lin: Normal, mu):
     """Cholesky of ``G + mu D``; a matrix that is not positive definite gives NaN (the step is rejected)."""
     L = jnp.linalg.cholesky(lin.G + mu * jnp.diag(lin.d))

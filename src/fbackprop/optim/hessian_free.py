@@ -1,0 +1,143 @@
+"""Hessian-free optimisation (Martens 2010), one compiled ``lax.while_loop`` over outer iterations.
+
+Each iteration at ``theta`` (C the batch-mean cost, ``g = dC/dtheta`` on the whole batch):
+
+1. curvature on a mini-batch (``batch_size`` examples drawn with the key; all of them by default):
+   the damped GGN product ``B v = G_mb v + lam v`` (jvp, the loss's ``hvp``, vjp; never formed);
+2. conjugate gradients on ``B delta = -g``, warm-started from ``decay`` times the previous
+   solution, optionally preconditioned by ``(diag(G_mb) + lam)^0.75`` (Martens uses the empirical
+   Fisher's diagonal; here the exact GGN diagonal from second-order backpropagation), stopped by
+   Martens' relative-progress test on the quadratic ``phi(x) = g.x + x.B x / 2``;
+3. CG-iterate backtracking: of the iterates kept at ``i = ceil(1.3^j)``, the one with the lowest C;
+4. Levenberg-Marquardt-style damping: ``rho`` = actual over predicted (``g.d + d.G_mb d / 2``)
+   decrease; ``lam *= 3/2`` when ``rho < 1/4``, ``lam *= 2/3`` when ``rho > 3/4``;
+5. a backtracking line search (``alpha *= 0.8`` until Armijo holds; no step when none does).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+
+from .. import losses as _losses
+from ..backprop import forward
+from ..second_order import diag_core
+from ..validate import check_call, require_network
+from .levenberg_marquardt import GOAL, MAX_STEPS, MIN_GRAD, LMHistory, LMResult, _like
+
+
+def checkpoints(cg_iters: int) -> tuple[int, ...]:
+    """The CG iterations whose iterates are kept for backtracking: ``ceil(1.3^j)``, and the last."""
+    ks = sorted({math.ceil(1.3 ** j) for j in range(64) if math.ceil(1.3 ** j) <= cg_iters} | {cg_iters})
+    return tuple(ks)
+
+
+def hessian_free(net, params, x, y, *, loss: str | _losses.Loss = "squared_error", max_steps: int = 100,
+                 cg_iters: int = 50, lam: float = 1.0, batch_size: int | None = None, precondition: bool = False,
+                 decay: float = 0.95, key=None, goal: float = 0.0, min_grad: float = 1e-7) -> LMResult:
+    """Train by Hessian-free optimisation (module docstring). History: ``mu`` holds ``lam``."""
+    net, loss = require_network(net, "hessian_free"), _losses.get(loss)
+    x, y = check_call(net, loss, params, x, y)
+    if max_steps < 1 or cg_iters < 1:
+        raise ValueError(f"max_steps and cg_iters must be at least 1; got {max_steps} and {cg_iters}")
+    batch_size = x.shape[0] if batch_size is None else batch_size
+    if not 1 <= batch_size <= x.shape[0]:
+        raise ValueError(f"batch_size must lie in [1, N={x.shape[0]}]; got {batch_size}")
+    if not lam > 0:
+        raise ValueError(f"lam must be positive; got {lam}")
+    key = jax.random.key(0) if key is None else key
+    theta, unflatten = ravel_pytree(params)
+    run = _compiled(net, loss, max_steps, cg_iters, batch_size, precondition)
+    theta, hist, status, k = run(theta, x, y, key, *(jnp.asarray(v, theta.dtype) for v in (lam, decay, goal, min_grad)))
+    return LMResult(unflatten(theta), hist, status, k)
+
+
+def _cg(Bv, b, x0, precond, cg_iters: int, keep: tuple[int, ...]):
+    """Preconditioned CG from ``x0`` on ``B x = b``; the iterates at ``keep`` and how many steps ran."""
+    keep_at = jnp.array(keep)
+    phi = lambda x, Bx: 0.5 * x @ Bx - b @ x
+
+    def step(i, s):
+        x, r, z, p, kept, phis, active, ran = s
+        Bp = Bv(p)
+        alpha = (r @ z) / (p @ Bp)
+        x_new, r_new = x + alpha * p, r - alpha * Bp
+        z_new = precond(r_new)
+        p_new = z_new + ((r_new @ z_new) / (r @ z)) * p
+        phi_i = phi(x_new, b - r_new)
+        k = jnp.maximum(10, (i + 1) // 10)
+        progress = (phi_i - phis[jnp.maximum(i + 1 - k, 0)]) / jnp.where(phi_i == 0, 1.0, phi_i)
+        done = (i + 1 > k) & (phi_i < 0) & (progress < k * 5e-4)
+        upd = lambda new, old: jnp.where(active, new, old)
+        x, r, z, p = upd(x_new, x), upd(r_new, r), upd(z_new, z), upd(p_new, p)
+        kept = jnp.where(active & (keep_at == i + 1)[:, None], x_new, kept)
+        return (x, r, z, p, kept, phis.at[i + 1].set(jnp.where(active, phi_i, phis[i])), active & ~done & jnp.all(jnp.isfinite(x_new)),
+                ran + active)
+
+    r0 = b - Bv(x0)
+    z0 = precond(r0)
+    init = (x0, r0, z0, z0, jnp.zeros((len(keep), x0.size), x0.dtype), jnp.zeros(cg_iters + 1, x0.dtype).at[0].set(phi(x0, b - r0)),
+            jnp.bool_(True), jnp.int32(0))
+    x, _, _, _, kept, _, _, ran = jax.lax.fori_loop(0, cg_iters, step, init)
+    kept = jnp.where((keep_at > ran)[:, None], x, kept)   # iterates never reached: the last one
+    return kept, x
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled(net, loss, max_steps, cg_iters, batch_size, precondition):
+    keep = checkpoints(cg_iters)
+
+    def run(theta0, x, y, key, lam0, decay, goal, min_grad):
+        n = x.shape[0]
+        unflatten = ravel_pytree(_like(net, theta0))[1]
+        apply = lambda t, xx: forward(net, unflatten(t), xx)[0]
+        C = lambda t: jnp.mean(loss.value(apply(t, x), y))
+        nan = jnp.full(max_steps + 1, jnp.nan, theta0.dtype)
+
+        def body(s):
+            theta, C_k, g, prev, lam, key, k, _, hist = s
+            key, sub = jax.random.split(key)
+            idx = jax.random.choice(sub, n, (batch_size,), replace=False) if batch_size < n else jnp.arange(n)
+            xb, yb = x[idx], y[idx]
+            yhat, pullback = jax.vjp(lambda t: apply(t, xb), theta)
+            Gv = lambda v: pullback(loss.hvp(yhat, yb, jax.jvp(lambda t: apply(t, xb), (theta,), (v,))[1]) / batch_size)[0]
+            if precondition:
+                m = (ravel_pytree(diag_core(net, loss, False)(unflatten(theta), xb, yb))[0] + lam) ** 0.75
+                precond = lambda r: r / m
+            else:
+                precond = lambda r: r
+            kept, last = _cg(lambda v: Gv(v) + lam * v, -g, decay * prev, precond, cg_iters, keep)
+            costs = jax.vmap(lambda d: C(theta + d))(kept)
+            costs = jnp.where(jnp.isfinite(costs), costs, jnp.inf)
+            delta = kept[jnp.argmin(costs)]
+            C_d = jnp.min(costs)
+            predicted = g @ delta + 0.5 * delta @ Gv(delta)
+            rho = jnp.where(predicted < 0, (C_d - C_k) / predicted, -jnp.inf)
+            lam = jnp.where(rho < 0.25, lam * 1.5, jnp.where(rho > 0.75, lam * (2.0 / 3.0), lam))
+            slope = g @ delta
+
+            def shrink(c):
+                return c[0] * 0.8, C(theta + c[0] * 0.8 * delta)
+
+            armijo = lambda a, Ca: Ca <= C_k + 1e-2 * a * slope
+            alpha, C_a = jax.lax.while_loop(lambda c: ~armijo(*c) & (c[0] > 0.8 ** 60), shrink, (jnp.asarray(1.0, theta.dtype), C_d))
+            ok = armijo(alpha, C_a) & jnp.isfinite(C_a) & (slope < 0)
+            theta, C_k = jnp.where(ok, theta + alpha * delta, theta), jnp.where(ok, C_a, C_k)
+            g = jax.lax.cond(ok, lambda: jax.grad(C)(theta), lambda: g)
+            hist = LMHistory(hist.loss.at[k + 1].set(C_k), hist.mu.at[k + 1].set(lam), hist.accepted.at[k + 1].set(ok.astype(C_k.dtype)),
+                             hist.grad_norm.at[k + 1].set(jnp.linalg.norm(g)), hist.val_loss)
+            status = jnp.select([C_k <= goal, jnp.linalg.norm(g) <= min_grad, k + 1 >= max_steps], [GOAL, MIN_GRAD, MAX_STEPS], 0)
+            return theta, C_k, g, jnp.where(ok, last, jnp.zeros_like(last)), lam, key, k + 1, status.astype(jnp.int32), hist
+
+        C0, g0 = jax.value_and_grad(C)(theta0)
+        hist = LMHistory(nan.at[0].set(C0), nan.at[0].set(lam0), nan.at[0].set(1.0), nan.at[0].set(jnp.linalg.norm(g0)), nan)
+        status0 = jnp.select([C0 <= goal, jnp.linalg.norm(g0) <= min_grad], [GOAL, MIN_GRAD], 0).astype(jnp.int32)
+        state = (theta0, C0, g0, jnp.zeros_like(theta0), lam0, key, jnp.int32(0), status0, hist)
+        theta, _, _, _, _, _, k, status, hist = jax.lax.while_loop(lambda s: s[7] == 0, body, state)
+        return theta, hist, status, k
+
+    return jax.jit(run)

@@ -1,0 +1,102 @@
+"""Damped Newton, Gauss-Newton with line search, Hessian-free, and LM on any residual function. Float64."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import fbackprop as fb
+from fbackprop.optim.gauss_newton import LINE_SEARCH
+from fbackprop.optim.hessian_free import checkpoints
+from fbackprop.optim.levenberg_marquardt import MIN_GRAD
+
+X, Y = fb.data.sine(80, dtype=np.float64)
+NET = fb.mlp([1, 8, 1], activation="tanh")
+P0 = NET.init(jax.random.key(0))
+
+
+def final(r):
+    return float(r.history.loss[int(r.iterations)])
+
+
+def losses(r):
+    return np.asarray(r.history.loss)[: int(r.iterations) + 1]
+
+
+def test_newton_uses_the_exact_hessian_and_never_raises_the_loss():
+    r = fb.newton(NET, P0, X, Y, max_steps=60)
+    assert np.all(np.diff(losses(r)) <= 0) and final(r) <= 1e-3 * float(r.history.loss[0])
+
+
+def test_newton_first_step_is_the_damped_newton_step():
+    theta, unflatten = fb.flatten(P0)
+    H = X.shape[0] * fb.hessian(NET, "squared_error")(P0, X, Y)        # of E = N C
+    g = X.shape[0] * fb.flatten(fb.backprop(NET, "squared_error")(P0, X, Y))[0]
+    mu = 1e3                                                            # H + mu I definite, and the step decreases E
+    r = fb.newton(NET, P0, X, Y, mu=mu, max_steps=1)
+    expected = theta - jnp.linalg.solve(H + mu * jnp.eye(theta.size), g)
+    assert int(r.history.accepted[1]) == 1
+    np.testing.assert_allclose(fb.flatten(r.params)[0], expected, rtol=1e-10, atol=1e-12)
+
+
+def test_gauss_newton_line_search_decreases_and_solves_a_linear_model_in_one_step():
+    r = fb.gauss_newton(NET, P0, X, Y, max_steps=30)
+    assert np.all(np.diff(losses(r)) <= 0) and final(r) < 0.1 * float(r.history.loss[0])
+    lin = fb.mlp([3, 2])
+    kx, ky = jax.random.split(jax.random.key(1))
+    x, y = jax.random.normal(kx, (30, 3)), jax.random.normal(ky, (30, 2))
+    r = fb.gauss_newton(lin, lin.init(jax.random.key(2)), x, y, max_steps=3)
+    coef = jnp.linalg.lstsq(jnp.concatenate([x, jnp.ones((30, 1))], 1), y)[0]
+    assert float(r.history.mu[1]) == 1.0                                 # the full step was taken
+    np.testing.assert_allclose(r.params[0]["W"], coef[:3].T, atol=1e-10)
+    assert int(r.status) in (MIN_GRAD, LINE_SEARCH)                      # nothing left to gain after the step
+
+
+def test_checkpoints_are_geometric_and_end_at_the_last_iteration():
+    ks = checkpoints(50)
+    assert ks[:6] == (1, 2, 3, 4, 5, 7) and ks[-1] == 50 and all(b > a for a, b in zip(ks, ks[1:]))
+    assert all(b / a <= 1.4 or b - a == 1 or b == 50 for a, b in zip(ks, ks[1:]))
+
+
+@pytest.mark.parametrize("precondition", [False, True])
+def test_hessian_free_fits_the_sine_and_never_raises_the_loss(precondition):
+    r = fb.hessian_free(NET, P0, X, Y, max_steps=60, precondition=precondition)
+    assert np.all(np.diff(losses(r)) <= 1e-15) and final(r) <= 1e-3 * float(r.history.loss[0]), r.message
+
+
+def test_hessian_free_with_mini_batch_curvature_is_deterministic_given_the_key():
+    a = fb.hessian_free(NET, P0, X, Y, max_steps=20, batch_size=20, key=jax.random.key(3))
+    b = fb.hessian_free(NET, P0, X, Y, max_steps=20, batch_size=20, key=jax.random.key(3))
+    np.testing.assert_array_equal(a.history.loss, b.history.loss)
+    assert final(a) < 0.1 * float(a.history.loss[0])
+
+
+def test_hessian_free_trains_cross_entropy():
+    x, y = fb.data.two_moons(100, seed=0, dtype=np.float64)
+    net = fb.mlp([2, 8, 2], activation="tanh")
+    r = fb.hessian_free(net, net.init(jax.random.key(0)), x, y, loss="cross_entropy", max_steps=40)
+    assert float(jnp.mean(jnp.argmax(net.apply(r.params, x), 1) == y)) >= 0.98
+
+
+def test_least_squares_on_any_pytree_rosenbrock():
+    residual = lambda p: jnp.stack([10 * (p["y"] - p["x"] ** 2), 1 - p["x"]])
+    r = fb.least_squares(residual, {"x": jnp.array(-1.2), "y": jnp.array(1.0)}, max_steps=200)
+    np.testing.assert_allclose([r.params["x"], r.params["y"]], [1.0, 1.0], atol=1e-6)
+    assert np.all(np.diff(losses(r)) <= 0)
+
+
+def test_least_squares_matches_levenberg_marquardt_on_a_network():
+    """The generic entry (autodiff J of the flat residual) takes the same path as the Network one."""
+    r_generic = fb.least_squares(lambda p: NET.apply(p, X) - Y, P0, max_steps=15)
+    r_net = fb.levenberg_marquardt(NET, P0, X, Y, solver="dense", max_steps=15)
+    np.testing.assert_allclose(r_generic.history.accepted, r_net.history.accepted)
+    np.testing.assert_allclose(r_generic.history.loss, r_net.history.loss, rtol=1e-6)    # rounding: J^T J summed differently
+
+
+def test_bad_options_are_named():
+    with pytest.raises(ValueError, match=r"batch_size must lie in \[1, N=80\]"):
+        fb.hessian_free(NET, P0, X, Y, batch_size=0)
+    with pytest.raises(TypeError, match="needs an fbackprop Network"):
+        fb.gauss_newton(NET.apply, P0, X, Y)
+    with pytest.raises(TypeError, match="must return a floating array"):
+        fb.least_squares(lambda p: jnp.array([1, 2]), P0)
