@@ -51,3 +51,13 @@ def test_tolerances_per_dtype():
     assert fb.tolerance(jnp.float64, finite_differences=True) == 1e-6
     r32 = fb.compare(tuple({k: v.astype(np.float32) for k, v in A[0].items()} for _ in [0]), A)
     assert r32.dtype == "float32"
+
+
+def test_a_leaf_that_is_zero_up_to_rounding_is_judged_against_the_whole_tree():
+    """Bias gradients ~1e-17 (a symmetric problem) off by 7e-16: rounding, not a mismatch; but a
+    small leaf that is genuinely wrong is still caught."""
+    ref = ({"W": np.array([[0.3, -0.2]]), "b": np.array([1e-17])},)
+    rounding = ({"W": np.array([[0.3, -0.2]]), "b": np.array([7e-16])},)
+    assert fb.compare(rounding, ref).ok()
+    wrong = ({"W": np.array([[0.3, -0.2]]), "b": np.array([2e-4])},)
+    assert not fb.compare(wrong, ({"W": np.array([[0.3, -0.2]]), "b": np.array([1e-4])},)).ok()

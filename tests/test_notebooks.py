@@ -27,6 +27,11 @@ CELL_TIMEOUT_S = 300
 KEY_CALLS = {
     "01_manual_vs_autodiff.ipynb": ("fb.backprop(", "fb.autodiff(", "fb.compare(", "fb.backprop_trace(",
                                     "fb.train(", "fb.forward_mode(", "fb.numerical_grad(", "fb.per_example_grads("),
+    "02_second_order_optimizers.ipynb": ("fb.jacobian(", "fb.as_matrix(", "fb.compare(", "fb.backprop(", "fb.ggn(",
+                                         "fb.levenberg_marquardt(", "fb.gauss_newton(", "fb.newton(",
+                                         "fb.hessian_free(", "fb.train("),
+    "03_curvature.ipynb": ("fb.hessian_blocks(", "fb.hessian_diag(", "fb.hessian(", "fb.hvp(", "fb.lanczos(",
+                           "fb.ggn(", "fb.compare("),
 }
 
 

@@ -3,9 +3,11 @@
 Errors are measured per leaf ``a`` (the one under test) against ``b`` (the reference):
 
 - ``max_abs = max |a - b|``
-- ``max_rel = max |a - b| / max(max |b|, max |a|, tiny)``: the largest error relative to the
-  leaf's scale. Element-wise ratios would blow up on entries that are zero up to rounding
-  (a saturated sigmoid's weights), so the scale is the leaf's largest entry.
+- ``max_rel = max |a - b| / scale``, ``scale = max(max |b|, max |a|, 1e-3 * tree scale)``: the
+  largest error relative to the leaf's scale. Element-wise ratios would blow up on entries that are
+  zero up to rounding (a saturated sigmoid's weights), so the scale is the leaf's largest entry;
+  and a whole leaf can be zero up to rounding (the bias gradients of a symmetric problem), so the
+  scale never drops below 1e-3 of the largest entry of the whole tree (``tree scale``).
 - ``cosine = <a, b> / (|a| |b|)`` (1.0 when both are zero).
 
 Tolerances per dtype (``tolerance``), for ``max_rel`` of two exact methods (hand-written vs
@@ -82,11 +84,15 @@ def _leaf_name(path) -> str:
     return jax.tree_util.keystr(path) or "value"
 
 
-def _leaf_error(name, a, b) -> LeafError:
+def _scale(x) -> float:
+    return float(np.abs(np.asarray(x, np.float64)).max(initial=0.0))
+
+
+def _leaf_error(name, a, b, floor: float) -> LeafError:
     a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
     diff = np.abs(a64 - b64)
     max_abs = float(diff.max()) if diff.size else 0.0
-    scale = max(float(np.abs(b64).max(initial=0.0)), float(np.abs(a64).max(initial=0.0)), np.finfo(np.float64).tiny)
+    scale = max(_scale(b64), _scale(a64), floor, np.finfo(np.float64).tiny)
     na, nb = np.linalg.norm(a64), np.linalg.norm(b64)
     cosine = 1.0 if na == 0 and nb == 0 else float(np.vdot(a64, b64) / max(na * nb, np.finfo(np.float64).tiny))
     return LeafError(name, tuple(np.shape(a)), max_abs, max_abs / scale, cosine)
@@ -101,6 +107,7 @@ def compare(a: Any, b: Any) -> GradReport:
     for (path, x), y in zip(la, lb):
         if jnp.shape(x) != jnp.shape(y):
             raise ValueError(f"compare: leaf {_leaf_name(path)} has shapes {jnp.shape(x)} and {jnp.shape(y)}")
-    leaves = tuple(_leaf_error(_leaf_name(p), x, y) for (p, x), y in zip(la, lb))
+    floor = 1e-3 * max([_scale(x) for _, x in la] + [_scale(y) for y in lb] + [0.0])
+    leaves = tuple(_leaf_error(_leaf_name(p), x, y, floor) for (p, x), y in zip(la, lb))
     dtype = jnp.result_type(*[x for _, x in la]).name if la else "float64"
     return GradReport(leaves, dtype)
