@@ -1,6 +1,8 @@
-"""The main job runs in quick mode, and every claim it records holds."""
+"""The main job in quick mode, on two experiments of its tour (each experiment of the tour has its own
+quick test in tests/experiments/): every claim held, REPORT.md whole, a crash reported as a claim."""
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -9,10 +11,29 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
 import demo  # noqa: E402
 
 
-def test_demo_quick(tmp_path, capsys):
-    assert demo.main(["--quick", "--out", str(tmp_path)]) == 0
+TWO = ["gradcheck", "seed_example"]
+
+
+def test_demo_quick_writes_the_report(tmp_path, capsys):
+    assert demo.main(["--quick", "--out", str(tmp_path), "--experiments", ",".join(TWO)]) == 0
     result = json.loads((tmp_path / "results.json").read_text())
     assert result["claims"] and all(result["claims"].values())
-    assert result["gradcheck"]["networks"] >= 13
-    out = capsys.readouterr().out
-    assert "backprop vs jax.grad" in out and "target  output" in out and "claims held" in out
+    report = (tmp_path / "REPORT.md").read_text()
+    for name in TWO:
+        assert f"## {name}: " in report
+        assert json.loads((tmp_path / name / "results.json").read_text())["experiment"] == name
+    images = re.findall(r"!\[[^]]*\]\(([^)]+)\)", report)
+    assert len(images) >= len(TWO)
+    assert "| backprop vs jax.grad |" in report.split("## gradcheck")[1]          # gradcheck's table.md, embedded
+    assert all((tmp_path / image).read_bytes()[:4] == b"\x89PNG" for image in images)
+    assert f"**{len(result['claims'])} of {len(result['claims'])} claims held**" in report
+    assert "claims held" in capsys.readouterr().out
+
+
+def test_a_crashing_experiment_is_a_failed_claim_not_a_crash(tmp_path, monkeypatch):
+    monkeypatch.setattr(demo, "HERE", str(tmp_path))
+    (tmp_path / "seed_example.py").write_text('"""Breaks on purpose."""\nraise SystemExit(3)\n')
+    assert demo.main(["--out", str(tmp_path / "out"), "--experiments", "seed_example"]) == 1
+    result = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert result["claims"] == {"seed_example: seed_example.py ran to the end (exit code 3)": False}
+    assert "**FAILED**" in (tmp_path / "out" / "REPORT.md").read_text()

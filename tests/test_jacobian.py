@@ -9,7 +9,7 @@ import fbackprop as fb
 from problems import problems
 
 
-@settings(max_examples=max(4, settings().max_examples // 2))
+@settings(max_examples=max(3, settings().max_examples // 4))
 @given(problems(max_depth=4, max_width=6, max_batch=6))
 def test_both_methods_equal_jacrev_of_the_whole_batch(pb):
     theta, unflatten = fb.flatten(pb.params)
