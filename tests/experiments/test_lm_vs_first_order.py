@@ -1,0 +1,34 @@
+"""experiments/lm_vs_first_order.py: Levenberg-Marquardt against Adam and gradient descent on sine and peaks."""
+
+import numpy as np
+
+import lm_vs_first_order as exp
+
+
+def test_lm_vs_first_order_quick(run_quick):
+    result = run_quick(exp)
+    m = result["metrics"]
+    assert m["sine"]["P"] == 31 and m["peaks"]["P"] == 301
+    for name in ("sine", "peaks"):
+        lm, adam = m[name]["Levenberg-Marquardt"], m[name]["Adam"]
+        assert lm["iterations_to_target"] < adam["iterations_to_target"]
+        assert 0 < lm["accepted"] < lm["iterations"]          # Marquardt's rule rejected some trials
+        assert lm["final_loss"] < m[name]["target"] < m[name]["initial_loss"]
+    assert set(result["figures"]) == {"loss_curves"}
+
+
+def test_first_below_and_loss_at_time():
+    loss = np.array([1.0, 0.5, 0.2, 0.05, 0.01])
+    assert exp.first_below(loss, 0.2) == 2 and exp.first_below(loss, 1e-3) is None
+    r = {"loss": loss, "seconds": 2.0, "iterations": 4}                # 0.5 s per iteration
+    assert exp.loss_at_time(r, 0.0) == 1.0 and exp.loss_at_time(r, 1.2) == 0.2 and exp.loss_at_time(r, 2.0) == 0.01
+    assert np.isnan(exp.loss_at_time(r, 2.5))                          # the run had ended
+
+
+def test_lm_timing_reuses_one_program_and_counts_every_trial():
+    """The goal=inf call compiles the same program: the timed call is not slower than a warm one."""
+    net, p0, x, y = exp.problem("sine", True, 0)
+    r = exp.run_lm(net, p0, x, y, steps=40, repeats=1)
+    assert r["iterations"] == 40 and len(r["loss"]) == 41
+    assert np.all(np.diff(r["loss"]) <= 0)                             # LM's loss never rises
+    assert r["seconds"] < r["compile_seconds"]
