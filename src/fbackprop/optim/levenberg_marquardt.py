@@ -131,7 +131,7 @@ def lm_loop(cost, linearize, solve, G_times, val_loss, damping: Damping, max_ste
     """
 
     def running_max_d(lin, d_before):
-        return lin._replace(d=jnp.maximum(lin.d, d_before)) if scale_d else lin
+        return S.with_damping_diag(lin, jnp.maximum(lin.d, d_before)) if scale_d else lin
 
     def run(theta0, mu0, mu_max, goal, min_grad, max_fail):
         nan = jnp.full(max_steps + 1, jnp.nan, theta0.dtype)

@@ -143,23 +143,33 @@ class Dual(NamedTuple):
     u: jax.Array         # (M,)
     g: jax.Array
     d: jax.Array
+    HK: jax.Array        # H Jt Jt^T, (M, M): formed once per point, reused for every mu tried there
+
+
+def _dual_system(J, H, d):
+    """``H Jt Jt^T`` with ``Jt = J D^-1/2``, rows grouped by example: the O(M^2 P) part of a dual step."""
+    n, k = H.shape[:2]
+    Jt = J / jnp.sqrt(d)
+    K = jnp.matmul(Jt, Jt.T, precision=HIGHEST).reshape(n, k, n * k)
+    return jnp.einsum("nab,nbm->nam", H, K, precision=HIGHEST).reshape(n * k, n * k)
 
 
 def linearize_dual(pb: Problem, theta) -> Dual:
     J, H, u = pb.residual_pieces(theta, pb.x, pb.y)
     n, k, P = J.shape
     G_diag = jnp.einsum("nap,nab,nbp->p", J, H, J, precision=HIGHEST)
-    J = J.reshape(n * k, P)
-    return Dual(J, H, u.reshape(-1), jnp.einsum("np,n->p", J, u.reshape(-1), precision=HIGHEST), pb.damping_diag(G_diag))
+    J, d = J.reshape(n * k, P), pb.damping_diag(G_diag)
+    return Dual(J, H, u.reshape(-1), jnp.einsum("np,n->p", J, u.reshape(-1), precision=HIGHEST), d, _dual_system(J, H, d))
+
+
+def with_damping_diag(lin, d):
+    """``lin`` with another ``D`` (Marquardt scaling's running maximum); the dual system is re-formed."""
+    return lin._replace(d=d, HK=_dual_system(lin.J, lin.H, d)) if isinstance(lin, Dual) else lin._replace(d=d)
 
 
 def solve_dual(lin: Dual, mu):
-    n, k = lin.H.shape[:2]
-    Jt = lin.J / jnp.sqrt(lin.d)                                          # J D^-1/2
-    K = (Jt @ Jt.T).reshape(n, k, n * k)                                  # Jt Jt^T, rows grouped by example
-    HK = jnp.einsum("nab,nbm->nam", lin.H, K, precision=HIGHEST).reshape(n * k, n * k)
-    w = jnp.linalg.solve(HK + mu * jnp.eye(n * k, dtype=K.dtype), lin.u)
-    return -(Jt.T @ w) / jnp.sqrt(lin.d)
+    w = jnp.linalg.solve(lin.HK + mu * jnp.eye(lin.HK.shape[0], dtype=lin.HK.dtype), lin.u)
+    return -(lin.J.T @ w) / lin.d
 
 
 def G_times(pb: Problem, lin, delta):
