@@ -32,11 +32,11 @@ after about 1450 epochs), per second it is behind: a trial (a 194 x 194 solve) c
 steps, and Adam classifies every point after 3000 epochs, a third of a second, when
 Levenberg-Marquardt has about 70% right; it gets to 100% after about 900 trials, 2 s.
 
-Claims tested: Adam classifies all 194 points after its epochs; at the same wall time
-Levenberg-Marquardt classifies at most 90% of them; Levenberg-Marquardt still reaches at least 95%
+Claims tested: Adam classifies all 194 points after its epochs; Levenberg-Marquardt reaches at least 95%
 within its budget of trials, and its loss never rises; a Levenberg-Marquardt trial costs at least 5
 Adam steps; per iteration Levenberg-Marquardt reaches C <= 0.1 in at least 2x fewer trials than
-Adam needs epochs.
+Adam needs epochs. Levenberg-Marquardt's accuracy at Adam's wall time is recorded (metrics) but not
+claimed: it depends on the machine's load (70-93% measured).
 """
 
 from __future__ import annotations
@@ -148,10 +148,8 @@ def summarize(r: dict) -> tuple[dict, dict]:
     below = lambda loss: (lambda k: int(k[0]) if k.size else None)(np.flatnonzero(loss <= 0.1))
     metrics["lm"]["first_trial_below_0.1"], metrics["adam"]["first_epoch_below_0.1"] = below(lm["loss"]), below(adam["loss"])
     k_lm, k_adam = metrics["lm"]["first_trial_below_0.1"], metrics["adam"]["first_epoch_below_0.1"]
-    a_lm = metrics["lm"]["accuracy_at_adam_seconds"]
     claims = {
         f"Adam ({adam['iterations']} epochs, {adam['seconds']:.2g} s) classifies all {N} points": adam["accuracy"] == 1.0,
-        f"after the same wall time Levenberg-Marquardt classifies at most 90% of them (measured {a_lm:.1%})": a_lm <= 0.9,
         f"Levenberg-Marquardt reaches at least 95% within its {lm['iterations']} trials "
         f"(measured {lm['accuracy'][-1]:.1%} after {lm['seconds']:.2g} s)": lm["accuracy"][-1] >= 0.95,
         "Levenberg-Marquardt's loss never rises": bool(np.all(np.diff(lm["loss"]) <= 0)),
