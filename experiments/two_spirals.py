@@ -33,10 +33,10 @@ steps, and Adam classifies every point after 3000 epochs, a third of a second, w
 Levenberg-Marquardt has about 70% right; it gets to 100% after about 900 trials, 2 s.
 
 Claims tested: Adam classifies all 194 points after its epochs; Levenberg-Marquardt reaches at least 95%
-within its budget of trials, and its loss never rises; a Levenberg-Marquardt trial costs at least 5
-Adam steps; per iteration Levenberg-Marquardt reaches C <= 0.1 in at least 2x fewer trials than
-Adam needs epochs. Levenberg-Marquardt's accuracy at Adam's wall time is recorded (metrics) but not
-claimed: it depends on the machine's load (70-93% measured).
+within its budget of trials, and its loss never rises; per iteration Levenberg-Marquardt reaches C <= 0.1 in at least 2x fewer trials than
+Adam needs epochs. Levenberg-Marquardt's accuracy at Adam's wall time and
+the cost of a trial in Adam steps are recorded (metrics) but not claimed: they depend on the
+machine's load and compiler flags (70-93% and 10-20 steps measured).
 """
 
 from __future__ import annotations
@@ -153,7 +153,6 @@ def summarize(r: dict) -> tuple[dict, dict]:
         f"Levenberg-Marquardt reaches at least 95% within its {lm['iterations']} trials "
         f"(measured {lm['accuracy'][-1]:.1%} after {lm['seconds']:.2g} s)": lm["accuracy"][-1] >= 0.95,
         "Levenberg-Marquardt's loss never rises": bool(np.all(np.diff(lm["loss"]) <= 0)),
-        "a Levenberg-Marquardt trial costs at least 5 Adam steps of wall time": metrics["lm_trial_cost_in_adam_steps"] >= 5,
         f"per iteration Levenberg-Marquardt is ahead: it reaches C <= 0.1 in at least 2x fewer trials than Adam "
         f"needs epochs (measured {k_lm} and {k_adam})": k_lm is not None and k_adam is not None and 2 * k_lm <= k_adam,
     }
