@@ -13,7 +13,7 @@ from hypothesis import given, settings
 
 import fbackprop as fb
 from fbackprop.train import full_batch
-from problems import ACTIVATION_NAMES, LOSS_NAMES, make_problem, problems
+from problems import LOSS_NAMES, make_problem, problems
 
 FEWER = max(4, settings().max_examples // 2)  # for the properties that compile P-fold programs
 

@@ -21,6 +21,21 @@ def test_both_methods_equal_jacrev_of_the_whole_batch(pb):
         assert float(np.abs(fb.as_matrix(rows) - reference).max()) <= 1e-10 * scale
 
 
+@settings(max_examples=max(3, settings().max_examples // 4))
+@given(problems(max_depth=4, max_width=6, max_batch=6))
+def test_the_gram_matrix_from_the_layers_equals_J_J_transpose(pb):
+    """K_(nk),(mj) = sum_l (delta^l_nk . delta^l_mj)(a_n . a_m + 1), never forming J, vs autodiff's J J^T."""
+    J = fb.as_matrix(fb.jacobian(pb.net, "autodiff")(pb.params, pb.x))
+    reference = np.einsum("nkp,mjp->nkmj", J, J)
+    scale = max(float(np.abs(reference).max()), 1e-300)
+    for method in ("backprop", "autodiff"):
+        K = fb.jacobian_gram(pb.net, method)(pb.params, pb.x)
+        assert K.shape == (pb.x.shape[0], pb.net.n_out) * 2
+        assert float(np.abs(K - reference).max()) <= 1e-10 * scale, method
+    with pytest.raises(ValueError, match="features"):
+        fb.jacobian_gram(pb.net)(pb.params, np.ones((2, pb.net.n_in + 1)))
+
+
 def test_autodiff_takes_any_apply_and_backprop_refuses_it():
     pb_net = fb.mlp([2, 3, 2], activation="tanh")
     params = pb_net.init(jax.random.key(0))

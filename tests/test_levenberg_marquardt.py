@@ -35,7 +35,7 @@ def test_every_solver_gives_the_closed_form_step(loss, scale_d):
     linearize = {"dense": S.linearize_dense, "accumulate": S.linearize_accumulate, "cg": S.linearize_cg,
                  "dual": S.linearize_dual}
     solve = {"dense": S.solve_normal, "accumulate": S.solve_normal, "cg": lambda lin, mu: S.solve_cg(sp, lin, mu),
-             "dual": S.solve_dual}
+             "dual": lambda lin, mu: S.solve_dual(sp, lin, mu)}
 
     @jax.jit
     def step_and_product(theta, v):
@@ -145,6 +145,23 @@ def test_validation_failures_stop_and_return_the_best_params():
     best = int(np.nanargmin(val))
     best_loss = float(fb.losses.squared_error(net.apply(r.params, x), -y))
     assert abs(best_loss - val[best]) <= 1e-12 * val[best]
+
+
+def test_progress_reports_every_iteration_from_the_compiled_loop(capsys):
+    x, y = fb.data.sine(40, dtype=np.float64)
+    net = fb.mlp([1, 6, 1], activation="tanh")
+    p = net.init(jax.random.key(0))
+    seen = []
+    r = fb.levenberg_marquardt(net, p, x, y, max_steps=7, progress=lambda *row: seen.append([float(v) for v in row]))
+    k = int(r.iterations)
+    np.testing.assert_array_equal([row[0] for row in seen], np.arange(1, k + 1))
+    np.testing.assert_allclose([row[1] for row in seen], r.history.loss[1:k + 1], rtol=1e-14)
+    np.testing.assert_allclose([row[2] for row in seen], r.history.mu[1:k + 1], rtol=1e-14)
+    np.testing.assert_array_equal([row[3] for row in seen], r.history.accepted[1:k + 1])
+    fb.levenberg_marquardt(net, p, x, y, max_steps=3, progress=True)
+    assert capsys.readouterr().out.count("LM ") == 3
+    with pytest.raises(TypeError, match="progress must be True, False or a callable"):
+        fb.levenberg_marquardt(net, p, x, y, progress="yes")
 
 
 def test_bad_options_are_named():

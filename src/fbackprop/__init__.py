@@ -5,7 +5,7 @@ from .autodiff import autodiff, forward_mode, numerical_grad, value_and_autodiff
 from .backprop import Trace, backprop, backprop_trace, backward, forward, per_example_grads, value_and_backprop
 from .check import GradReport, compare, tolerance
 from .curvature import fisher_vp, flatten, ggn, ggn_vp, hessian, hvp
-from .jacobian import as_matrix, jacobian
+from .jacobian import as_matrix, jacobian, jacobian_gram
 from .nets import Network, mlp
 from .optim import LMResult, gauss_newton, hessian_free, least_squares, levenberg_marquardt, newton
 from .second_order import ggn_diag, hessian_blocks, hessian_diag
@@ -42,6 +42,7 @@ __all__ = [
     "hvp",
     "init_many",
     "jacobian",
+    "jacobian_gram",
     "lanczos",
     "least_squares",
     "levenberg_marquardt",

@@ -127,6 +127,16 @@ def per_example_grads(net: Network, loss: str | _losses.Loss):
 
 
 
+def _unit_backward(net: Network, params: Params, x: jax.Array):
+    """One backward pass per output unit ``k`` (seed ``e_k`` in every row), sharing one forward pass:
+    ``(dense_in, deltas)``, ``dense_in[l] = a^{l-1}: (N, fan_in)``, ``deltas[l]: (n_out, N, fan_out)``."""
+    yhat, inputs = forward(net, params, x)
+    n, n_out = yhat.shape
+    seeds = jnp.broadcast_to(jnp.eye(n_out, dtype=yhat.dtype)[:, None, :], (n_out, n, n_out))
+    dense_in = tuple(inp for layer, inp in zip(net.layers, inputs) if layer.has_params)
+    return dense_in, jax.vmap(lambda e_k: backward(net, params, inputs, e_k)[1])(seeds)
+
+
 def jacobian_rows(net: Network, params: Params, x: jax.Array) -> Params:
     """``d yhat_nk / d theta``: leaves with leading ``(N, n_out)`` axes (``W: (N, n_out, fan_out, fan_in)``).
 
@@ -134,13 +144,26 @@ def jacobian_rows(net: Network, params: Params, x: jax.Array) -> Params:
     with ``dyhat/dyhat_k = e_k`` in every row, so ``delta^L = f^L'(z^L) * e_k``; the passes share one
     forward and run together (``vmap`` over ``k``); each dense layer keeps its per-example outer products.
     """
-    yhat, inputs = forward(net, params, x)
-    n, n_out = yhat.shape
-    seeds = jnp.broadcast_to(jnp.eye(n_out, dtype=yhat.dtype)[:, None, :], (n_out, n, n_out))
-    dense_in = [inp for layer, inp in zip(net.layers, inputs) if layer.has_params]
+    dense_in, deltas = _unit_backward(net, params, x)
+    rows = tuple(jax.vmap(layer.per_example_grads, in_axes=(None, 0))(a, d)
+                 for layer, a, d in zip(net.dense, dense_in, deltas))
+    return jax.tree.map(lambda leaf: jnp.moveaxis(leaf, 0, 1), rows)
 
-    def rows(e_k):
-        _, deltas = backward(net, params, inputs, e_k)
-        return tuple(layer.per_example_grads(a, d) for layer, a, d in zip(net.dense, dense_in, deltas))
 
-    return jax.tree.map(lambda leaf: jnp.moveaxis(leaf, 0, 1), jax.vmap(rows)(seeds))
+def jacobian_gram(net: Network, params: Params, x: jax.Array) -> jax.Array:
+    """``K = J J^T: (N, n_out, N, n_out)`` without forming ``J`` (x: (N, n_in)).
+
+    A dense layer's Jacobian row is an outer product, ``dyhat_nk/dW^l = delta^l_nk a^{l-1}_n^T`` and
+    ``dyhat_nk/db^l = delta^l_nk`` (BP3, BP4 with the unit seed), so the inner product of two rows
+    factors: ``<J_nk, J_mj> = sum_l (delta^l_nk . delta^l_mj) (a^{l-1}_n . a^{l-1}_m + 1)``.
+    That is ``(N n_out)^2 (fan_in + fan_out)`` multiply-adds a layer instead of ``(N n_out)^2 fan_in fan_out``.
+    """
+    dense_in, deltas = _unit_backward(net, params, x)
+    n_out, n = deltas[0].shape[:2]
+    hi = jax.lax.Precision.HIGHEST
+    K = 0.0
+    for a, d in zip(dense_in, deltas):
+        rows = jnp.moveaxis(d, 0, 1).reshape(n * n_out, -1)                   # (N n_out, fan_out), rows (n, k)
+        dd = jnp.matmul(rows, rows.T, precision=hi).reshape(n, n_out, n, n_out)
+        K = K + dd * (jnp.matmul(a, a.T, precision=hi) + 1.0)[:, None, :, None]
+    return K

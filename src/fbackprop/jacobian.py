@@ -7,6 +7,9 @@ in ``fb.flatten``'s order.
 
 - ``method="backprop"``: Marquardt backpropagation, hand-written (``backprop.jacobian_rows``):
   one backward pass per output unit, all sharing one forward pass.
+- ``jacobian_gram(model, method)``: ``K = J J^T: (N, n_out, N, n_out)``, what the dual
+  (``N n_out < P``) Levenberg-Marquardt step solves with. ``backprop``: from the layers' deltas and
+  inputs, never forming ``J`` (``backprop.jacobian_gram``); ``autodiff``: ``J`` by autodiff, then ``J J^T``.
 - ``method="autodiff"``: reverse mode per example (``vmap`` of ``jax.jacrev`` of one row); never
   ``jacrev`` of the whole batch, which differentiates every output by every example's parameters'
   copies and is far slower.
@@ -19,6 +22,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from .backprop import jacobian_gram as _gram
 from .backprop import jacobian_rows
 from .validate import as_apply, check_inputs, check_x, is_network, require_network
 
@@ -40,6 +44,21 @@ def jacobian(model: Any, method: str = "backprop"):
     def fn(params, x):
         x = check_inputs(model, params, x) if is_network(model) else check_x(x)
         return core(params, x)
+
+    return fn
+
+
+def jacobian_gram(model: Any, method: str = "backprop"):
+    """``(params, x) -> J J^T: (N, n_out, N, n_out)``, the Gram matrix of the Jacobian's rows."""
+    if method == "backprop":
+        net = require_network(model, "jacobian_gram(method='backprop')")
+        core = jax.jit(lambda params, x: _gram(net, params, x))
+        return lambda params, x: core(params, check_inputs(net, params, x))
+    rows = jacobian(model, method)
+
+    def fn(params, x):
+        J = as_matrix(rows(params, x))
+        return jnp.einsum("nkp,mjp->nkmj", J, J, precision=jax.lax.Precision.HIGHEST)
 
     return fn
 

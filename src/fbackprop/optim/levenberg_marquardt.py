@@ -18,7 +18,7 @@ validation data are given (then the params returned are those with the lowest va
 from __future__ import annotations
 
 import functools
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -87,7 +87,7 @@ def levenberg_marquardt(net, params, x, y, *, loss: str | _losses.Loss = "square
                         mu_inc: float = 10.0, mu_max: float = 1e10, max_steps: int = 1000, goal: float = 0.0,
                         min_grad: float = 1e-7, val: tuple | None = None, max_fail: int = 6, chunk_size: int = 1024,
                         cg_tol: float = 1e-8, cg_maxiter: int | None = None, data_parallel: bool = False,
-                        curvature: str = "ggn") -> LMResult:
+                        curvature: str = "ggn", progress: bool | Callable = False) -> LMResult:
     """Train ``net`` from ``params`` on ``x: (N, n_in)``, ``y`` by Levenberg-Marquardt (module docstring).
 
     ``solver``: ``"dense" | "accumulate" | "cg" | "dual" | "auto"`` (``solvers.py``); ``damping``:
@@ -95,7 +95,10 @@ def levenberg_marquardt(net, params, x, y, *, loss: str | _losses.Loss = "square
     ``diag(G)`` (``"marquardt"``); ``chunk_size``: examples per chunk for ``accumulate`` and the
     exact GGN diagonal; ``data_parallel``: shard the batch over the local devices (the sums over
     examples in ``G`` and ``g`` become all-reduces); ``curvature="hessian"``: the exact Hessian in
-    place of ``G`` (damped Newton, ``fb.newton``). Returns ``LMResult(params, history, status, iterations)``.
+    place of ``G`` (damped Newton, ``fb.newton``); ``progress``: ``True`` prints a line per iteration,
+    a callable ``(iteration, loss, mu, accepted)`` is called with each, from the compiled loop through
+    ``jax.debug.callback`` (off by default: no host round trip). Returns
+    ``LMResult(params, history, status, iterations)``.
     """
     net, loss = require_network(net, "levenberg_marquardt"), _losses.get(loss)
     x, y = check_call(net, loss, params, x, y)
@@ -109,12 +112,23 @@ def levenberg_marquardt(net, params, x, y, *, loss: str | _losses.Loss = "square
     if data_parallel:
         x, y = shard_batch(x, y)
     config = (solver if curvature == "ggn" else "newton", Damping(damping, mu_dec, mu_inc), scaling == "marquardt",
-              max_steps, chunk_size, cg_tol, cg_maxiter or 10 * P, val is not None)
-    theta, unflatten = ravel_pytree(params)
-    run = _compiled(net, loss, config)
-    theta, hist, status, k = run(theta, x, y, val if val is not None else (x[:1], y[:1]),
-                                 *_scalars(theta.dtype, mu, mu_max, goal, min_grad), jnp.int32(max_fail))
-    return LMResult(unflatten(theta), hist, status, k)
+              max_steps, chunk_size, cg_tol, cg_maxiter or 10 * P, val is not None, _reporter(progress))
+    params, hist, status, k = _compiled(net, loss, config)(params, x, y, val if val is not None else (x, y),
+                                                          mu, mu_max, goal, min_grad, max_fail)
+    return LMResult(params, hist, status, k)
+
+
+def print_progress(k, C, mu, accepted):
+    """One line per Levenberg-Marquardt iteration (``progress=True``)."""
+    print(f"LM {int(k):5d}  loss {float(C):.6e}  mu {float(mu):.1e}  {'accepted' if accepted else 'rejected'}", flush=True)
+
+
+def _reporter(progress):
+    if progress is True:
+        return print_progress
+    if progress is False or progress is None or callable(progress):
+        return progress or None
+    raise TypeError(f"progress must be True, False or a callable (iteration, loss, mu, accepted); got {progress!r}")
 
 
 def _scalars(dtype, *values):
@@ -122,12 +136,13 @@ def _scalars(dtype, *values):
 
 
 def lm_loop(cost, linearize, solve, G_times, val_loss, damping: Damping, max_steps: int, n: int, has_val: bool,
-            scale_d: bool):
+            scale_d: bool, report=None):
     """The loop itself over flat params, for any ``cost(theta) -> E`` and linear solve (traceable).
 
     ``linearize(theta) -> lin`` (with ``lin.g``, ``lin.d``), ``solve(lin, mu) -> delta``,
     ``G_times(lin, delta)``; ``n`` divides E into the reported C. Returns ``run(theta0, mu0, mu_max,
-    goal, min_grad, max_fail) -> (theta, LMHistory, status, iterations)``.
+    goal, min_grad, max_fail) -> (theta, LMHistory, status, iterations)``. ``report(k, C, mu, accepted)``,
+    if given, runs on the host after every iteration.
     """
 
     def running_max_d(lin, d_before):
@@ -165,6 +180,8 @@ def lm_loop(cost, linearize, solve, G_times, val_loss, damping: Damping, max_ste
             best_theta = jnp.where(accepted & improved, theta, best_theta)
             best = jnp.where(accepted & improved, vl, best)
             hist = record(hist, k + 1, E, mu, accepted.astype(theta.dtype), lin.g, vl)
+            if report is not None:
+                jax.debug.callback(report, k + 1, E / n, mu, accepted, ordered=True)
             return theta, E, lin, mu_next, nu, k + 1, stopping(k + 1, E, lin.g, mu_next, fails), hist, best, best_theta, fails
 
         state = (theta0, E0, lin0, mu0, jnp.asarray(2.0, theta0.dtype), jnp.int32(0),
@@ -178,19 +195,20 @@ def lm_loop(cost, linearize, solve, G_times, val_loss, damping: Damping, max_ste
 
 @functools.lru_cache(maxsize=64)
 def _compiled(net, loss, config):
-    solver, damping, scale_d, max_steps, chunk_size, cg_tol, cg_maxiter, has_val = config
+    solver, damping, scale_d, max_steps, chunk_size, cg_tol, cg_maxiter, has_val, report = config
     linearize = {"dense": S.linearize_dense, "accumulate": S.linearize_accumulate, "cg": S.linearize_cg,
                  "dual": S.linearize_dual, "newton": S.linearize_newton}[solver]
-    solve = {"cg": S.solve_cg, "dual": lambda pb, lin, mu: S.solve_dual(lin, mu)}.get(solver, lambda pb, lin, mu: S.solve_normal(lin, mu))
+    solve = {"cg": S.solve_cg, "dual": S.solve_dual}.get(solver, lambda pb, lin, mu: S.solve_normal(lin, mu))
 
-    def run(theta0, x, y, val, mu0, mu_max, goal, min_grad, max_fail):
-        unflatten = ravel_pytree(_like(net, theta0))[1]
+    def run(params, x, y, val, mu0, mu_max, goal, min_grad, max_fail):
+        theta0, unflatten = ravel_pytree(params)          # inside the program: no per-call dispatch
         pb = S.Problem(net, loss, x, y, unflatten, scale_d, chunk_size, cg_tol, cg_maxiter)
         cost = lambda t, xx, yy: jnp.sum(loss.value(forward(net, unflatten(t), xx)[0], yy))   # E = N C
         val_loss = (lambda t: cost(t, *val) / val[0].shape[0]) if has_val else (lambda t: jnp.asarray(jnp.nan, t.dtype))
         loop = lm_loop(lambda t: cost(t, x, y), lambda t: linearize(pb, t), lambda lin, mu: solve(pb, lin, mu),
-                       lambda lin, d: S.G_times(pb, lin, d), val_loss, damping, max_steps, x.shape[0], has_val, scale_d)
-        return loop(theta0, mu0, mu_max, goal, min_grad, max_fail)
+                       lambda lin, d: S.G_times(pb, lin, d), val_loss, damping, max_steps, x.shape[0], has_val, scale_d, report)
+        theta, hist, status, k = loop(theta0, *_scalars(theta0.dtype, mu0, mu_max, goal, min_grad), jnp.int32(max_fail))
+        return unflatten(theta), hist, status, k
 
     return jax.jit(run)
 

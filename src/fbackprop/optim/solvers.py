@@ -13,7 +13,8 @@ for the gain ratio.
 - ``cg``: matrix-free conjugate gradients on ``v -> G v + mu D v`` (a jvp, the loss's ``hvp`` and
   a vjp; ``D`` from the exact GGN diagonal of second-order backprop); memory ``O(P)``.
 - ``dual``: for ``N n_out < P``, ``(G + mu D)^-1 g = D^-1/2 Jt^T (H Jt Jt^T + mu I)^-1 u`` with
-  ``Jt = J D^-1/2``, an ``N n_out``-square system (push-through identity).
+  ``Jt = J D^-1/2``, an ``N n_out``-square system (push-through identity). With ``D = I`` it never
+  forms ``J``: ``J J^T`` factors over the layers (``fb.jacobian_gram``) and ``J^T w`` is a backward pass.
 
 With Marquardt's scaling ``D`` is the running maximum of ``diag(G)`` over the accepted points (as
 MINPACK keeps its column norms), so a column whose curvature drops towards zero cannot make the
@@ -28,7 +29,7 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from ..backprop import forward, jacobian_rows
+from ..backprop import backward, forward, jacobian_gram, jacobian_rows
 from ..jacobian import as_matrix
 from ..second_order import diag_core
 
@@ -138,28 +139,44 @@ def solve_cg(pb: Problem, lin: MatrixFree, mu):
 
 
 class Dual(NamedTuple):
-    J: jax.Array         # (M, P), M = N n_out
-    H: jax.Array         # (N, n_out, n_out)
-    u: jax.Array         # (M,)
+    theta: jax.Array
+    J: jax.Array | None  # (M, P), M = N n_out; None with D = I, where K comes from the layers (no J)
+    H: jax.Array | None  # (N, n_out, n_out); None for squared error (H_n = I)
+    u: jax.Array         # (N, n_out)
     g: jax.Array
     d: jax.Array
     HK: jax.Array        # H Jt Jt^T, (M, M): formed once per point, reused for every mu tried there
 
 
+def _times_H(H, v):
+    """``H_n v_n`` row by row: ``v: (N, n_out, ...)``; ``H = None`` is the identity."""
+    return v if H is None else jnp.einsum("nab,nb...->na...", H, v, precision=HIGHEST)
+
+
 def _dual_system(J, H, d):
-    """``H Jt Jt^T`` with ``Jt = J D^-1/2``, rows grouped by example: the O(M^2 P) part of a dual step."""
-    n, k = H.shape[:2]
+    """``H Jt Jt^T`` with ``Jt = J D^-1/2: (M, P)``, rows grouped by example (the O(M^2 P) part)."""
     Jt = J / jnp.sqrt(d)
-    K = jnp.matmul(Jt, Jt.T, precision=HIGHEST).reshape(n, k, n * k)
-    return jnp.einsum("nab,nbm->nam", H, K, precision=HIGHEST).reshape(n * k, n * k)
+    K = jnp.matmul(Jt, Jt.T, precision=HIGHEST)
+    return K if H is None else _times_H(H, K.reshape(*H.shape[:2], -1)).reshape(K.shape)
 
 
 def linearize_dual(pb: Problem, theta) -> Dual:
-    J, H, u = pb.residual_pieces(theta, pb.x, pb.y)
-    n, k, P = J.shape
-    G_diag = jnp.einsum("nap,nab,nbp->p", J, H, J, precision=HIGHEST)
-    J, d = J.reshape(n * k, P), pb.damping_diag(G_diag)
-    return Dual(J, H, u.reshape(-1), jnp.einsum("np,n->p", J, u.reshape(-1), precision=HIGHEST), d, _dual_system(J, H, d))
+    """With ``D = I``: ``K = J J^T`` from the layers' deltas and inputs (``fb.jacobian_gram``), ``M^2
+    (fan_in + fan_out)`` a layer, and ``J^T w`` by one backward pass; with Marquardt's ``D``, ``J`` is formed."""
+    params = pb.unflatten(theta)
+    yhat, inputs = forward(pb.net, params, pb.x)
+    u = pb.loss.grad(yhat, pb.y)
+    H = None if pb.loss.name == "squared_error" else pb.loss.hessian(yhat, pb.y)
+    g = ravel_pytree(backward(pb.net, params, inputs, u)[0])[0]
+    n, k = u.shape
+    if not pb.scale_d:
+        K = jacobian_gram(pb.net, params, pb.x)
+        HK = _times_H(H, K).reshape(n * k, n * k)
+        return Dual(theta, None, H, u, g, jnp.ones_like(theta), HK)
+    J = as_matrix(jacobian_rows(pb.net, params, pb.x))
+    d = pb.damping_diag(jnp.einsum("nap,nap->p", J, _times_H(H, J), precision=HIGHEST))
+    J = J.reshape(n * k, -1)
+    return Dual(theta, J, H, u, g, d, _dual_system(J, H, d))
 
 
 def with_damping_diag(lin, d):
@@ -167,9 +184,28 @@ def with_damping_diag(lin, d):
     return lin._replace(d=d, HK=_dual_system(lin.J, lin.H, d)) if isinstance(lin, Dual) else lin._replace(d=d)
 
 
-def solve_dual(lin: Dual, mu):
-    w = jnp.linalg.solve(lin.HK + mu * jnp.eye(lin.HK.shape[0], dtype=lin.HK.dtype), lin.u)
-    return -(lin.J.T @ w) / lin.d
+def solve_dual(pb: Problem, lin: Dual, mu):
+    """``w = (H Jt Jt^T + mu I)^-1 u`` (Cholesky when ``H = I``, squared error; LU otherwise), ``delta = -D^-1 J^T w``."""
+    A = lin.HK + mu * jnp.eye(lin.HK.shape[0], dtype=lin.HK.dtype)
+    u = lin.u.reshape(-1)
+    w = jnp.linalg.solve(A, u) if lin.H is not None else jax.scipy.linalg.cho_solve((jnp.linalg.cholesky(A), True), u)
+    return -_J_transpose_times(pb, lin, w.reshape(lin.u.shape)) / lin.d
+
+
+def _J_transpose_times(pb: Problem, lin: Dual, w):
+    """``J^T w`` for ``w: (N, n_out)``: a matvec with the stored ``J``, or one backward pass seeded with ``w``."""
+    if lin.J is not None:
+        return jnp.matmul(lin.J.T, w.reshape(-1), precision=HIGHEST)
+    params = pb.unflatten(lin.theta)
+    return ravel_pytree(backward(pb.net, params, forward(pb.net, params, pb.x)[1], w)[0])[0]
+
+
+def _J_times(pb: Problem, lin: Dual, delta):
+    """``J delta: (N, n_out)``: a matvec with the stored ``J``, or a jvp of the forward pass."""
+    if lin.J is not None:
+        return jnp.matmul(lin.J, delta, precision=HIGHEST).reshape(lin.u.shape)
+    apply = lambda t: forward(pb.net, pb.unflatten(t), pb.x)[0]
+    return jax.jvp(apply, (lin.theta,), (delta,))[1]
 
 
 def G_times(pb: Problem, lin, delta):
@@ -177,6 +213,5 @@ def G_times(pb: Problem, lin, delta):
     if isinstance(lin, Normal):
         return lin.G @ delta
     if isinstance(lin, Dual):
-        n, k = lin.H.shape[:2]
-        return lin.J.T @ jnp.einsum("nab,nb->na", lin.H, (lin.J @ delta).reshape(n, k)).reshape(-1)
+        return _J_transpose_times(pb, lin, _times_H(lin.H, _J_times(pb, lin, delta)))
     return _ggn_times(pb, lin.theta, delta)

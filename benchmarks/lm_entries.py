@@ -1,0 +1,353 @@
+"""The solvers ``bench_lm.py`` runs side by side: fbackprop's ``levenberg_marquardt`` and the libraries
+it is compared with (scipy's MINPACK, optimistix, jaxopt), each behind one ``Entry`` interface, on
+the benchmark's problems (sine 1-10-1, parity3 3-3-1, peaks 2-30-30-1). How each library's
+iterations and time to target are counted is in ``bench_lm.py``'s docstring."""
+
+from __future__ import annotations
+
+import time
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+import fbackprop as fb
+
+jax.config.update("jax_enable_x64", True)
+
+
+TARGET = 1e-3                                  # time to SSE <= TARGET * SSE(theta0)
+BUDGET = {"sine": 500, "parity3": 200, "peaks": 100}
+FD_MAX_P = 200                                 # scipy with its own finite differences up to this P
+TIGHT = 1e-12
+SLOW_S = 20.0                                  # entries whose first call takes longer are timed in one round
+
+
+def block(tree):
+    return jax.block_until_ready(tree)
+
+
+def timed_rounds(fns: dict, rounds: int) -> dict[str, list[float]]:
+    """Seconds per call of each zero-argument function, one entry per round; the order rotates each round."""
+    names, times = list(fns), {n: [] for n in fns}
+    for r in range(rounds if names else 0):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            t0 = time.perf_counter()
+            block(fns[name]())
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
+# --- problems -----------------------------------------------------------------------------------
+
+
+class Problem(NamedTuple):
+    name: str
+    net: fb.Network
+    params: tuple
+    x: jax.Array
+    y: jax.Array
+    theta0: jax.Array
+    unravel: object
+    budget: int
+
+    @property
+    def M(self) -> int:
+        return self.y.size
+
+    @property
+    def P(self) -> int:
+        return self.theta0.size
+
+
+def make_problems(quick: bool, seed: int = 0) -> list[Problem]:
+    f64 = np.float64
+    specs = {"parity3": ([3, 3, 1], fb.data.parity(3, coding="bipolar", dtype=f64)),
+             "peaks": ([2, 8, 8, 1], fb.data.peaks(8, dtype=f64))} if quick else \
+            {"sine": ([1, 10, 1], fb.data.sine(200, dtype=f64)),
+             "parity3": ([3, 3, 1], fb.data.parity(3, coding="bipolar", dtype=f64)),
+             "peaks": ([2, 30, 30, 1], fb.data.peaks(30, dtype=f64))}
+    out = []
+    for name, (sizes, (x, y)) in specs.items():
+        net = fb.mlp(sizes, activation="tanh")
+        params = net.init(jax.random.key(seed), jnp.float64)
+        theta0, unravel = ravel_pytree(params)
+        out.append(Problem(name, net, params, jnp.asarray(x), jnp.asarray(y), theta0, unravel, BUDGET[name]))
+    return out
+
+
+def residual_fn(pb: Problem):
+    """``theta: (P,) -> yhat - y: (M,)``, the residuals every library minimizes (fbackprop's forward pass)."""
+    return lambda theta, *_: (fb.forward(pb.net, pb.unravel(theta), pb.x)[0] - pb.y).reshape(-1)
+
+
+# --- one entry per solver configuration ------------------------------------------------------
+
+
+class Entry:
+    """A solver configuration. ``prepare()`` makes the first call of the time-to-target program (timed:
+    ``first_s``; the long-run program where the target is out of reach, ``first_is_long``) and finds the
+    trials to the target; then zero-arg ``to_target()`` and ``long()`` are timed in rounds, and
+    ``digest(long())`` (untimed) gives ``(theta, iters)``."""
+
+    library = ""
+    reached_iters: int | None = None           # trials to the target, as the library counts them
+    curve: list | None = None                  # SSE per iteration where the library exposes it
+    first_s = float("nan")
+    first_is_long = False
+    default = False
+    note = ""
+
+    def __init__(self, pb: Problem, variant: str, target: float):
+        self.pb, self.variant, self.target = pb, variant, target
+        self.sse = jax.jit(lambda t: jnp.sum(residual_fn(pb)(t) ** 2))
+
+    @property
+    def name(self) -> str:
+        return f"{self.library}: {self.variant}"
+
+    def _first_call(self, fn):
+        t0 = time.perf_counter()
+        out = block(fn())
+        self.first_s = time.perf_counter() - t0
+        return out
+
+
+class FbEntry(Entry):
+    library = "fbackprop"
+
+    def __init__(self, pb, variant, target, solver, damping):
+        super().__init__(pb, variant, target)
+        self.kw = dict(solver=solver, damping=damping, max_steps=pb.budget)
+        self.default = solver == "auto" and damping == "marquardt"
+        self.resolved = fb.optim.auto_solver(pb.M, pb.P) if solver == "auto" else solver
+        self.goal = target / (2 * pb.x.shape[0])          # fbackprop's C = SSE / (2 N)
+
+    def run(self, goal=0.0):
+        pb = self.pb
+        return fb.levenberg_marquardt(pb.net, pb.params, pb.x, pb.y, goal=goal, **self.kw)
+
+    def prepare(self):
+        r = self._first_call(self.to_target)               # the long run's program too: goal is traced
+        if float(self.sse(ravel_pytree(r.params)[0])) <= self.target:
+            self.reached_iters = int(r.iterations)
+        else:
+            self.first_is_long = True
+
+    def to_target(self):
+        return self.run(self.goal)
+
+    def long(self):
+        return self.run()
+
+    def digest(self, r):
+        k = int(r.iterations)
+        self.curve = (2 * self.pb.x.shape[0] * np.asarray(r.history.loss[: k + 1])).tolist()
+        self.note = r.message.split(" after")[0]
+        return ravel_pytree(r.params)[0], k
+
+
+class _Reached(Exception):
+    pass
+
+
+class ScipyEntry(Entry):
+    library = "scipy"
+
+    def __init__(self, pb, variant, target, finite_differences: bool):
+        super().__init__(pb, variant, target)
+        self.fd = finite_differences
+        pad = max(pb.P - pb.M, 0)                        # MINPACK needs M >= P: zero rows change nothing
+        res = residual_fn(pb)
+        jac = jax.jacrev(res) if pb.M < pb.P else jax.jacfwd(res)
+        self._res = jax.jit(lambda t: jnp.concatenate([res(t), jnp.zeros(pad, t.dtype)]))
+        self._jac = jax.jit(lambda t: jnp.concatenate([jac(t), jnp.zeros((pad, pb.P), t.dtype)]))
+        self.note = f"{pad} zero residuals" if pad else ""
+
+    def _solve(self, stop_at_target: bool, record: bool):
+        """One ``least_squares`` call: ``(OptimizeResult or None when stopped at the target, trials, curve)``.
+        A trial is an evaluation that moves more than one coordinate from the last trial point (one
+        coordinate: a difference quotient; none: a repeat)."""
+        import scipy.optimize
+
+        state = {"last": None, "trials": -1, "curve": []}
+
+        def fun(theta):
+            r = np.asarray(self._res(theta))
+            last = state["last"]
+            if last is None or np.count_nonzero(theta != last) > 1:
+                state["last"], state["trials"] = theta.copy(), state["trials"] + 1
+                sse = float(r @ r)
+                if record:
+                    state["curve"].append(sse)
+                if stop_at_target and sse <= self.target:
+                    raise _Reached(state["trials"])
+            return r
+
+        jac = "2-point" if self.fd else (lambda theta: np.asarray(self._jac(theta)))
+        try:
+            sol = scipy.optimize.least_squares(fun, np.asarray(self.pb.theta0), jac=jac, method="lm", ftol=1e-15,
+                                               xtol=1e-15, gtol=1e-15, max_nfev=self.pb.budget + 1)
+        except _Reached as hit:
+            return None, int(hit.args[0]), state["curve"]
+        return sol, state["trials"], state["curve"]
+
+    def prepare(self):
+        sol, k, _ = self._first_call(lambda: self._solve(True, False))
+        if sol is None:
+            self.reached_iters = k
+        else:
+            self.first_is_long = True
+
+    def to_target(self):
+        return self._solve(True, False)[1]
+
+    def long(self):
+        return self._solve(False, True)
+
+    def digest(self, out):
+        sol, k, self.curve = out
+        self.note = (self.note + "; " if self.note else "") + f"status {sol.status}"
+        return jnp.asarray(sol.x), k
+
+
+class OptxEntry(Entry):
+    library = "optimistix"
+
+    def __init__(self, pb, variant, target, linear_solver):
+        super().__init__(pb, variant, target)
+        self.linear_solver = linear_solver
+        self.options = {"jac": "bwd" if pb.M < pb.P else "fwd"}
+
+    def _program(self, max_steps, verbose=False):
+        import optimistix as optx
+
+        solver = optx.LevenbergMarquardt(TIGHT, TIGHT, linear_solver=self.linear_solver, verbose=verbose)
+        res = residual_fn(self.pb)
+        return jax.jit(lambda t: (lambda s: (s.value, s.stats["num_steps"]))(
+            optx.least_squares(res, solver, t, max_steps=max_steps, throw=False, options=self.options)))
+
+    def prepare(self):
+        losses = {}
+
+        def record(step, loss):                         # the accepted loss entering step `step`
+            losses[int(step)] = float(loss)
+
+        def verbose(**kw):
+            jax.debug.callback(record, kw["num_steps"][1], kw["loss_last_accepted_step"][1], ordered=True)
+
+        block(self._program(self.pb.budget, verbose)(self.pb.theta0))       # the recording run, untimed
+        hits = [k for k, l in sorted(losses.items()) if k >= 1 and 2 * l <= self.target]   # loss = SSE / 2
+        self._long = self._program(self.pb.budget)
+        for k in range(hits[0], hits[0] + 3) if hits else ():   # check the timed program reaches the target
+            self._target = self._program(k)
+            theta, steps = self._first_call(self.to_target)
+            if float(self.sse(theta)) <= self.target:
+                self.reached_iters = int(steps)
+                break
+        if self.reached_iters is None:
+            self._first_call(self.long)
+            self.first_is_long = True
+        else:                                           # compiled ahead, so the timed long runs hold no compile
+            self._long = self._long.lower(self.pb.theta0).compile()
+
+    def to_target(self):
+        return self._target(self.pb.theta0)
+
+    def long(self):
+        return self._long(self.pb.theta0)
+
+    def digest(self, out):
+        return out[0], int(out[1])
+
+
+class JaxoptEntry(Entry):
+    library = "jaxopt"
+
+    def __init__(self, pb, variant, target, **solver_kw):
+        super().__init__(pb, variant, target)
+        import jaxopt
+
+        res = residual_fn(pb)
+        make = lambda k: jaxopt.LevenbergMarquardt(res, maxiter=k, tol=TIGHT, **solver_kw)
+        self._run = jax.jit(lambda t, k: (lambda o: (o.params, o.state.iter_num))(make(k).run(t)))
+        solver = make(pb.budget)
+
+        def record(theta):                              # run() is init_state, then update until maxiter
+            def body(carry, _):
+                params, state = solver.update(*carry)
+                return (params, state), 2 * state.value    # jaxopt's value is SSE / 2
+            return jax.lax.scan(body, (theta, solver.init_state(theta)), None, length=pb.budget)[1]
+
+        self._record = jax.jit(record)
+
+    def prepare(self):
+        curve = np.asarray(self._record(self.pb.theta0))                  # the recording run, untimed
+        hits = np.nonzero(curve <= self.target)[0]
+        self.k_star = int(hits[0]) + 1 if hits.size else None
+        if self.k_star is None:
+            self._first_call(self.long)
+            self.first_is_long = True
+            return
+        theta, k = self._first_call(self.to_target)
+        if float(self.sse(theta)) <= self.target:
+            self.reached_iters = int(k)
+
+    def to_target(self):
+        return self._run(self.pb.theta0, self.k_star)
+
+    def long(self):
+        return self._run(self.pb.theta0, self.pb.budget)
+
+    def digest(self, out):
+        return out[0], int(out[1])
+
+
+def entries_for(pb: Problem, quick: bool, libraries: dict) -> list[Entry]:
+    target = TARGET * float(jnp.sum(residual_fn(pb)(pb.theta0) ** 2))
+    out, seen = [], set()
+    solvers = ["dense", "auto"] + (["accumulate", "cg"] if pb.name == "peaks" else [])
+    variants = [("auto", "marquardt"), ("dense", "nielsen")] if quick else \
+        [(solver, damping) for solver in solvers for damping in ("marquardt", "nielsen")]
+    for solver, damping in variants:
+        label = f"{solver}→{fb.optim.auto_solver(pb.M, pb.P)}" if solver == "auto" else solver
+        e = FbEntry(pb, f"{label} {damping}", target, solver, damping)
+        if (e.resolved, damping) in seen:               # auto resolved to a solver already listed
+            same = next(x for x in out if x.kw["solver"] == e.resolved and x.kw["damping"] == damping)
+            same.default, same.variant = same.default or e.default, f"{e.resolved} (=auto) {damping}"
+            continue
+        seen.add((e.resolved, damping))
+        out.append(e)
+    if quick and pb.name == "peaks":
+        return out
+    if "scipy" in libraries:
+        out.append(ScipyEntry(pb, "lm, jax Jacobian", target, False))
+        if pb.P <= FD_MAX_P:
+            out.append(ScipyEntry(pb, "lm, finite differences", target, True))
+    if "optimistix" in libraries:
+        import lineax as lx
+
+        out.append(OptxEntry(pb, "LM, QR", target, lx.QR()))
+        if not quick:
+            out.append(OptxEntry(pb, "LM, Normal(Cholesky)", target, lx.Normal(lx.Cholesky())))
+    if "jaxopt" in libraries:
+        out.append(JaxoptEntry(pb, "LM, default (CG)", target))
+        if not quick:
+            out.append(JaxoptEntry(pb, "LM, cholesky, materialized J", target, solver="cholesky", materialize_jac=True))
+    return out
+
+
+def available_libraries() -> dict:
+    """The optional comparison libraries that import: ``{name: version}``."""
+    from importlib import import_module, metadata
+
+    out = {}
+    for name in ("scipy", "optimistix", "jaxopt"):
+        try:
+            import_module(name)
+        except ImportError:
+            continue
+        out[name] = metadata.version(name)
+    return out
