@@ -124,10 +124,11 @@ class FbEntry(Entry):
         self.default = solver == "auto" and damping == "marquardt"
         self.resolved = fb.optim.auto_solver(pb.M, pb.P) if solver == "auto" else solver
         self.goal = target / (2 * pb.x.shape[0])          # fbackprop's C = SSE / (2 N)
+        # jitted whole, as the other libraries are: the checks at the API boundary run once, at tracing
+        self._run = jax.jit(lambda params, goal: fb.levenberg_marquardt(pb.net, params, pb.x, pb.y, goal=goal, **self.kw))
 
     def run(self, goal=0.0):
-        pb = self.pb
-        return fb.levenberg_marquardt(pb.net, pb.params, pb.x, pb.y, goal=goal, **self.kw)
+        return self._run(self.pb.params, goal)
 
     def prepare(self):
         r = self._first_call(self.to_target)               # the long run's program too: goal is traced
@@ -164,7 +165,7 @@ class ScipyEntry(Entry):
         jac = jax.jacrev(res) if pb.M < pb.P else jax.jacfwd(res)
         self._res = jax.jit(lambda t: jnp.concatenate([res(t), jnp.zeros(pad, t.dtype)]))
         self._jac = jax.jit(lambda t: jnp.concatenate([jac(t), jnp.zeros((pad, pb.P), t.dtype)]))
-        self.note = f"{pad} zero residuals" if pad else ""
+        self.padding = f"{pad} zero residuals; " if pad else ""
 
     def _solve(self, stop_at_target: bool, record: bool):
         """One ``least_squares`` call: ``(OptimizeResult or None when stopped at the target, trials, curve)``.
@@ -209,7 +210,7 @@ class ScipyEntry(Entry):
 
     def digest(self, out):
         sol, k, self.curve = out
-        self.note = (self.note + "; " if self.note else "") + f"status {sol.status}"
+        self.note = f"{self.padding}MINPACK status {sol.status}"
         return jnp.asarray(sol.x), k
 
 

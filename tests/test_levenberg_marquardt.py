@@ -1,6 +1,7 @@
 """Levenberg-Marquardt: each solver's step against the closed form, least squares in one step, the
 loss never rising, rejected and singular steps, stopping rules, errors. Float64."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -233,3 +234,15 @@ def normal_equations_and_product(net, params, x, y):
     lin = jax.jit(lambda t: S.linearize_dense(sp, t))(theta)
     Gv = jax.jit(lambda t, v: S._ggn_times(sp, t, v))(theta, jnp.cos(jnp.arange(theta.size, dtype=theta.dtype)))
     return np.asarray(lin.G), np.asarray(lin.g), np.asarray(Gv)
+
+
+def test_the_whole_call_can_sit_inside_jit():
+    """The checks read static shapes only, so an outer jit (as a user would wrap a training step) works."""
+    x, y = fb.data.sine(30, dtype=np.float64)
+    net = fb.mlp([1, 5, 1], activation="tanh")
+    p = net.init(jax.random.key(0))
+    direct = fb.levenberg_marquardt(net, p, x, y, max_steps=6, goal=1e-4)
+    jitted = jax.jit(lambda p, goal: fb.levenberg_marquardt(net, p, x, y, max_steps=6, goal=goal))(p, 1e-4)
+    chex.assert_trees_all_close(jitted.params, direct.params, rtol=1e-12)
+    np.testing.assert_allclose(jitted.history.loss, direct.history.loss, rtol=1e-12)
+    assert int(jitted.iterations) == int(direct.iterations)
