@@ -127,12 +127,11 @@ def per_example_grads(net: Network, loss: str | _losses.Loss):
 
 
 
-def _unit_backward(net: Network, params: Params, x: jax.Array):
-    """One backward pass per output unit ``k`` (seed ``e_k`` in every row), sharing one forward pass:
+def _unit_backward(net: Network, params: Params, inputs: tuple):
+    """One backward pass per output unit ``k`` (seed ``e_k`` in every row) from forward's ``inputs``:
     ``(dense_in, deltas)``, ``dense_in[l] = a^{l-1}: (N, fan_in)``, ``deltas[l]: (n_out, N, fan_out)``."""
-    yhat, inputs = forward(net, params, x)
-    n, n_out = yhat.shape
-    seeds = jnp.broadcast_to(jnp.eye(n_out, dtype=yhat.dtype)[:, None, :], (n_out, n, n_out))
+    n, n_out = inputs[0].shape[0], net.n_out
+    seeds = jnp.broadcast_to(jnp.eye(n_out, dtype=inputs[0].dtype)[:, None, :], (n_out, n, n_out))
     dense_in = tuple(inp for layer, inp in zip(net.layers, inputs) if layer.has_params)
     return dense_in, jax.vmap(lambda e_k: backward(net, params, inputs, e_k)[1])(seeds)
 
@@ -144,21 +143,22 @@ def jacobian_rows(net: Network, params: Params, x: jax.Array) -> Params:
     with ``dyhat/dyhat_k = e_k`` in every row, so ``delta^L = f^L'(z^L) * e_k``; the passes share one
     forward and run together (``vmap`` over ``k``); each dense layer keeps its per-example outer products.
     """
-    dense_in, deltas = _unit_backward(net, params, x)
+    dense_in, deltas = _unit_backward(net, params, forward(net, params, x)[1])
     rows = tuple(jax.vmap(layer.per_example_grads, in_axes=(None, 0))(a, d)
                  for layer, a, d in zip(net.dense, dense_in, deltas))
     return jax.tree.map(lambda leaf: jnp.moveaxis(leaf, 0, 1), rows)
 
 
-def jacobian_gram(net: Network, params: Params, x: jax.Array) -> jax.Array:
-    """``K = J J^T: (N, n_out, N, n_out)`` without forming ``J`` (x: (N, n_in)).
+def jacobian_gram(net: Network, params: Params, x: jax.Array, inputs: tuple | None = None) -> jax.Array:
+    """``K = J J^T: (N, n_out, N, n_out)`` without forming ``J`` (x: (N, n_in); ``inputs``: forward's
+    cache at ``x``, when the caller already has it).
 
     A dense layer's Jacobian row is an outer product, ``dyhat_nk/dW^l = delta^l_nk a^{l-1}_n^T`` and
     ``dyhat_nk/db^l = delta^l_nk`` (BP3, BP4 with the unit seed), so the inner product of two rows
     factors: ``<J_nk, J_mj> = sum_l (delta^l_nk . delta^l_mj) (a^{l-1}_n . a^{l-1}_m + 1)``.
     That is ``(N n_out)^2 (fan_in + fan_out)`` multiply-adds a layer instead of ``(N n_out)^2 fan_in fan_out``.
     """
-    dense_in, deltas = _unit_backward(net, params, x)
+    dense_in, deltas = _unit_backward(net, params, forward(net, params, x)[1] if inputs is None else inputs)
     n_out, n = deltas[0].shape[:2]
     hi = jax.lax.Precision.HIGHEST
     K = 0.0

@@ -104,7 +104,7 @@ def levenberg_marquardt(net, params, x, y, *, loss: str | _losses.Loss = "square
     x, y = check_call(net, loss, params, x, y)
     if val is not None:
         val = check_call(net, loss, params, *val)
-    P = sum(l.n_out * (l.n_in + 1) for l in net.dense)
+    P = net.n_params
     solver = auto_solver(x.shape[0] * net.n_out, P, x.dtype.itemsize) if solver == "auto" else solver
     _check_options(solver, damping, scaling, max_steps, mu)
     if curvature not in ("ggn", "hessian"):

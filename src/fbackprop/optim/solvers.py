@@ -140,6 +140,7 @@ def solve_cg(pb: Problem, lin: MatrixFree, mu):
 
 class Dual(NamedTuple):
     theta: jax.Array
+    inputs: tuple        # forward's cache at theta (for J^T w by a backward pass)
     J: jax.Array | None  # (M, P), M = N n_out; None with D = I, where K comes from the layers (no J)
     H: jax.Array | None  # (N, n_out, n_out); None for squared error (H_n = I)
     u: jax.Array         # (N, n_out)
@@ -170,13 +171,13 @@ def linearize_dual(pb: Problem, theta) -> Dual:
     g = ravel_pytree(backward(pb.net, params, inputs, u)[0])[0]
     n, k = u.shape
     if not pb.scale_d:
-        K = jacobian_gram(pb.net, params, pb.x)
+        K = jacobian_gram(pb.net, params, pb.x, inputs)
         HK = _times_H(H, K).reshape(n * k, n * k)
-        return Dual(theta, None, H, u, g, jnp.ones_like(theta), HK)
+        return Dual(theta, inputs, None, H, u, g, jnp.ones_like(theta), HK)
     J = as_matrix(jacobian_rows(pb.net, params, pb.x))
     d = pb.damping_diag(jnp.einsum("nap,nap->p", J, _times_H(H, J), precision=HIGHEST))
     J = J.reshape(n * k, -1)
-    return Dual(theta, J, H, u, g, d, _dual_system(J, H, d))
+    return Dual(theta, inputs, J, H, u, g, d, _dual_system(J, H, d))
 
 
 def with_damping_diag(lin, d):
@@ -196,8 +197,7 @@ def _J_transpose_times(pb: Problem, lin: Dual, w):
     """``J^T w`` for ``w: (N, n_out)``: a matvec with the stored ``J``, or one backward pass seeded with ``w``."""
     if lin.J is not None:
         return jnp.matmul(lin.J.T, w.reshape(-1), precision=HIGHEST)
-    params = pb.unflatten(lin.theta)
-    return ravel_pytree(backward(pb.net, params, forward(pb.net, params, pb.x)[1], w)[0])[0]
+    return ravel_pytree(backward(pb.net, pb.unflatten(lin.theta), lin.inputs, w)[0])[0]
 
 
 def _J_times(pb: Problem, lin: Dual, delta):
