@@ -38,15 +38,16 @@ def test_every_solver_gives_the_closed_form_step(loss, scale_d):
     solve = {"dense": S.solve_normal, "accumulate": S.solve_normal, "cg": lambda lin, mu: S.solve_cg(sp, lin, mu),
              "dual": lambda lin, mu: S.solve_dual(sp, lin, mu)}
 
-    @jax.jit
-    def step_and_product(theta, v):
-        lins = {name: lin(sp, theta) for name, lin in linearize.items()}
-        return {name: (solve[name](lin, mu), S.G_times(sp, lin, v)) for name, lin in lins.items()}
+    predicted = -(g @ closed + 0.5 * closed @ G @ closed)         # the quadratic model's decrease
 
-    for name, (delta, Gv) in step_and_product(theta, closed).items():
+    @jax.jit
+    def steps(theta):
+        return {name: solve[name](lin(sp, theta), mu) for name, lin in linearize.items()}
+
+    for name, (delta, pred) in steps(theta).items():
         tol = 1e-7 if name == "cg" else 1e-10
         assert float(jnp.abs(delta - closed).max()) <= tol * float(jnp.abs(closed).max()), name
-        np.testing.assert_allclose(Gv, G @ closed, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(pred, predicted, rtol=tol, err_msg=name)
 
 
 @pytest.mark.parametrize("solver", ["dense", "accumulate", "cg"])
@@ -91,6 +92,15 @@ def test_the_loss_never_rises_over_100_random_problems():
         assert all(bool(jnp.all(jnp.isfinite(l))) for l in jax.tree.leaves(r.params))
     assert worst_rise <= 0.0
     assert rejections > 0                                                     # the rejection path was exercised
+
+
+def test_spd_solve_solves_a_positive_definite_system_and_gives_nan_otherwise():
+    """Matches ``jnp.linalg.solve`` on a symmetric positive definite system; an indefinite one gives
+    NaN (the Levenberg-Marquardt step is then rejected and mu raised), not an error."""
+    B = jax.random.normal(jax.random.key(3), (7, 7))
+    A, b = B @ B.T + 0.1 * jnp.eye(7), jnp.arange(7.0)
+    np.testing.assert_allclose(jax.jit(S.spd_solve)(A, b), jnp.linalg.solve(A, b), rtol=1e-10)
+    assert bool(jnp.all(jnp.isnan(S.spd_solve(A - 10.0 * jnp.eye(7), b))))   # indefinite: NaN, no error
 
 
 def test_a_singular_system_raises_mu_instead_of_making_nan():

@@ -40,7 +40,7 @@ def least_squares(residual: Callable, params, *, damping: str = "marquardt", sca
         d = jnp.maximum(jnp.diag(G), jnp.finfo(t.dtype).tiny) if scale_d else jnp.ones_like(t)
         return S.Normal(G, jnp.matmul(J.T, e, precision=S.HIGHEST), d)
 
-    loop = lm_loop(lambda t: 0.5 * jnp.sum(r(t) ** 2), linearize, S.solve_normal, lambda lin, d: lin.G @ d,
+    loop = lm_loop(lambda t: 0.5 * jnp.sum(r(t) ** 2), linearize, S.solve_normal,
                    lambda t: jnp.asarray(jnp.nan, t.dtype), Damping(damping, mu_dec, mu_inc), max_steps, M, False, scale_d)
     theta, hist, status, k = jax.jit(loop)(theta0, *_scalars(theta0.dtype, mu, mu_max, goal, min_grad), jnp.int32(1))
     return LMResult(unflatten(theta), hist, status, k)

@@ -135,12 +135,12 @@ def _scalars(dtype, *values):
     return tuple(jnp.asarray(v, dtype) for v in values)
 
 
-def lm_loop(cost, linearize, solve, G_times, val_loss, damping: Damping, max_steps: int, n: int, has_val: bool,
+def lm_loop(cost, linearize, solve, val_loss, damping: Damping, max_steps: int, n: int, has_val: bool,
             scale_d: bool, report=None):
     """The loop itself over flat params, for any ``cost(theta) -> E`` and linear solve (traceable).
 
-    ``linearize(theta) -> lin`` (with ``lin.g``, ``lin.d``), ``solve(lin, mu) -> delta``,
-    ``G_times(lin, delta)``; ``n`` divides E into the reported C. Returns ``run(theta0, mu0, mu_max,
+    ``linearize(theta) -> lin`` (with ``lin.g``, ``lin.d``), ``solve(lin, mu) -> (delta, predicted)``,
+    ``predicted`` the quadratic model's decrease; ``n`` divides E into the reported C. Returns ``run(theta0, mu0, mu_max,
     goal, min_grad, max_fail) -> (theta, LMHistory, status, iterations)``. ``report(k, C, mu, accepted)``,
     if given, runs on the host after every iteration.
     """
@@ -164,21 +164,21 @@ def lm_loop(cost, linearize, solve, G_times, val_loss, damping: Damping, max_ste
 
         def body(s):
             theta, E, lin, mu, nu, k, _, hist, best, best_theta, fails = s
-            delta = solve(lin, mu)
+            delta, predicted = solve(lin, mu)
             trial = theta + delta
             E_new = cost(trial)
-            predicted = -(lin.g @ delta + 0.5 * delta @ G_times(lin, delta))
             rho = jnp.where(predicted > 0, (E - E_new) / predicted, -jnp.inf)
             ok = jnp.isfinite(E_new) & jnp.all(jnp.isfinite(delta))
             accepted = damping.accept(ok & (E_new < E), rho)
             mu_next, nu = damping.update(mu, nu, jnp.where(ok, rho, -jnp.inf), accepted)
             theta, E = jnp.where(accepted, trial, theta), jnp.where(accepted, E_new, E)
             lin = jax.lax.cond(accepted, lambda: running_max_d(linearize(theta), lin.d), lambda: lin)
-            vl = jax.lax.cond(accepted & has_val, lambda: val_loss(theta), lambda: hist.val_loss[k])
-            improved = vl < best
-            fails = jnp.where(accepted & has_val, jnp.where(improved, 0, fails + 1), fails)
-            best_theta = jnp.where(accepted & improved, theta, best_theta)
-            best = jnp.where(accepted & improved, vl, best)
+            vl = jnp.asarray(jnp.nan, theta.dtype)
+            if has_val:                                    # static: no validation work in the loop without it
+                vl = jax.lax.cond(accepted, lambda: val_loss(theta), lambda: hist.val_loss[k])
+                improved = accepted & (vl < best)
+                fails = jnp.where(accepted, jnp.where(improved, 0, fails + 1), fails)
+                best_theta, best = jnp.where(improved, theta, best_theta), jnp.where(improved, vl, best)
             hist = record(hist, k + 1, E, mu, accepted.astype(theta.dtype), lin.g, vl)
             if report is not None:
                 jax.debug.callback(report, k + 1, E / n, mu, accepted, ordered=True)
@@ -206,7 +206,7 @@ def _compiled(net, loss, config):
         cost = lambda t, xx, yy: jnp.sum(loss.value(forward(net, unflatten(t), xx)[0], yy))   # E = N C
         val_loss = (lambda t: cost(t, *val) / val[0].shape[0]) if has_val else (lambda t: jnp.asarray(jnp.nan, t.dtype))
         loop = lm_loop(lambda t: cost(t, x, y), lambda t: linearize(pb, t), lambda lin, mu: solve(pb, lin, mu),
-                       lambda lin, d: S.G_times(pb, lin, d), val_loss, damping, max_steps, x.shape[0], has_val, scale_d, report)
+                       val_loss, damping, max_steps, x.shape[0], has_val, scale_d, report)
         theta, hist, status, k = loop(theta0, *_scalars(theta0.dtype, mu0, mu_max, goal, min_grad), jnp.int32(max_fail))
         return unflatten(theta), hist, status, k
 

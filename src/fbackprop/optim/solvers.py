@@ -4,8 +4,8 @@ Sum form over the batch (``E = sum_n l_n = N C``): ``G = sum_n J_n^T H_n J_n`` (
 ``H_n = I`` and ``G = J^T J``), ``g = sum_n J_n^T dl_n/dyhat_n`` (``J^T e``), ``J_n = dyhat_n/dtheta``
 by Marquardt backpropagation. ``D = I`` or ``diag(G)`` (Marquardt's scaling). Vectors are flat
 (``fb.flatten``'s order). Each solver is ``linearize(theta) -> lin`` at an accepted point, then
-``solve(lin, mu) -> delta`` for as many ``mu`` as the damping tries, and ``G_times(lin, delta)``
-for the gain ratio.
+``solve(lin, mu) -> (delta, predicted)`` for as many ``mu`` as the damping tries, ``predicted =
+-(g.delta + delta.G delta / 2)`` being the quadratic model's decrease (for the gain ratio).
 
 - ``dense``: form ``J`` (``N n_out x P``), ``G``, Cholesky of ``G + mu D`` (matmuls at highest precision).
 - ``accumulate`` (Wilamowski & Yu 2010): ``G`` and ``g`` summed over chunks of examples in
@@ -104,10 +104,26 @@ def linearize_newton(pb: Problem, theta) -> Normal:
     return Normal(H, jax.grad(E)(theta), pb.damping_diag(jnp.abs(jnp.diag(H))))
 
 
+def spd_solve(A, b):
+    """``A^-1 b`` by Cholesky for symmetric ``A: (n, n)``; NaN where ``A`` is not positive definite.
+
+    LAPACK wants column-major input; ``A`` is row-major, so its transpose (the same matrix, ``A``
+    being symmetric) is passed: a free relayout, where ``jnp.linalg.cholesky`` symmetrizes
+    ``(A + A^T) / 2`` and copies through a transpose (2-3x the factorization's time at n = 900).
+    """
+    L = jax.lax.linalg.cholesky(A.T, symmetrize_input=False)
+    return jax.scipy.linalg.cho_solve((L, True), b)
+
+
+def _predicted(g, delta, dGd):
+    """The quadratic model's decrease ``-(g.delta + delta.G delta / 2)``."""
+    return -(g @ delta + 0.5 * dGd)
+
+
 def solve_normal(lin: Normal, mu):
     """Cholesky of ``G + mu D``; a matrix that is not positive definite gives NaN (the step is rejected)."""
-    L = jnp.linalg.cholesky(lin.G + mu * jnp.diag(lin.d))
-    return -jax.scipy.linalg.cho_solve((L, True), lin.g)
+    delta = -spd_solve(lin.G + mu * jnp.diag(lin.d), lin.g)
+    return delta, _predicted(lin.g, delta, delta @ lin.G @ delta)
 
 
 class MatrixFree(NamedTuple):
@@ -135,7 +151,7 @@ def linearize_cg(pb: Problem, theta) -> MatrixFree:
 def solve_cg(pb: Problem, lin: MatrixFree, mu):
     A = lambda v: _ggn_times(pb, lin.theta, v) + mu * lin.d * v
     delta, _ = jax.scipy.sparse.linalg.cg(A, -lin.g, tol=pb.cg_tol, maxiter=pb.cg_maxiter)
-    return delta
+    return delta, _predicted(lin.g, delta, delta @ _ggn_times(pb, lin.theta, delta))
 
 
 class Dual(NamedTuple):
@@ -146,7 +162,7 @@ class Dual(NamedTuple):
     u: jax.Array         # (N, n_out)
     g: jax.Array
     d: jax.Array
-    HK: jax.Array        # H Jt Jt^T, (M, M): formed once per point, reused for every mu tried there
+    K: jax.Array         # Jt Jt^T, (M, M): formed once per point, reused for every mu tried there
 
 
 def _times_H(H, v):
@@ -154,11 +170,10 @@ def _times_H(H, v):
     return v if H is None else jnp.einsum("nab,nb...->na...", H, v, precision=HIGHEST)
 
 
-def _dual_system(J, H, d):
-    """``H Jt Jt^T`` with ``Jt = J D^-1/2: (M, P)``, rows grouped by example (the O(M^2 P) part)."""
+def _dual_gram(J, d):
+    """``Jt Jt^T`` with ``Jt = J D^-1/2: (M, P)``, rows grouped by example (the O(M^2 P) part)."""
     Jt = J / jnp.sqrt(d)
-    K = jnp.matmul(Jt, Jt.T, precision=HIGHEST)
-    return K if H is None else _times_H(H, K.reshape(*H.shape[:2], -1)).reshape(K.shape)
+    return jnp.matmul(Jt, Jt.T, precision=HIGHEST)
 
 
 def linearize_dual(pb: Problem, theta) -> Dual:
@@ -171,26 +186,32 @@ def linearize_dual(pb: Problem, theta) -> Dual:
     g = ravel_pytree(backward(pb.net, params, inputs, u)[0])[0]
     n, k = u.shape
     if not pb.scale_d:
-        K = jacobian_gram(pb.net, params, pb.x, inputs)
-        HK = _times_H(H, K).reshape(n * k, n * k)
-        return Dual(theta, inputs, None, H, u, g, jnp.ones_like(theta), HK)
+        K = jacobian_gram(pb.net, params, pb.x, inputs).reshape(n * k, n * k)
+        return Dual(theta, inputs, None, H, u, g, jnp.ones_like(theta), K)
     J = as_matrix(jacobian_rows(pb.net, params, pb.x))
     d = pb.damping_diag(jnp.einsum("nap,nap->p", J, _times_H(H, J), precision=HIGHEST))
     J = J.reshape(n * k, -1)
-    return Dual(theta, inputs, J, H, u, g, d, _dual_system(J, H, d))
+    return Dual(theta, inputs, J, H, u, g, d, _dual_gram(J, d))
 
 
 def with_damping_diag(lin, d):
     """``lin`` with another ``D`` (Marquardt scaling's running maximum); the dual system is re-formed."""
-    return lin._replace(d=d, HK=_dual_system(lin.J, lin.H, d)) if isinstance(lin, Dual) else lin._replace(d=d)
+    return lin._replace(d=d, K=_dual_gram(lin.J, d)) if isinstance(lin, Dual) else lin._replace(d=d)
 
 
 def solve_dual(pb: Problem, lin: Dual, mu):
-    """``w = (H Jt Jt^T + mu I)^-1 u`` (Cholesky when ``H = I``, squared error; LU otherwise), ``delta = -D^-1 J^T w``."""
-    A = lin.HK + mu * jnp.eye(lin.HK.shape[0], dtype=lin.HK.dtype)
+    """``w = (H K + mu I)^-1 u``, ``K = Jt Jt^T`` (Cholesky when ``H = I``, squared error; LU otherwise),
+    ``delta = -D^-1 J^T w``. The model's decrease needs no pass over the network: ``J delta = -K w``,
+    so ``g.delta = -u.Kw`` and ``delta.G delta = Kw.H Kw``."""
+    M = lin.K.shape[0]
     u = lin.u.reshape(-1)
-    w = jnp.linalg.solve(A, u) if lin.H is not None else jax.scipy.linalg.cho_solve((jnp.linalg.cholesky(A), True), u)
-    return -_J_transpose_times(pb, lin, w.reshape(lin.u.shape)) / lin.d
+    if lin.H is None:
+        w = spd_solve(lin.K + mu * jnp.eye(M, dtype=lin.K.dtype), u)
+    else:
+        w = jnp.linalg.solve(_times_H(lin.H, lin.K.reshape(*lin.u.shape, M)).reshape(M, M) + mu * jnp.eye(M, dtype=lin.K.dtype), u)
+    Kw = jnp.matmul(lin.K, w, precision=HIGHEST).reshape(lin.u.shape)
+    delta = -_J_transpose_times(pb, lin, w.reshape(lin.u.shape)) / lin.d
+    return delta, jnp.sum(lin.u * Kw) - 0.5 * jnp.sum(Kw * _times_H(lin.H, Kw))
 
 
 def _J_transpose_times(pb: Problem, lin: Dual, w):
@@ -198,20 +219,3 @@ def _J_transpose_times(pb: Problem, lin: Dual, w):
     if lin.J is not None:
         return jnp.matmul(lin.J.T, w.reshape(-1), precision=HIGHEST)
     return ravel_pytree(backward(pb.net, pb.unflatten(lin.theta), lin.inputs, w)[0])[0]
-
-
-def _J_times(pb: Problem, lin: Dual, delta):
-    """``J delta: (N, n_out)``: a matvec with the stored ``J``, or a jvp of the forward pass."""
-    if lin.J is not None:
-        return jnp.matmul(lin.J, delta, precision=HIGHEST).reshape(lin.u.shape)
-    apply = lambda t: forward(pb.net, pb.unflatten(t), pb.x)[0]
-    return jax.jvp(apply, (lin.theta,), (delta,))[1]
-
-
-def G_times(pb: Problem, lin, delta):
-    """``G delta`` for the gain ratio's predicted decrease."""
-    if isinstance(lin, Normal):
-        return lin.G @ delta
-    if isinstance(lin, Dual):
-        return _J_transpose_times(pb, lin, _times_H(lin.H, _J_times(pb, lin, delta)))
-    return _ggn_times(pb, lin.theta, delta)
