@@ -74,6 +74,7 @@ import jax
 import jax.numpy as jnp
 
 import fbackprop as fb
+from fbackprop.optim.solvers import spd_solve
 from lm_entries import SLOW_S, TARGET, Problem, available_libraries, block, entries_for, make_problems, residual_fn, timed_rounds
 
 jax.config.update("jax_enable_x64", True)
@@ -157,10 +158,8 @@ def profile_pieces(pb: Problem, rounds: int) -> list[dict]:
         "Jacobian J (fb.jacobian, backprop)": (lambda p, x: fb.as_matrix(jac(p, x)), (pb.params, pb.x)),
         "J^T J (P x P)": (lambda J: J.T @ J, (J,)),
         "J J^T (M x M)": (lambda J: J @ J.T, (J,)),
-        "Cholesky of G + mu I (P x P) + solve": (
-            lambda G, g: jax.scipy.linalg.cho_solve((jnp.linalg.cholesky(G + mu * jnp.eye(pb.P)), True), g), (G, G[0])),
-        "Cholesky of K + mu I (M x M) + solve": (
-            lambda K, u: jax.scipy.linalg.cho_solve((jnp.linalg.cholesky(K + mu * jnp.eye(pb.M)), True), u), (K, K[0])),
+        "Cholesky of G + mu I (P x P) + solve": (lambda G, g: spd_solve(G + mu * jnp.eye(pb.P), g), (G, G[0])),
+        "Cholesky of K + mu I (M x M) + solve": (lambda K, u: spd_solve(K + mu * jnp.eye(pb.M), u), (K, K[0])),
         "LU solve of K + mu I (M x M)": (lambda K, u: jnp.linalg.solve(K + mu * jnp.eye(pb.M), u), (K, K[0])),
         "K = J J^T from the layers (fb.jacobian_gram, no J)": (lambda p, x: fb.jacobian_gram(pb.net)(p, x), (pb.params, pb.x)),
         "J^T w by one backward pass (no J)": (

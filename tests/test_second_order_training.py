@@ -83,6 +83,11 @@ def test_least_squares_on_any_pytree_rosenbrock():
     r = fb.least_squares(residual, {"x": jnp.array(-1.2), "y": jnp.array(1.0)}, max_steps=200)
     np.testing.assert_allclose([r.params["x"], r.params["y"]], [1.0, 1.0], atol=1e-6)
     assert np.all(np.diff(losses(r)) <= 0)
+    from fbackprop.optim.least_squares import _compiled
+    before = _compiled.cache_info()
+    again = fb.least_squares(residual, {"x": jnp.array(0.5), "y": jnp.array(0.3)}, mu=1e-2, max_steps=200)
+    assert _compiled.cache_info().hits == before.hits + 1 and _compiled.cache_info().misses == before.misses
+    np.testing.assert_allclose([again.params["x"], again.params["y"]], [1.0, 1.0], atol=1e-6)
 
 
 def test_least_squares_matches_levenberg_marquardt_on_a_network():
