@@ -31,7 +31,7 @@ Speed: the hidden layer is padded to N + 1 units with zeros. A unit whose incomi
 weights are all zero has zero gradient and zero Jacobian columns, so Levenberg-Marquardt's
 ``(J^T J + mu I) delta = -J^T e`` gives it a zero step and Adam and gradient descent a zero update:
 it stays dead, and the padded net trains exactly as the h-unit one. So each N compiles one
-Levenberg-Marquardt program (reused by every call, looped over seeds and h: it cannot be vmapped)
+Levenberg-Marquardt program (reused by every call, looped over seeds and h: vmapped, every seed would wait for the slowest one)
 and one ``fb.train_many`` program that runs every (h, seed) for both first-order methods at once
 (``adam_or_gd``: the hyperparameter picks the rule). Default: 100 seeds, about a minute on 2 cores.
 

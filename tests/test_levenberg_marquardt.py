@@ -256,3 +256,18 @@ def test_the_whole_call_can_sit_inside_jit():
     chex.assert_trees_all_close(jitted.params, direct.params, rtol=1e-12)
     np.testing.assert_allclose(jitted.history.loss, direct.history.loss, rtol=1e-12)
     assert int(jitted.iterations) == int(direct.iterations)
+
+
+def test_runs_vmapped_over_seeds_equal_the_runs_one_by_one():
+    """A vmapped while_loop runs until the slowest seed stops; each run's params and history are its own."""
+    x, y = fb.data.parity(3, coding="bipolar", dtype=np.float64)
+    net = fb.mlp([3, 3, 1], activation="tanh")
+    stacked = fb.init_many(net, jax.random.key(0), 4, jnp.float64)
+    run = lambda p: fb.levenberg_marquardt(net, p, x, y, max_steps=40)
+    together = jax.vmap(run)(stacked)
+    assert len(set(np.asarray(together.iterations).tolist())) > 1          # the seeds stop at different iterations
+    for i in range(4):
+        alone = run(jax.tree.map(lambda a: a[i], stacked))
+        chex.assert_trees_all_close(jax.tree.map(lambda a: a[i], together.params), alone.params, rtol=1e-10)
+        np.testing.assert_allclose(together.history.loss[i], alone.history.loss, rtol=1e-10)
+        assert int(together.status[i]) == int(alone.status) and int(together.iterations[i]) == int(alone.iterations)

@@ -13,6 +13,9 @@ Stopping (MATLAB ``trainlm``'s names and defaults where they exist): ``max_steps
 (``epochs``, 1000), ``C <= goal`` (0), ``||dC/dtheta|| <= min_grad`` (1e-7), ``mu > mu_max`` (1e10),
 and ``max_fail`` (6) accepted steps in a row that do not improve the validation loss, when
 validation data are given (then the params returned are those with the lowest validation loss).
+
+The call works inside ``jax.jit`` and under ``jax.vmap`` over params (many seeds in one program;
+the loop then runs until the slowest seed stops, and each run keeps its own history and status).
 """
 
 from __future__ import annotations
