@@ -142,10 +142,10 @@ def lm_loop(cost, linearize, solve, val_loss, damping: Damping, max_steps: int, 
             scale_d: bool, report=None):
     """The loop itself over flat params, for any ``cost(theta) -> E`` and linear solve (traceable).
 
-    ``linearize(theta) -> lin`` (with ``lin.g``, ``lin.d``), ``solve(lin, mu) -> (delta, predicted)``,
-    ``predicted`` the quadratic model's decrease; ``n`` divides E into the reported C. Returns ``run(theta0, mu0, mu_max,
-    goal, min_grad, max_fail) -> (theta, LMHistory, status, iterations)``. ``report(k, C, mu, accepted)``,
-    if given, runs on the host after every iteration.
+    ``linearize(theta) -> lin`` (with ``lin.g``, ``lin.d``), ``solve(lin, mu) -> (delta, predicted)``
+    (``predicted``: the quadratic model's decrease); ``n`` divides E into the reported C. Returns
+    ``run(theta0, mu0, mu_max, goal, min_grad, max_fail) -> (theta, LMHistory, status, iterations)``.
+    ``report(k, C, mu, accepted)``, if given, runs on the host after every iteration.
     """
 
     def running_max_d(lin, d_before):

@@ -204,11 +204,11 @@ def solve_dual(pb: Problem, lin: Dual, mu):
     ``delta = -D^-1 J^T w``. The model's decrease needs no pass over the network: ``J delta = -K w``,
     so ``g.delta = -u.Kw`` and ``delta.G delta = Kw.H Kw``."""
     M = lin.K.shape[0]
-    u = lin.u.reshape(-1)
+    u, mu_I = lin.u.reshape(-1), mu * jnp.eye(M, dtype=lin.K.dtype)
     if lin.H is None:
-        w = spd_solve(lin.K + mu * jnp.eye(M, dtype=lin.K.dtype), u)
+        w = spd_solve(lin.K + mu_I, u)
     else:
-        w = jnp.linalg.solve(_times_H(lin.H, lin.K.reshape(*lin.u.shape, M)).reshape(M, M) + mu * jnp.eye(M, dtype=lin.K.dtype), u)
+        w = jnp.linalg.solve(_times_H(lin.H, lin.K.reshape(*lin.u.shape, M)).reshape(M, M) + mu_I, u)
     Kw = jnp.matmul(lin.K, w, precision=HIGHEST).reshape(lin.u.shape)
     delta = -_J_transpose_times(pb, lin, w.reshape(lin.u.shape)) / lin.d
     return delta, jnp.sum(lin.u * Kw) - 0.5 * jnp.sum(Kw * _times_H(lin.H, Kw))
