@@ -18,6 +18,7 @@ import os
 import statistics
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import jax
@@ -28,28 +29,12 @@ from jax.flatten_util import ravel_pytree
 import fbackprop as fb
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+from timing import block, timed_rounds  # noqa: E402  (benchmarks/, the script's own folder)
 
 CPU_SIZES = {"small": ([64, 128, 128, 10], 128), "medium": ([784, 512, 512, 10], 256),
              "large": ([1024, 1024, 1024, 1024, 10], 1024)}
 GPU_SIZES = {"gpu-4096": ([4096] * 5 + [1000], 4096), "gpu-8192": ([8192] * 4 + [1000], 8192)}
 LR = 0.01
-
-
-def block(tree):
-    return jax.block_until_ready(tree)
-
-
-def timed_rounds(fns: dict, args: tuple, rounds: int, reps: int) -> dict[str, list[float]]:
-    """Seconds per call of each function, one list entry per round; the order rotates each round."""
-    names, times = list(fns), {n: [] for n in fns}
-    for r in range(rounds):
-        for name in names[r % len(names):] + names[:r % len(names)]:
-            t0 = time.perf_counter()
-            for _ in range(reps):
-                out = fns[name](*args)
-            block(out)
-            times[name].append((time.perf_counter() - t0) / reps)
-    return times
 
 
 def sgd_step(gradient):
@@ -70,7 +55,7 @@ def forward_mode_estimate(net, params, x, y, chunk: int, rounds: int) -> float:
     jvps = jax.jit(lambda t, idx: jax.vmap(lambda i: jax.jvp(cost, (t,), (jax.nn.one_hot(i, P, dtype=t.dtype),))[1])(idx))
     idx = jnp.arange(chunk)
     block(jvps(theta, idx))
-    per_chunk = statistics.median(timed_rounds({"c": jvps}, (theta, idx), rounds, 1)["c"])
+    per_chunk = statistics.median(timed_rounds({"c": partial(jvps, theta, idx)}, rounds)["c"])
     return per_chunk * math.ceil(P / chunk)
 
 
@@ -82,7 +67,7 @@ def bench_size(name, sizes, batch, dtype, rounds, reps, forward_whole: bool, chu
         t0 = time.perf_counter()
         block(f(params, x, y))
         compile_s[k] = time.perf_counter() - t0
-    times = timed_rounds(steps, (params, x, y), rounds, reps)
+    times = timed_rounds({k: partial(f, params, x, y) for k, f in steps.items()}, rounds, reps)
     ratios = [b / a for b, a in zip(times["backprop"], times["autodiff"])]
     row = {"size": name, "sizes": sizes, "batch": batch, "dtype": jnp.dtype(dtype).name, "P": net.n_params,
            "backprop_s": statistics.median(times["backprop"]), "autodiff_s": statistics.median(times["autodiff"]),
@@ -94,7 +79,7 @@ def bench_size(name, sizes, batch, dtype, rounds, reps, forward_whole: bool, chu
     if forward_whole:
         step = sgd_step(fb.forward_mode(net, "cross_entropy", chunk_size=chunk))
         block(step(params, x, y))
-        row["forward_s"] = statistics.median(timed_rounds({"f": step}, (params, x, y), 2, 1)["f"])
+        row["forward_s"] = statistics.median(timed_rounds({"f": partial(step, params, x, y)}, 2)["f"])
         row["forward_estimated"] = False
     else:
         row["forward_s"] = forward_mode_estimate(net, params, x, y, chunk, 3)
@@ -117,10 +102,10 @@ def bench_seed_example(rounds: int) -> dict:
     t0 = time.perf_counter()
     block(run(params))
     compile_s = time.perf_counter() - t0
-    ours = timed_rounds({"fb": run}, (params,), rounds, 1)["fb"]
+    ours = timed_rounds({"fb": partial(run, params)}, rounds)["fb"]
     x64, y64 = fb.data.seed_example(np.float64)
     w = seed_numpy.initial_weights()
-    numpy_s = timed_rounds({"np": lambda: seed_numpy.train(x64, y64, *w)}, (), max(2, rounds // 2), 1)["np"]
+    numpy_s = timed_rounds({"np": lambda: seed_numpy.train(x64, y64, *w)}, max(2, rounds // 2))["np"]
     return {"fbackprop_s": statistics.median(ours), "numpy_s": statistics.median(numpy_s),
             "speedup": statistics.median(numpy_s) / statistics.median(ours), "fbackprop_first_call_s": compile_s}
 

@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import fbackprop as fb
+from timing import block, timed_rounds
 
 PRODUCTS = {"cpu": ([784, 512, 512, 10], 256), "gpu": ([4096] * 4 + [1000], 4096), "quick": ([32, 64, 64, 10], 64)}
 DIAG_SIZES = {"P~1e3": ([32, 24, 8], 256), "P~1e4": ([64, 96, 48, 10], 256)}
@@ -46,25 +47,6 @@ DIAG_QUICK = {"P~1e2": ([8, 6, 3], 32), "P~4e2": ([12, 16, 8, 4], 32)}
 TARGETS = {"cpu": {"hvp": 1.7, "ggn_vp": 1.35}, "gpu": {"hvp": 2.0, "ggn_vp": 1.5}}
 AGREE_TOL = {"float32": 1e-5, "float64": 1e-10}
 LOSS = "cross_entropy"
-
-
-def block(tree):
-    return jax.block_until_ready(tree)
-
-
-def timed_rounds(fns: dict, rounds: int, reps: int | dict) -> dict[str, list[float]]:
-    """Seconds per call of each zero-argument function, one list entry per round; the order
-    rotates each round. ``reps``: calls per timing, one number or one per function."""
-    names, times = list(fns), {n: [] for n in fns}
-    for r in range(rounds):
-        for name in names[r % len(names):] + names[:r % len(names)]:
-            n = reps[name] if isinstance(reps, dict) else reps
-            t0 = time.perf_counter()
-            for _ in range(n):
-                out = fns[name]()
-            block(out)
-            times[name].append((time.perf_counter() - t0) / n)
-    return times
 
 
 def first_calls(fns: dict) -> dict[str, float]:

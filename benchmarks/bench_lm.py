@@ -75,7 +75,8 @@ import jax.numpy as jnp
 
 import fbackprop as fb
 from fbackprop.optim.solvers import spd_solve
-from lm_entries import SLOW_S, TARGET, Problem, available_libraries, block, entries_for, make_problems, residual_fn, timed_rounds
+from lm_entries import SLOW_S, TARGET, Problem, available_libraries, entries_for, make_problems, residual_fn
+from timing import block, timed_rounds
 
 jax.config.update("jax_enable_x64", True)
 

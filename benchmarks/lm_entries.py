@@ -14,6 +14,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 import fbackprop as fb
+from timing import block
 
 jax.config.update("jax_enable_x64", True)
 
@@ -23,21 +24,6 @@ BUDGET = {"sine": 500, "parity3": 200, "peaks": 100}
 FD_MAX_P = 200                                 # scipy with its own finite differences up to this P
 TIGHT = 1e-12
 SLOW_S = 20.0                                  # entries whose first call takes longer are timed in one round
-
-
-def block(tree):
-    return jax.block_until_ready(tree)
-
-
-def timed_rounds(fns: dict, rounds: int) -> dict[str, list[float]]:
-    """Seconds per call of each zero-argument function, one entry per round; the order rotates each round."""
-    names, times = list(fns), {n: [] for n in fns}
-    for r in range(rounds if names else 0):
-        for name in names[r % len(names):] + names[:r % len(names)]:
-            t0 = time.perf_counter()
-            block(fns[name]())
-            times[name].append(time.perf_counter() - t0)
-    return times
 
 
 # --- problems -----------------------------------------------------------------------------------

@@ -201,8 +201,8 @@ def with_damping_diag(lin, d):
 
 def solve_dual(pb: Problem, lin: Dual, mu):
     """``w = (H K + mu I)^-1 u``, ``K = Jt Jt^T`` (Cholesky when ``H = I``, squared error; LU otherwise),
-    ``delta = -D^-1 J^T w``. The model's decrease needs no pass over the network: ``J delta = -K w``,
-    so ``g.delta = -u.Kw`` and ``delta.G delta = Kw.H Kw``."""
+    ``delta = -D^-1 J^T w``. The model's ``delta.G delta`` needs no pass over the network:
+    ``J delta = -K w``, so it is ``Kw.H Kw``."""
     M = lin.K.shape[0]
     u, mu_I = lin.u.reshape(-1), mu * jnp.eye(M, dtype=lin.K.dtype)
     if lin.H is None:
@@ -211,7 +211,7 @@ def solve_dual(pb: Problem, lin: Dual, mu):
         w = jnp.linalg.solve(_times_H(lin.H, lin.K.reshape(*lin.u.shape, M)).reshape(M, M) + mu_I, u)
     Kw = jnp.matmul(lin.K, w, precision=HIGHEST).reshape(lin.u.shape)
     delta = -_J_transpose_times(pb, lin, w.reshape(lin.u.shape)) / lin.d
-    return delta, jnp.sum(lin.u * Kw) - 0.5 * jnp.sum(Kw * _times_H(lin.H, Kw))
+    return delta, _predicted(lin.g, delta, jnp.sum(Kw * _times_H(lin.H, Kw)))
 
 
 def _J_transpose_times(pb: Problem, lin: Dual, w):
