@@ -21,7 +21,8 @@ every checkpoint), both full batch through ``fb.train``.
 
 Timing: each method's whole run is one compiled program. It is compiled first (Levenberg-Marquardt:
 a call with ``goal=inf`` stops before its first iteration but builds the same program; ``fb.train``:
-a first full run), then the run is timed ``--repeats`` times (the fastest counts), and its seconds
+a first full run), then the run is timed ``--repeats`` times or until its time budget is spent (the
+fastest counts; a short run, like sine's 20 ms, gets about ten tries), and its seconds
 are spread evenly over its iterations: the wall-time axis is ``k * seconds / iterations``. For
 Levenberg-Marquardt that spreads the cost of a rejected trial (one solve) and of an accepted one
 (a solve and a new Jacobian) alike. The machine is a shared 2-core CPU, so times are noisy; the
@@ -29,7 +30,7 @@ wall-time claims carry wide margins. The runs hold OpenBLAS to one thread (``one
 the Cholesky factorizations go through SciPy's OpenBLAS, whose spinning worker threads made a
 301 x 301 Cholesky 30x slower on a busy 2-core machine.
 
-    python experiments/lm_vs_first_order.py [--lm-steps N] [--first-order-steps N] [--repeats 3]
+    python experiments/lm_vs_first_order.py [--lm-steps N] [--first-order-steps N] [--repeats 10]
         [--seed 0] [--quick] [--out runs/lm_vs_first_order]
 
 What it finds: per iteration Levenberg-Marquardt is far ahead on both problems (about 11x fewer
@@ -106,7 +107,7 @@ def _fastest(go, repeats: int, budget: float = 1.0):
     return out, best
 
 
-def run_lm(net, params0, x, y, steps: int, repeats: int = 3, budget: float = 1.0) -> dict:
+def run_lm(net, params0, x, y, steps: int, repeats: int = 10, budget: float = 1.0) -> dict:
     """Levenberg-Marquardt for ``steps`` trials; ``loss[k]`` is C after trial k (``loss[0]``: the start)."""
     t = time.perf_counter()
     jax.block_until_ready(fb.levenberg_marquardt(net, params0, x, y, loss=LOSS, solver="dense", max_steps=steps,
@@ -120,7 +121,7 @@ def run_lm(net, params0, x, y, steps: int, repeats: int = 3, budget: float = 1.0
             "message": r.message}
 
 
-def run_first_order(net, params0, x, y, optimizer, steps: int, repeats: int = 3, budget: float = 1.0) -> dict:
+def run_first_order(net, params0, x, y, optimizer, steps: int, repeats: int = 10, budget: float = 1.0) -> dict:
     """``steps`` full-batch updates by ``fb.train``; ``loss[e]`` is C after e updates."""
     go = lambda: fb.train(net, LOSS, params0, x, y, optimizer, epochs=steps, progress=False)
     t = time.perf_counter()
@@ -146,7 +147,7 @@ def loss_at_time(r: dict, t: float) -> float:
     return float(r["loss"][int(np.floor(t / r["seconds"] * r["iterations"] + 1e-9))])
 
 
-def run(name: str, quick: bool, seed: int, lm_steps: int, fo_steps: int, repeats: int = 3) -> dict:
+def run(name: str, quick: bool, seed: int, lm_steps: int, fo_steps: int, repeats: int = 10) -> dict:
     net, p0, x, y = problem(name, quick, seed)
     budget = 0.3 if quick else 1.0  # seconds of timed repeats per method
     runs = {"Levenberg-Marquardt": run_lm(net, p0, x, y, lm_steps, repeats, budget),
@@ -245,7 +246,7 @@ def main(argv=None) -> dict:
                    help="Levenberg-Marquardt trials (default: sine 1000, peaks 100; quick: 500, 150)")
     p.add_argument("--first-order-steps", type=int, default=None,
                    help="Adam and gradient-descent steps (default: sine 20000, peaks 3000; quick: 2000, 2000)")
-    p.add_argument("--repeats", type=int, default=3, help="timed runs per method (at most 1 s of them, quick 0.3 s), the fastest counts")
+    p.add_argument("--repeats", type=int, default=10, help="timed runs per method (at most 1 s of them, quick 0.3 s), the fastest counts")
     args = p.parse_args(argv)
     t0 = time.perf_counter()
     results = {}
