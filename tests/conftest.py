@@ -23,3 +23,21 @@ settings.load_profile(os.environ.get("FBACKPROP_HYPOTHESIS", "ci"))
 @pytest.fixture
 def key():
     return jax.random.key(0)
+
+
+_COMPILES = [0]
+
+
+def _on_event(name, duration, **kwargs):
+    if name == "/jax/core/compile/backend_compile_duration":
+        _COMPILES[0] += 1
+
+
+jax.monitoring.register_event_duration_secs_listener(_on_event)
+
+
+@pytest.fixture
+def compiles():
+    """``compiles()`` is the number of XLA compilations since the test started (JAX's own event)."""
+    start = _COMPILES[0]
+    return lambda: _COMPILES[0] - start

@@ -8,14 +8,145 @@ concrete arrays (not tracers).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import functools
+import operator
+from typing import TYPE_CHECKING, Any, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
     from .losses import Loss
     from .nets import Network
+
+
+# --- scalars and options: one rule each, used by every public function ----------------------------
+def as_int(value: Any, name: str, *, minimum: int | None = 1, maximum: int | None = None) -> int:
+    """``value`` as a Python int: Python, NumPy and 0-d JAX integers are accepted (anything with
+    ``__index__``), bools and floats are refused, and ``minimum <= value <= maximum`` is checked.
+
+    Raises:
+        TypeError: naming ``name``, what was expected and what came, for a non-integer.
+        ValueError: likewise, for an integer out of range.
+    """
+    if isinstance(value, (bool, np.bool_)) or (hasattr(value, "dtype") and not jnp.issubdtype(value.dtype, jnp.integer)):
+        raise TypeError(f"{name} must be an integer; got {value!r} ({type(value).__name__})")
+    if isinstance(value, jax.core.Tracer):
+        raise TypeError(f"{name} must be a concrete integer (it fixes a shape or a loop length); got a traced value")
+    try:
+        out = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer; got {value!r} ({type(value).__name__})") from None
+    if (minimum is not None and out < minimum) or (maximum is not None and out > maximum):
+        lo = "-inf" if minimum is None else minimum
+        hi = "inf" if maximum is None else maximum
+        raise ValueError(f"{name} must be an integer from {lo} to {hi}; got {out}")
+    return out
+
+
+def as_float(value: Any, name: str, *, minimum: float | None = None, maximum: float | None = None,
+             open_min: bool = False, finite: bool = True) -> float:
+    """``value`` as a Python float (any real number, NumPy or 0-d JAX scalar; not a bool), in range.
+
+    ``open_min``: ``minimum`` itself is refused (``> minimum`` rather than ``>=``); ``finite``: NaN and
+    infinities are refused. Raises ``TypeError``/``ValueError`` naming ``name``.
+    """
+    if isinstance(value, (bool, np.bool_)) or isinstance(value, jax.core.Tracer):
+        raise TypeError(f"{name} must be a concrete real number; got {value!r} ({type(value).__name__})")
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a real number; got {value!r} ({type(value).__name__})") from None
+    if np.isnan(out) or (finite and not np.isfinite(out)):
+        raise ValueError(f"{name} must be a finite number; got {out}")
+    below = minimum is not None and (out <= minimum if open_min else out < minimum)
+    if below or (maximum is not None and out > maximum):
+        lo = "(" if open_min else "["
+        raise ValueError(f"{name} must lie in {lo}{'-inf' if minimum is None else minimum}, "
+                         f"{'inf' if maximum is None else maximum}]; got {out}")
+    return out
+
+
+def check_choice(value: Any, name: str, choices: Sequence[Any]) -> Any:
+    """``value`` must be one of ``choices`` (strings, usually); ``ValueError`` listing them otherwise."""
+    try:
+        ok = value in choices
+    except TypeError:  # an unhashable value against a set
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} must be one of {list(choices)}; got {value!r}")
+    return value
+
+
+def is_concrete(tree: Any) -> bool:
+    """True when no leaf of ``tree`` is a tracer (so its values can be read: outside ``jit``)."""
+    return not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(tree))
+
+
+def check_finite(tree: Any, name: str) -> None:
+    """Refuse NaN/Inf in ``tree`` when its values are concrete, naming the leaf and the first bad index.
+
+    Under ``jit`` the values are not known at trace time, so nothing is checked there: non-finite
+    inputs then give non-finite results (and ``train``/``levenberg_marquardt`` report a non-finite
+    start through their status).
+    """
+    if not is_concrete(tree):
+        return
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        arr = np.asarray(leaf)
+        if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.complexfloating)):
+            continue
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            where = tuple(int(i) for i in np.argwhere(bad)[0]) if arr.ndim else ()
+            count = int(bad.sum())
+            raise ValueError(
+                f"{name}{jax.tree_util.keystr(path)} holds {count} non-finite value{'s' * (count > 1)} "
+                f"(the first, {arr[where]}, at index {where}); fbackprop needs finite inputs"
+            )
+
+
+def params_dtype(params: Any, name: str = "params") -> Any:
+    """The one floating dtype every leaf of ``params`` must share: it is the computation's dtype.
+
+    The rule for the whole package: ``x`` and float targets are cast to this dtype at the boundary;
+    integer, complex or mixed-precision parameter leaves are refused (an integer leaf would never
+    learn).
+    """
+    dtypes = {}
+    for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+        dt = jnp.result_type(leaf)
+        if not jnp.issubdtype(dt, jnp.floating):
+            raise TypeError(f"{name}{jax.tree_util.keystr(path)} has dtype {dt}; parameters must be real floating "
+                            "point (float32 or float64): cast them, e.g. with jax.tree.map(lambda p: p.astype(jnp.float32), params)")
+        dtypes.setdefault(jnp.dtype(dt).name, jax.tree_util.keystr(path))
+    if len(dtypes) > 1:
+        raise TypeError(f"{name} mixes dtypes {dict((d, p) for d, p in dtypes.items())} (dtype: first leaf with it); "
+                        "use one floating dtype for every leaf")
+    return jnp.dtype(next(iter(dtypes))) if dtypes else None
+
+
+def cached_transformation(factory):
+    """Cache a transformation ``(model, loss, *options) -> function`` on its (hashable) arguments.
+
+    ``fb.backprop(net, loss)(params, x, y)`` written inline then reuses one compiled program, as
+    ``jax.jit`` does for one function: equal networks (``fb.mlp`` with equal arguments), the same loss
+    and equal options give the same function object. Unhashable arguments (a model held in a list,
+    say) skip the cache: each such call builds, and compiles, anew.
+    """
+    cache = functools.lru_cache(maxsize=256)(factory)
+
+    @functools.wraps(factory)
+    def get(*args, **kwargs):
+        try:
+            hash((args, tuple(sorted(kwargs.items()))))
+        except TypeError:
+            return factory(*args, **kwargs)
+        return cache(*args, **kwargs)
+
+    get.cache_info, get.cache_clear = cache.cache_info, cache.cache_clear
+    return get
 
 
 def check_x(x: Any, n_in: int | None = None) -> jax.Array:
