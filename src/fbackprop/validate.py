@@ -228,18 +228,27 @@ def as_apply(model: Any):
     raise TypeError(f"expected an fbackprop Network or an apply(params, x) callable; got {type(model).__name__}")
 
 
-def require_network(model: Any, what: str) -> "Network":
-    """Hand-written derivatives walk the layers, so they need a Network, not any callable."""
+def require_network(model: Any, what: str, alternative: str = "fb.autodiff(apply, loss)") -> "Network":
+    """Hand-written derivatives walk the network's layers, so they need a Network, not any callable.
+
+    Args:
+        model: what the user passed.
+        what: the function refusing it (``"fb.backprop"``).
+        alternative: the call that does accept ``model`` (``'fb.hvp(apply, loss, method="autodiff")'``).
+    """
     if not is_network(model):
         raise TypeError(
             f"{what} is hand-written over the network's layers and needs an fbackprop Network "
-            f"(from fb.mlp); got {type(model).__name__}. For any apply(params, x) callable use fb.autodiff"
+            f"(from fb.mlp); got {model!r}. For any apply(params, x) callable use {alternative}"
         )
     return model
 
 
 def check_call(model: Any, loss: "Loss", params: Any, x: Any, y: Any) -> tuple[jax.Array, jax.Array]:
     """Validate ``(params, x, y)`` for ``model`` and ``loss``; returns ``x`` and the prepared ``y``."""
+    dtype = params_dtype(params)
+    if dtype is not None and hasattr(x, "dtype") and jnp.issubdtype(jnp.result_type(x), jnp.floating):
+        x = jnp.asarray(x, dtype)  # the params' dtype is the computation's dtype
     if is_network(model):
         x = check_inputs(model, params, x)
         n_out = model.n_out
@@ -263,10 +272,11 @@ def check_like(v: Any, params: Any, name: str = "v") -> None:
                              f"params{jax.tree_util.keystr(path)} has {tuple(jnp.shape(p))}")
 
 
-def checked(model: Any, loss: "Loss", core, vectors: int = 0):
+def checked(model: Any, loss: "Loss", core, vectors: int = 0, doc: str | None = None):
     """The public ``(params, x, y, *args) -> ...`` function: the checks above, then ``jit(core)``.
 
-    ``vectors``: how many of ``args`` are tangents that must be shaped like params (``v`` of ``H v``).
+    ``vectors``: how many of ``args`` are tangents that must be shaped like params (``v`` of ``H v``);
+    ``doc``: the returned function's docstring (with ``Args:``/``Returns:``), shown by ``help()``.
     """
     compiled = jax.jit(core)
 
@@ -276,5 +286,5 @@ def checked(model: Any, loss: "Loss", core, vectors: int = 0):
             check_like(v, params)
         return compiled(params, x, y, *args)
 
-    fn.__doc__ = core.__doc__
+    fn.__doc__ = doc if doc is not None else core.__doc__
     return fn
