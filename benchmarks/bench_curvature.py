@@ -30,6 +30,7 @@ the diagonals can agree to 1e-5 (float32) or 1e-10 (``--diag-dtype float64``); n
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import time
@@ -37,11 +38,15 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-import fbackprop as fb
 from timing import block, timed_rounds
 
-PRODUCTS = {"cpu": ([784, 512, 512, 10], 256), "gpu": ([4096] * 4 + [1000], 4096), "quick": ([32, 64, 64, 10], 64)}
+import fbackprop as fb
+
+PRODUCTS = {
+    "cpu": ([784, 512, 512, 10], 256),
+    "gpu": ([4096] * 4 + [1000], 4096),
+    "quick": ([32, 64, 64, 10], 64),
+}
 DIAG_SIZES = {"P~1e3": ([32, 24, 8], 256), "P~1e4": ([64, 96, 48, 10], 256)}
 DIAG_QUICK = {"P~1e2": ([8, 6, 3], 32), "P~4e2": ([12, 16, 8, 4], 32)}
 TARGETS = {"cpu": {"hvp": 1.7, "ggn_vp": 1.35}, "gpu": {"hvp": 2.0, "ggn_vp": 1.5}}
@@ -80,6 +85,7 @@ def max_rel(a, b) -> float:
 
 # --- 1. products against one gradient -------------------------------------------------------
 
+
 def compile_core(fn, *args) -> tuple:
     """``jit(fn)`` compiled ahead for ``args`` (so its first call is not timed), with XLA's count of
     its floating-point operations (after optimisation, so dead and duplicated work is not counted)."""
@@ -97,29 +103,44 @@ def compile_core(fn, *args) -> tuple:
 def bench_products(sizes, batch, dtype, rounds: int, reps: int) -> dict:
     net, params, x, labels, y, v = problem(sizes, batch, dtype)
     cost = lambda p, x, y: fb.losses.get(LOSS)(net.apply(p, x), y)
-    public = {"value_and_backprop": (fb.value_and_backprop(net, LOSS), False), "autodiff": (fb.autodiff(net, LOSS), False),
-              "hvp autodiff": (fb.hvp(net, LOSS, method="autodiff"), True),
-              "hvp backprop": (fb.hvp(net, LOSS, method="backprop"), True), "ggn_vp": (fb.ggn_vp(net, LOSS), True)}
+    public = {
+        "value_and_backprop": (fb.value_and_backprop(net, LOSS), False),
+        "autodiff": (fb.autodiff(net, LOSS), False),
+        "hvp autodiff": (fb.hvp(net, LOSS, method="autodiff"), True),
+        "hvp backprop": (fb.hvp(net, LOSS, method="backprop"), True),
+        "ggn_vp": (fb.ggn_vp(net, LOSS), True),
+    }
     fns, compile_s, flops = {}, {}, {}
     fns["jax.grad"], compile_s["jax.grad"], flops["jax.grad"] = compile_core(jax.grad(cost), params, x, y)
     for name, (f, takes_v) in public.items():
         # core: the public function traced inside jit (its checks run once, at trace time), one-hot y
-        core = (lambda f: lambda p, x, y, v: f(p, x, y, v))(f) if takes_v else (lambda f: lambda p, x, y: f(p, x, y))(f)
-        fns[name], compile_s[name], flops[name] = compile_core(core, params, x, y, *((v,) if takes_v else ()))
+        extra = (v,) if takes_v else ()
+        core = functools.partial(lambda f, *args: f(*args), f)
+        fns[name], compile_s[name], flops[name] = compile_core(core, params, x, y, *extra)
         # public: as a user calls it, checks in Python on integer labels, then its own compiled core
-        fns[name + " (public)"] = (lambda f: lambda: f(params, x, labels, v))(f) if takes_v else (lambda f: lambda: f(params, x, labels))(f)
+        fns[name + " (public)"] = functools.partial(f, params, x, labels, *extra)
         compile_s[name + " (public)"] = first_calls({name: fns[name + " (public)"]})[name]
     times = timed_rounds(fns, rounds, reps)
-    Hv_ad, Hv_bp = (np.concatenate([np.ravel(w) for w in jax.tree.leaves(fns[k]())]) for k in ("hvp autodiff", "hvp backprop"))
+    Hv_ad, Hv_bp = (
+        np.concatenate([np.ravel(w) for w in jax.tree.leaves(fns[k]())])
+        for k in ("hvp autodiff", "hvp backprop")
+    )
     rows = []
     for name in fns:
         if name.endswith("(public)"):
             continue
         ratios = [t / g for t, g in zip(times[name], times["jax.grad"])]
-        row = {"name": name, "core_s": statistics.median(times[name]), "ratio_over_grad": statistics.median(ratios),
-               "ratio_spread": [min(ratios), max(ratios)], "flops": flops[name],
-               "flop_ratio_over_grad": flops[name] / flops["jax.grad"] if flops[name] and flops["jax.grad"] else None,
-               "first_call_s": compile_s[name]}
+        row = {
+            "name": name,
+            "core_s": statistics.median(times[name]),
+            "ratio_over_grad": statistics.median(ratios),
+            "ratio_spread": [min(ratios), max(ratios)],
+            "flops": flops[name],
+            "flop_ratio_over_grad": flops[name] / flops["jax.grad"]
+            if flops[name] and flops["jax.grad"]
+            else None,
+            "first_call_s": compile_s[name],
+        }
         if name != "jax.grad":
             pub = times[name + " (public)"]
             row["public_s"] = statistics.median(pub)
@@ -128,16 +149,27 @@ def bench_products(sizes, batch, dtype, rounds: int, reps: int) -> dict:
             row["public_first_call_s"] = compile_s[name + " (public)"]
         rows.append(row)
     by = {r["name"]: r for r in rows}
-    ratios = {"hvp_autodiff_over_grad": by["hvp autodiff"]["ratio_over_grad"],
-              "hvp_backprop_over_grad": by["hvp backprop"]["ratio_over_grad"],
-              "ggn_vp_over_grad": by["ggn_vp"]["ratio_over_grad"],
-              "value_and_backprop_over_grad": by["value_and_backprop"]["ratio_over_grad"],
-              "autodiff_over_grad": by["autodiff"]["ratio_over_grad"]}
-    return {"sizes": sizes, "batch": batch, "dtype": jnp.dtype(dtype).name, "P": net.n_params,
-            "grad_s": by["jax.grad"]["core_s"], "rows": rows, "ratios": ratios, "hvp_methods_max_rel": max_rel(Hv_ad, Hv_bp)}
+    ratios = {
+        "hvp_autodiff_over_grad": by["hvp autodiff"]["ratio_over_grad"],
+        "hvp_backprop_over_grad": by["hvp backprop"]["ratio_over_grad"],
+        "ggn_vp_over_grad": by["ggn_vp"]["ratio_over_grad"],
+        "value_and_backprop_over_grad": by["value_and_backprop"]["ratio_over_grad"],
+        "autodiff_over_grad": by["autodiff"]["ratio_over_grad"],
+    }
+    return {
+        "sizes": sizes,
+        "batch": batch,
+        "dtype": jnp.dtype(dtype).name,
+        "P": net.n_params,
+        "grad_s": by["jax.grad"]["core_s"],
+        "rows": rows,
+        "ratios": ratios,
+        "hvp_methods_max_rel": max_rel(Hv_ad, Hv_bp),
+    }
 
 
 # --- 2. the exact diagonal against the dense Hessian and P HVPs ------------------------------
+
 
 def diagonal_methods(net, params, x, y, chunk: int):
     """The three ways to ``diag(H)``, compiled: ``(params, x, y) -> (P,)`` for hessian_diag, and
@@ -149,7 +181,7 @@ def diagonal_methods(net, params, x, y, chunk: int):
     dense_whole = jax.jit(lambda p, x, y: jnp.diag(fb.hessian(net, LOSS)(p, x, y)))
     grad = jax.grad(lambda t, x, y: fb.losses.get(LOSS)(net.apply(unflatten(t), x), y))
 
-    def dense_rows(p, x, y, rows):          # rows of jax.hessian = jacfwd(jacrev): vmap of jvp(grad)
+    def dense_rows(p, x, y, rows):  # rows of jax.hessian = jacfwd(jacrev): vmap of jvp(grad)
         t = fb.flatten(p)[0]
         E = jax.nn.one_hot(rows, P, dtype=dtype)
         H_rows = jax.vmap(lambda e: jax.jvp(lambda t: grad(t, x, y), (t,), (e,))[1])(E)
@@ -157,9 +189,10 @@ def diagonal_methods(net, params, x, y, chunk: int):
 
     hvp = fb.hvp(net, LOSS, "autodiff")
 
-    def unit_hvps(p, x, y, rows):           # e_i^T H e_i, one HVP per unit vector
+    def unit_hvps(p, x, y, rows):  # e_i^T H e_i, one HVP per unit vector
         def entry(i):
             return fb.flatten(hvp(p, x, y, unflatten(jax.nn.one_hot(i, P, dtype=dtype))))[0][i]
+
         return jax.lax.map(entry, rows, batch_size=min(chunk, rows.size))
 
     return hessian_diag, dense_whole, jax.jit(dense_rows), jax.jit(unit_hvps)
@@ -169,12 +202,18 @@ def bench_diagonal(name, sizes, batch, dtype, rounds: int, reps: int, chunk: int
     net, params, x, _, y, _ = problem(sizes, batch, dtype)
     P = net.n_params
     hessian_diag, dense_whole, dense_rows, unit_hvps = diagonal_methods(net, params, x, y, chunk)
-    fns = {"hessian_diag": lambda: hessian_diag(params, x, y), "dense": lambda: dense_whole(params, x, y),
-           "hvps": (lambda rows: lambda: unit_hvps(params, x, y, rows))(jnp.asarray(np.arange(P)))}
+    fns = {
+        "hessian_diag": lambda: hessian_diag(params, x, y),
+        "dense": lambda: dense_whole(params, x, y),
+        "hvps": (lambda rows: lambda: unit_hvps(params, x, y, rows))(jnp.asarray(np.arange(P))),
+    }
     whole, compile_s, scale = {"dense": True, "hvps": True}, {}, 1.0
-    if P > 4 * chunk:   # time the first rows of the basis; the whole basis only if it fits in max_whole_s
+    if P > 4 * chunk:  # time the first rows of the basis; the whole basis only if it fits in max_whole_s
         probe = jnp.asarray(np.arange(2 * chunk))
-        parts = {"dense": lambda: dense_rows(params, x, y, probe), "hvps": lambda: unit_hvps(params, x, y, probe)}
+        parts = {
+            "dense": lambda: dense_rows(params, x, y, probe),
+            "hvps": lambda: unit_hvps(params, x, y, probe),
+        }
         compile_s.update({k + " part": t for k, t in first_calls(parts).items()})
         scale = P / probe.size
         for k, t in timed_rounds(parts, 2, 1).items():
@@ -183,60 +222,102 @@ def bench_diagonal(name, sizes, batch, dtype, rounds: int, reps: int, chunk: int
     compile_s.update(first_calls({k: f for k, f in fns.items() if whole.get(k, True)}))
     times = timed_rounds(fns, rounds, {"hessian_diag": reps, "dense": 1, "hvps": 1})
     d = np.asarray(fns["hessian_diag"]())
-    row = {"size": name, "sizes": sizes, "batch": batch, "dtype": jnp.dtype(dtype).name, "P": P, "chunk": chunk,
-           "hessian_diag_s": statistics.median(times["hessian_diag"]), "tolerance": AGREE_TOL[jnp.dtype(dtype).name],
-           "first_call_s": compile_s}
+    row = {
+        "size": name,
+        "sizes": sizes,
+        "batch": batch,
+        "dtype": jnp.dtype(dtype).name,
+        "P": P,
+        "chunk": chunk,
+        "hessian_diag_s": statistics.median(times["hessian_diag"]),
+        "tolerance": AGREE_TOL[jnp.dtype(dtype).name],
+        "first_call_s": compile_s,
+    }
     for k in ("dense", "hvps"):
-        if not whole[k]:   # extrapolate the part to the whole basis
+        if not whole[k]:  # extrapolate the part to the whole basis
             times[k] = [t * scale for t in times[k]]
         other = np.asarray(fns[k]())
-        row.update({f"{k}_s": statistics.median(times[k]), f"{k}_estimated": not whole[k],
-                    f"speedup_over_{k}": statistics.median([t / s for t, s in zip(times[k], times["hessian_diag"])]),
-                    f"max_rel_vs_{k}": max_rel(d[:other.size], other), f"entries_compared_{k}": other.size})
+        row.update(
+            {
+                f"{k}_s": statistics.median(times[k]),
+                f"{k}_estimated": not whole[k],
+                f"speedup_over_{k}": statistics.median(
+                    [t / s for t, s in zip(times[k], times["hessian_diag"])]
+                ),
+                f"max_rel_vs_{k}": max_rel(d[: other.size], other),
+                f"entries_compared_{k}": other.size,
+            }
+        )
     row["agree"] = max(row["max_rel_vs_dense"], row["max_rel_vs_hvps"]) <= row["tolerance"]
     return row
 
 
 # --- report -----------------------------------------------------------------------------------
 
+
 def products_table(prod: dict, targets: dict) -> str:
-    head = (f"{'':20s} {'core ms':>9s} {'/ grad':>7s} {'spread':>11s} {'FLOPs/grad':>10s} "
-            f"{'public ms':>10s} {'checks ms':>10s} {'target':>8s}")
-    lines = [f"products: MLP {prod['sizes']} tanh, cross-entropy, batch {prod['batch']}, {prod['dtype']}, P = {prod['P']:,d}",
-             head, "-" * len(head)]
+    head = (
+        f"{'':20s} {'core ms':>9s} {'/ grad':>7s} {'spread':>11s} {'FLOPs/grad':>10s} "
+        f"{'public ms':>10s} {'checks ms':>10s} {'target':>8s}"
+    )
+    lines = [
+        f"products: MLP {prod['sizes']} tanh, cross-entropy, batch {prod['batch']}, {prod['dtype']}, P = {prod['P']:,d}",
+        head,
+        "-" * len(head),
+    ]
     for r in prod["rows"]:
         kind = "ggn_vp" if r["name"] == "ggn_vp" else "hvp" if r["name"].startswith("hvp") else None
         target = f"<= {targets[kind]}" if kind else ""
-        pub = f"{1e3 * r['public_s']:>10.3f} {1e3 * r['check_overhead_s']:>10.3f}" if "public_s" in r else f"{'':>10s} {'':>10s}"
+        pub = (
+            f"{1e3 * r['public_s']:>10.3f} {1e3 * r['check_overhead_s']:>10.3f}"
+            if "public_s" in r
+            else f"{'':>10s} {'':>10s}"
+        )
         fl = f"{r['flop_ratio_over_grad']:.3f}" if r["flop_ratio_over_grad"] else "-"
-        lines.append(f"{r['name']:20s} {1e3 * r['core_s']:>9.3f} {r['ratio_over_grad']:>7.3f} "
-                     f"{r['ratio_spread'][0]:>5.2f}-{r['ratio_spread'][1]:<5.2f} {fl:>10s} {pub} {target:>8s}")
-    lines.append(f"FLOPs/grad: XLA's operation count of each compiled program over jax.grad's; a time ratio below it "
-                 f"needs more FLOP/s than the gradient gets.\nhvp autodiff vs backprop: max rel {prod['hvp_methods_max_rel']:.1e}")
+        lines.append(
+            f"{r['name']:20s} {1e3 * r['core_s']:>9.3f} {r['ratio_over_grad']:>7.3f} "
+            f"{r['ratio_spread'][0]:>5.2f}-{r['ratio_spread'][1]:<5.2f} {fl:>10s} {pub} {target:>8s}"
+        )
+    lines.append(
+        f"FLOPs/grad: XLA's operation count of each compiled program over jax.grad's; a time ratio below it "
+        f"needs more FLOP/s than the gradient gets.\nhvp autodiff vs backprop: max rel {prod['hvp_methods_max_rel']:.1e}"
+    )
     return "\n".join(lines)
 
 
 def diagonal_table(rows: list) -> str:
-    head = (f"{'size':7s} {'sizes':18s} {'dtype':8s} {'P':>7s} {'diag ms':>9s} {'dense s':>12s} {'hvps s':>12s} "
-            f"{'x dense':>9s} {'x hvps':>9s} {'rel dense':>9s} {'rel hvps':>9s} {'agree':>6s}")
-    lines = ["diagonal: fb.hessian_diag vs (a) diag of the dense fb.hessian vs (b) P unit-vector fb.hvp", head, "-" * len(head)]
+    head = (
+        f"{'size':7s} {'sizes':18s} {'dtype':8s} {'P':>7s} {'diag ms':>9s} {'dense s':>12s} {'hvps s':>12s} "
+        f"{'x dense':>9s} {'x hvps':>9s} {'rel dense':>9s} {'rel hvps':>9s} {'agree':>6s}"
+    )
+    lines = [
+        "diagonal: fb.hessian_diag vs (a) diag of the dense fb.hessian vs (b) P unit-vector fb.hvp",
+        head,
+        "-" * len(head),
+    ]
     for r in rows:
         dense = f"{r['dense_s']:.3g}{' est.' if r['dense_estimated'] else ''}"
         hvps = f"{r['hvps_s']:.3g}{' est.' if r['hvps_estimated'] else ''}"
-        lines.append(f"{r['size']:7s} {str(r['sizes']):18s} {r['dtype']:8s} {r['P']:>7,d} {1e3 * r['hessian_diag_s']:>9.3f} "
-                     f"{dense:>12s} {hvps:>12s} {r['speedup_over_dense']:>9.0f} {r['speedup_over_hvps']:>9.0f} "
-                     f"{r['max_rel_vs_dense']:>9.1e} {r['max_rel_vs_hvps']:>9.1e} {'yes' if r['agree'] else 'NO':>6s}")
+        lines.append(
+            f"{r['size']:7s} {str(r['sizes']):18s} {r['dtype']:8s} {r['P']:>7,d} {1e3 * r['hessian_diag_s']:>9.3f} "
+            f"{dense:>12s} {hvps:>12s} {r['speedup_over_dense']:>9.0f} {r['speedup_over_hvps']:>9.0f} "
+            f"{r['max_rel_vs_dense']:>9.1e} {r['max_rel_vs_hvps']:>9.1e} {'yes' if r['agree'] else 'NO':>6s}"
+        )
         for k, what in (("dense", "(a)"), ("hvps", "(b)")):
             if r[f"entries_compared_{k}"] < r["P"]:
-                lines.append(f"        {what} est. from its first {r[f'entries_compared_{k}']} rows; diagonals compared on those")
+                lines.append(
+                    f"        {what} est. from its first {r[f'entries_compared_{k}']} rows; diagonals compared on those"
+                )
     return "\n".join(lines)
 
 
 def summary(prod: dict, diag: list, targets: dict, platform: str) -> tuple[dict, str]:
     r = prod["ratios"]
-    met = {f"hvp autodiff / grad <= {targets['hvp']}": r["hvp_autodiff_over_grad"] <= targets["hvp"],
-           f"hvp backprop / grad <= {targets['hvp']}": r["hvp_backprop_over_grad"] <= targets["hvp"],
-           f"ggn_vp / grad <= {targets['ggn_vp']}": r["ggn_vp_over_grad"] <= targets["ggn_vp"]}
+    met = {
+        f"hvp autodiff / grad <= {targets['hvp']}": r["hvp_autodiff_over_grad"] <= targets["hvp"],
+        f"hvp backprop / grad <= {targets['hvp']}": r["hvp_backprop_over_grad"] <= targets["hvp"],
+        f"ggn_vp / grad <= {targets['ggn_vp']}": r["ggn_vp_over_grad"] <= targets["ggn_vp"],
+    }
     big = max(diag, key=lambda row: row["P"])
     met[f"hessian_diag >= 100x faster than P HVPs at P = {big['P']:,d}"] = big["speedup_over_hvps"] >= 100
     met[f"the three diagonals agree (rel <= {diag[0]['tolerance']:g})"] = all(row["agree"] for row in diag)
@@ -251,9 +332,15 @@ def main(argv=None):
     p.add_argument("--rounds", type=int, default=21)
     p.add_argument("--diag-rounds", type=int, default=3, help="rounds for the diagonal comparison")
     p.add_argument("--diag-dtype", choices=("float32", "float64"), default="float32")
-    p.add_argument("--chunk", type=int, default=64, help="unit vectors per vmap in (b), and rows per part for est.")
-    p.add_argument("--max-whole", type=float, default=None,
-                   help="seconds per call above which (a)/(b) are estimated (default 10; --quick: 0, to exercise it)")
+    p.add_argument(
+        "--chunk", type=int, default=64, help="unit vectors per vmap in (b), and rows per part for est."
+    )
+    p.add_argument(
+        "--max-whole",
+        type=float,
+        default=None,
+        help="seconds per call above which (a)/(b) are estimated (default 10; --quick: 0, to exercise it)",
+    )
     p.add_argument("--out", default="runs/bench_curvature")
     args = p.parse_args(argv)
     if args.diag_dtype == "float64":
@@ -268,16 +355,33 @@ def main(argv=None):
     print(products_table(prod, targets) + "\n", flush=True)
     diag = []
     for name, (dsizes, dbatch) in (DIAG_QUICK if args.quick else DIAG_SIZES).items():
-        with jax.default_matmul_precision("highest"):   # full-precision float32 matmuls on GPUs (not TF32)
-            diag.append(bench_diagonal(name, dsizes, dbatch, jnp.dtype(args.diag_dtype), 2 if args.quick else args.diag_rounds,
-                                       10, 32 if args.quick else args.chunk, max_whole))
+        with jax.default_matmul_precision("highest"):  # full-precision float32 matmuls on GPUs (not TF32)
+            diag.append(
+                bench_diagonal(
+                    name,
+                    dsizes,
+                    dbatch,
+                    jnp.dtype(args.diag_dtype),
+                    2 if args.quick else args.diag_rounds,
+                    10,
+                    32 if args.quick else args.chunk,
+                    max_whole,
+                )
+            )
         print("\n".join(diagonal_table(diag[-1:]).splitlines()[3:]), flush=True)
     met, lines = summary(prod, diag, targets, platform)
     text = "\n\n".join([products_table(prod, targets), diagonal_table(diag), lines])
     print("\n" + text)
-    fb.results.write_json(os.path.join(args.out, "results.json"),
-                          {"config": vars(args), "versions": fb.results.versions(), "products": prod,
-                           "diagonal": diag, "targets": met})
+    fb.results.write_json(
+        os.path.join(args.out, "results.json"),
+        {
+            "config": vars(args),
+            "versions": fb.results.versions(),
+            "products": prod,
+            "diagonal": diag,
+            "targets": met,
+        },
+    )
     fb.results.write_text(os.path.join(args.out, "table.txt"), text + "\n")
     return {"products": prod, "diagonal": diag, "targets": met}
 

@@ -1,4 +1,4 @@
-"""Many runs in one program: seed 001's example (3-3-1 sigmoid, lr 0.1, 10000 full-batch steps)
+"""Many runs in one program: the seed example (the NumPy tutorial's 3-3-1 sigmoid, lr 0.1, 10000 full-batch steps)
 trained from K independent initialisations by ``fb.train_many``, vmapped and sharded over the
 machine's cores (one host device per core), against the bare vmapped scan (``train.full_batch``:
 no stopping rules, no history) as the floor.
@@ -52,15 +52,31 @@ def main(argv=None):
     bare = jax.jit(jax.vmap(lambda p: full_batch(vg, sgd, p, x, y, args.steps)))
     sharded = shard_runs(params)
     _, bare_first, bare_s = timed(lambda: bare(sharded), args.rounds)
-    result, many_first, many_s = timed(lambda: fb.train_many(net, "squared_error", params, x, y, sgd, epochs=args.steps), args.rounds)
+    result, many_first, many_s = timed(
+        lambda: fb.train_many(net, "squared_error", params, x, y, sgd, epochs=args.steps), args.rounds
+    )
     solved = float(jnp.mean(result.history.loss[:, -1] < 1e-3))
-    rows = {"devices": len(jax.devices()), "runs": args.runs, "steps": args.steps,
-            "train_many_s": many_s, "train_many_first_call_s": many_first, "bare_scan_s": bare_s,
-            "bare_first_call_s": bare_first, "fraction_solved": solved, "target_s": 2.0, "met": many_s <= 2.0}
-    print(f"{args.runs} runs x {args.steps} steps on {rows['devices']} host devices: train_many {many_s:.2f} s "
-          f"(first call {many_first:.1f} s), bare vmapped scan {bare_s:.2f} s; target <= 2 s: "
-          f"{'met' if rows['met'] else 'NOT met'}; {100 * solved:.1f}% of runs reach loss < 1e-3")
-    fb.results.write_json(os.path.join(args.out, "results.json"), {"config": vars(args), "versions": fb.results.versions(), **rows})
+    rows = {
+        "devices": len(jax.devices()),
+        "runs": args.runs,
+        "steps": args.steps,
+        "train_many_s": many_s,
+        "train_many_first_call_s": many_first,
+        "bare_scan_s": bare_s,
+        "bare_first_call_s": bare_first,
+        "fraction_solved": solved,
+        "target_s": 2.0,
+        "met": many_s <= 2.0,
+    }
+    print(
+        f"{args.runs} runs x {args.steps} steps on {rows['devices']} host devices: train_many {many_s:.2f} s "
+        f"(first call {many_first:.1f} s), bare vmapped scan {bare_s:.2f} s; target <= 2 s: "
+        f"{'met' if rows['met'] else 'NOT met'}; {100 * solved:.1f}% of runs reach loss < 1e-3"
+    )
+    fb.results.write_json(
+        os.path.join(args.out, "results.json"),
+        {"config": vars(args), "versions": fb.results.versions(), **rows},
+    )
 
 
 if __name__ == "__main__":

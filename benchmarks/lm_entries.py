@@ -12,18 +12,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
+from timing import block
 
 import fbackprop as fb
-from timing import block
 
 jax.config.update("jax_enable_x64", True)
 
 
-TARGET = 1e-3                                  # time to SSE <= TARGET * SSE(theta0)
+TARGET = 1e-3  # time to SSE <= TARGET * SSE(theta0)
 BUDGET = {"sine": 500, "parity3": 200, "peaks": 100}
-FD_MAX_P = 200                                 # scipy with its own finite differences up to this P
+FD_MAX_P = 200  # scipy with its own finite differences up to this P
 TIGHT = 1e-12
-SLOW_S = 20.0                                  # entries whose first call takes longer are timed in one round
+SLOW_S = 20.0  # entries whose first call takes longer are timed in one round
 
 
 # --- problems -----------------------------------------------------------------------------------
@@ -50,11 +50,18 @@ class Problem(NamedTuple):
 
 def make_problems(quick: bool, seed: int = 0) -> list[Problem]:
     f64 = np.float64
-    specs = {"parity3": ([3, 3, 1], fb.data.parity(3, coding="bipolar", dtype=f64)),
-             "peaks": ([2, 8, 8, 1], fb.data.peaks(8, dtype=f64))} if quick else \
-            {"sine": ([1, 10, 1], fb.data.sine(200, dtype=f64)),
-             "parity3": ([3, 3, 1], fb.data.parity(3, coding="bipolar", dtype=f64)),
-             "peaks": ([2, 30, 30, 1], fb.data.peaks(30, dtype=f64))}
+    specs = (
+        {
+            "parity3": ([3, 3, 1], fb.data.parity(3, coding="bipolar", dtype=f64)),
+            "peaks": ([2, 8, 8, 1], fb.data.peaks(8, dtype=f64)),
+        }
+        if quick
+        else {
+            "sine": ([1, 10, 1], fb.data.sine(200, dtype=f64)),
+            "parity3": ([3, 3, 1], fb.data.parity(3, coding="bipolar", dtype=f64)),
+            "peaks": ([2, 30, 30, 1], fb.data.peaks(30, dtype=f64)),
+        }
+    )
     out = []
     for name, (sizes, (x, y)) in specs.items():
         net = fb.mlp(sizes, activation="tanh")
@@ -79,8 +86,8 @@ class Entry:
     ``digest(long())`` (untimed) gives ``(theta, iters)``."""
 
     library = ""
-    reached_iters: int | None = None           # trials to the target, as the library counts them
-    curve: list | None = None                  # SSE per iteration where the library exposes it
+    reached_iters: int | None = None  # trials to the target, as the library counts them
+    curve: list | None = None  # SSE per iteration where the library exposes it
     first_s = float("nan")
     first_is_long = False
     default = False
@@ -109,15 +116,17 @@ class FbEntry(Entry):
         self.kw = dict(solver=solver, damping=damping, max_steps=pb.budget)
         self.default = solver == "auto" and damping == "marquardt"
         self.resolved = fb.optim.auto_solver(pb.M, pb.P) if solver == "auto" else solver
-        self.goal = target / (2 * pb.x.shape[0])          # fbackprop's C = SSE / (2 N)
+        self.goal = target / (2 * pb.x.shape[0])  # fbackprop's C = SSE / (2 N)
         # jitted whole, as the other libraries are: the checks at the API boundary run once, at tracing
-        self._run = jax.jit(lambda params, goal: fb.levenberg_marquardt(pb.net, params, pb.x, pb.y, goal=goal, **self.kw))
+        self._run = jax.jit(
+            lambda params, goal: fb.levenberg_marquardt(pb.net, params, pb.x, pb.y, goal=goal, **self.kw)
+        )
 
     def run(self, goal=0.0):
         return self._run(self.pb.params, goal)
 
     def prepare(self):
-        r = self._first_call(self.to_target)               # the long run's program too: goal is traced
+        r = self._first_call(self.to_target)  # the long run's program too: goal is traced
         if float(self.sse(ravel_pytree(r.params)[0])) <= self.target:
             self.reached_iters = int(r.iterations)
         else:
@@ -146,7 +155,7 @@ class ScipyEntry(Entry):
     def __init__(self, pb, variant, target, finite_differences: bool):
         super().__init__(pb, variant, target)
         self.fd = finite_differences
-        pad = max(pb.P - pb.M, 0)                        # MINPACK needs M >= P: zero rows change nothing
+        pad = max(pb.P - pb.M, 0)  # MINPACK needs M >= P: zero rows change nothing
         res = residual_fn(pb)
         jac = jax.jacrev(res) if pb.M < pb.P else jax.jacfwd(res)
         self._res = jax.jit(lambda t: jnp.concatenate([res(t), jnp.zeros(pad, t.dtype)]))
@@ -175,8 +184,16 @@ class ScipyEntry(Entry):
 
         jac = "2-point" if self.fd else (lambda theta: np.asarray(self._jac(theta)))
         try:
-            sol = scipy.optimize.least_squares(fun, np.asarray(self.pb.theta0), jac=jac, method="lm", ftol=1e-15,
-                                               xtol=1e-15, gtol=1e-15, max_nfev=self.pb.budget + 1)
+            sol = scipy.optimize.least_squares(
+                fun,
+                np.asarray(self.pb.theta0),
+                jac=jac,
+                method="lm",
+                ftol=1e-15,
+                xtol=1e-15,
+                gtol=1e-15,
+                max_nfev=self.pb.budget + 1,
+            )
         except _Reached as hit:
             return None, int(hit.args[0]), state["curve"]
         return sol, state["trials"], state["curve"]
@@ -213,22 +230,25 @@ class OptxEntry(Entry):
 
         solver = optx.LevenbergMarquardt(TIGHT, TIGHT, linear_solver=self.linear_solver, verbose=verbose)
         res = residual_fn(self.pb)
-        return jax.jit(lambda t: (lambda s: (s.value, s.stats["num_steps"]))(
-            optx.least_squares(res, solver, t, max_steps=max_steps, throw=False, options=self.options)))
+        return jax.jit(
+            lambda t: (lambda s: (s.value, s.stats["num_steps"]))(
+                optx.least_squares(res, solver, t, max_steps=max_steps, throw=False, options=self.options)
+            )
+        )
 
     def prepare(self):
         losses = {}
 
-        def record(step, loss):                         # the accepted loss entering step `step`
+        def record(step, loss):  # the accepted loss entering step `step`
             losses[int(step)] = float(loss)
 
         def verbose(**kw):
             jax.debug.callback(record, kw["num_steps"][1], kw["loss_last_accepted_step"][1], ordered=True)
 
-        block(self._program(self.pb.budget, verbose)(self.pb.theta0))       # the recording run, untimed
-        hits = [k for k, l in sorted(losses.items()) if k >= 1 and 2 * l <= self.target]   # loss = SSE / 2
+        block(self._program(self.pb.budget, verbose)(self.pb.theta0))  # the recording run, untimed
+        hits = [k for k, l in sorted(losses.items()) if k >= 1 and 2 * l <= self.target]  # loss = SSE / 2
         self._long = self._program(self.pb.budget)
-        for k in range(hits[0], hits[0] + 3) if hits else ():   # check the timed program reaches the target
+        for k in range(hits[0], hits[0] + 3) if hits else ():  # check the timed program reaches the target
             self._target = self._program(k)
             theta, steps = self._first_call(self.to_target)
             if float(self.sse(theta)) <= self.target:
@@ -237,7 +257,7 @@ class OptxEntry(Entry):
         if self.reached_iters is None:
             self._first_call(self.long)
             self.first_is_long = True
-        else:                                           # compiled ahead, so the timed long runs hold no compile
+        else:  # compiled ahead, so the timed long runs hold no compile
             self._long = self._long.lower(self.pb.theta0).compile()
 
     def to_target(self):
@@ -262,16 +282,17 @@ class JaxoptEntry(Entry):
         self._run = jax.jit(lambda t, k: (lambda o: (o.params, o.state.iter_num))(make(k).run(t)))
         solver = make(pb.budget)
 
-        def record(theta):                              # run() is init_state, then update until maxiter
+        def record(theta):  # run() is init_state, then update until maxiter
             def body(carry, _):
                 params, state = solver.update(*carry)
-                return (params, state), 2 * state.value    # jaxopt's value is SSE / 2
+                return (params, state), 2 * state.value  # jaxopt's value is SSE / 2
+
             return jax.lax.scan(body, (theta, solver.init_state(theta)), None, length=pb.budget)[1]
 
         self._record = jax.jit(record)
 
     def prepare(self):
-        curve = np.asarray(self._record(self.pb.theta0))                  # the recording run, untimed
+        curve = np.asarray(self._record(self.pb.theta0))  # the recording run, untimed
         hits = np.nonzero(curve <= self.target)[0]
         self.k_star = int(hits[0]) + 1 if hits.size else None
         if self.k_star is None:
@@ -296,12 +317,15 @@ def entries_for(pb: Problem, quick: bool, libraries: dict) -> list[Entry]:
     target = TARGET * float(jnp.sum(residual_fn(pb)(pb.theta0) ** 2))
     out, seen = [], set()
     solvers = ["dense", "auto"] + (["accumulate", "cg"] if pb.name == "peaks" else [])
-    variants = [("auto", "marquardt"), ("dense", "nielsen")] if quick else \
-        [(solver, damping) for solver in solvers for damping in ("marquardt", "nielsen")]
+    variants = (
+        [("auto", "marquardt"), ("dense", "nielsen")]
+        if quick
+        else [(solver, damping) for solver in solvers for damping in ("marquardt", "nielsen")]
+    )
     for solver, damping in variants:
         label = f"{solver}→{fb.optim.auto_solver(pb.M, pb.P)}" if solver == "auto" else solver
         e = FbEntry(pb, f"{label} {damping}", target, solver, damping)
-        if (e.resolved, damping) in seen:               # auto resolved to a solver already listed
+        if (e.resolved, damping) in seen:  # auto resolved to a solver already listed
             same = next(x for x in out if x.kw["solver"] == e.resolved and x.kw["damping"] == damping)
             same.default, same.variant = same.default or e.default, f"{e.resolved} (=auto) {damping}"
             continue
@@ -322,7 +346,11 @@ def entries_for(pb: Problem, quick: bool, libraries: dict) -> list[Entry]:
     if "jaxopt" in libraries:
         out.append(JaxoptEntry(pb, "LM, default (CG)", target))
         if not quick:
-            out.append(JaxoptEntry(pb, "LM, cholesky, materialized J", target, solver="cholesky", materialize_jac=True))
+            out.append(
+                JaxoptEntry(
+                    pb, "LM, cholesky, materialized J", target, solver="cholesky", materialize_jac=True
+                )
+            )
     return out
 
 

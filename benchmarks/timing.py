@@ -21,7 +21,7 @@ def timed_rounds(fns: dict, rounds: int, reps: int | dict = 1) -> dict[str, list
     each round. ``reps``: calls per timing, one number or one per function."""
     names, times = list(fns), {n: [] for n in fns}
     for r in range(rounds if names else 0):
-        for name in names[r % len(names):] + names[:r % len(names)]:
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             n = reps[name] if isinstance(reps, dict) else reps
             t0 = time.perf_counter()
             for _ in range(n):

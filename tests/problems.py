@@ -31,8 +31,16 @@ def targets(key, loss: str, n: int, n_out: int, dtype=jnp.float64):
     return jax.random.normal(key, (n, n_out), dtype)
 
 
-def make_problem(sizes, activations, loss: str, n: int, seed: int = 0, dtype=jnp.float64,
-                 init: str = "glorot", x_scale: float = 1.0) -> Problem:
+def make_problem(
+    sizes,
+    activations,
+    loss: str,
+    n: int,
+    seed: int = 0,
+    dtype=jnp.float64,
+    init: str = "glorot",
+    x_scale: float = 1.0,
+) -> Problem:
     net = fb.mlp(list(sizes), activation=list(activations), init=init)
     kp, kx, ky = jax.random.split(jax.random.key(seed), 3)
     params = net.init(kp, dtype)

@@ -39,13 +39,15 @@ def test_fbackprop_rows_reach_the_target_at_the_first_iteration_their_history_sh
             assert k is not None and 0 < k <= r["iters"] == len(curve) - 1
             assert curve[0] == pytest.approx(r["initial_sse"], rel=1e-12)
             assert curve[k] <= r["target_sse"] * (1 + 1e-9) < min(curve[:k])
-            assert all(b <= a for a, b in zip(curve, curve[1:]))          # the loss never rises
+            assert all(b <= a for a, b in zip(curve, curve[1:]))  # the loss never rises
             assert r["final_sse"] == pytest.approx(curve[-1], rel=1e-9)
             assert r["time_to_target_s"] > 0 and r["s_per_iter"] > 0 and r["compile_s"] >= 0
             assert r["time_to_target_spread"][0] <= r["time_to_target_s"] <= r["time_to_target_spread"][1]
     profile = {p["piece"]: p for p in result["profile_peaks"]}
     assert len(profile) == 9 and all(p["s"] > 0 for p in profile.values())
-    assert profile["K = J J^T from the layers (fb.jacobian_gram, no J)"]["max_rel_vs_JJt"] <= 1e-12              # the same K as J J^T
+    assert (
+        profile["K = J J^T from the layers (fb.jacobian_gram, no J)"]["max_rel_vs_JJt"] <= 1e-12
+    )  # the same K as J J^T
     assert any(k.startswith("peaks: fbackprop's best time to target") for k in result["targets"])
     assert text.startswith("problem") and "[default]" in text and "pieces of one iteration" in text
 
@@ -53,7 +55,13 @@ def test_fbackprop_rows_reach_the_target_at_the_first_iteration_their_history_sh
 def test_the_gpu_path_runs_every_solver_at_tiny_sizes(quick):
     result, text = quick
     gpu = result["gpu"]
-    assert [(r["solver"], r["P"]) for r in gpu] == [("dense", 300), ("accumulate", 300), ("cg", 1000), ("dual", 1000), ("cg", 3000)]
+    assert [(r["solver"], r["P"]) for r in gpu] == [
+        ("dense", 300),
+        ("accumulate", 300),
+        ("cg", 1000),
+        ("dual", 1000),
+        ("cg", 3000),
+    ]
     for r in gpu:
         assert "error" not in r, r
         assert abs(r["P_actual"] - r["P"]) <= 0.05 * r["P"] and r["N"] == 64
@@ -67,13 +75,13 @@ def test_each_installed_library_reaches_the_same_target(quick, library):
     result, _ = quick
     assert library in result["versions"]
     rows = rows_of(result, library)
-    assert rows["peaks"] == []                                           # quick: fbackprop only on peaks
+    assert rows["peaks"] == []  # quick: fbackprop only on peaks
     parity = rows["parity3"]
     assert len(parity) == (2 if library == "scipy" else 1)
     fb_row = rows_of(result, "fbackprop")["parity3"][0]
     for r in parity:
-        assert r["initial_sse"] == pytest.approx(fb_row["initial_sse"], rel=1e-12)    # the same start
+        assert r["initial_sse"] == pytest.approx(fb_row["initial_sse"], rel=1e-12)  # the same start
         assert r["iters_to_target"] is not None and r["time_to_target_s"] > 0, r["variant"]
         assert r["final_sse"] <= r["target_sse"] and r["s_per_iter"] > 0
     if library == "scipy":
-        assert all("8 zero residuals" in r["note"] for r in parity)     # M = 8 < P = 16, padded for MINPACK
+        assert all("8 zero residuals" in r["note"] for r in parity)  # M = 8 < P = 16, padded for MINPACK
