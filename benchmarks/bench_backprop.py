@@ -1,6 +1,6 @@
 """One SGD step by the hand-written backward pass vs jax.grad vs forward mode, and the seed example
-(the 3-3-1 sigmoid toy of the classic NumPy backpropagation tutorial) against that tutorial's NumPy loop. Variants run side by side in one process, in
-interleaved rounds; the table gives median times and the median of per-round ratios.
+(the 3-3-1 sigmoid toy of the classic NumPy backpropagation tutorial) against that tutorial's NumPy
+loop. Variants run side by side in one process, in interleaved rounds; the table gives median times and the median of per-round ratios.
 
     python benchmarks/bench_backprop.py [--quick] [--gpu] [--out runs/bench_backprop]
 
@@ -139,18 +139,25 @@ def bench_seed_example(rounds: int) -> dict:
 
 
 def table(rows, seed) -> str:
-    head = f"{'size':9s} {'dtype':8s} {'P':>11s} {'backprop ms':>12s} {'jax.grad ms':>12s} {'bp/grad':>8s} {'spread':>13s} {'forward s':>12s} {'fwd/grad':>9s} {'TFLOP/s bp':>10s} {'grad':>7s}"
+    head = (
+        f"{'size':9s} {'dtype':8s} {'P':>11s} {'backprop ms':>12s} {'jax.grad ms':>12s} {'bp/grad':>8s} "
+        f"{'spread':>13s} {'forward s':>12s} {'fwd/grad':>9s} {'TFLOP/s bp':>10s} {'grad':>7s}"
+    )
     lines = [head, "-" * len(head)]
     for r in rows:
         fwd = f"{r['forward_s']:.3g}{' est.' if r['forward_estimated'] else ''}"
         lines.append(
-            f"{r['size']:9s} {r['dtype']:8s} {r['P']:>11,d} {1e3 * r['backprop_s']:>12.3f} {1e3 * r['autodiff_s']:>12.3f} "
-            f"{r['ratio_backprop_over_autodiff']:>8.3f} {r['ratio_spread'][0]:>6.2f}-{r['ratio_spread'][1]:<6.2f} "
-            f"{fwd:>12s} {r['ratio_forward_over_autodiff']:>9.3g} {r['tflops_backprop']:>10.3f} {r['tflops_autodiff']:>7.3f}"
+            f"{r['size']:9s} {r['dtype']:8s} {r['P']:>11,d} {1e3 * r['backprop_s']:>12.3f} "
+            f"{1e3 * r['autodiff_s']:>12.3f} "
+            f"{r['ratio_backprop_over_autodiff']:>8.3f} "
+            f"{r['ratio_spread'][0]:>6.2f}-{r['ratio_spread'][1]:<6.2f} "
+            f"{fwd:>12s} {r['ratio_forward_over_autodiff']:>9.3g} {r['tflops_backprop']:>10.3f} "
+            f"{r['tflops_autodiff']:>7.3f}"
         )
     if seed:
         lines.append(
-            f"\nseed example, 10000 steps: fbackprop {1e3 * seed['fbackprop_s']:.1f} ms, NumPy {1e3 * seed['numpy_s']:.0f} ms: "
+            f"\nseed example, 10000 steps: fbackprop {1e3 * seed['fbackprop_s']:.1f} ms, NumPy "
+            f"{1e3 * seed['numpy_s']:.0f} ms: "
             f"{seed['speedup']:.0f}x faster (target >= 20x)"
         )
     return "\n".join(lines)

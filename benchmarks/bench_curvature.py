@@ -261,7 +261,8 @@ def products_table(prod: dict, targets: dict) -> str:
         f"{'public ms':>10s} {'checks ms':>10s} {'target':>8s}"
     )
     lines = [
-        f"products: MLP {prod['sizes']} tanh, cross-entropy, batch {prod['batch']}, {prod['dtype']}, P = {prod['P']:,d}",
+        f"products: MLP {prod['sizes']} tanh, cross-entropy, batch {prod['batch']}, {prod['dtype']}, P = "
+        f"{prod['P']:,d}",
         head,
         "-" * len(head),
     ]
@@ -280,7 +281,8 @@ def products_table(prod: dict, targets: dict) -> str:
         )
     lines.append(
         f"FLOPs/grad: XLA's operation count of each compiled program over jax.grad's; a time ratio below it "
-        f"needs more FLOP/s than the gradient gets.\nhvp autodiff vs backprop: max rel {prod['hvp_methods_max_rel']:.1e}"
+        f"needs more FLOP/s than the gradient gets.\nhvp autodiff vs backprop: max rel "
+        f"{prod['hvp_methods_max_rel']:.1e}"
     )
     return "\n".join(lines)
 
@@ -299,14 +301,16 @@ def diagonal_table(rows: list) -> str:
         dense = f"{r['dense_s']:.3g}{' est.' if r['dense_estimated'] else ''}"
         hvps = f"{r['hvps_s']:.3g}{' est.' if r['hvps_estimated'] else ''}"
         lines.append(
-            f"{r['size']:7s} {str(r['sizes']):18s} {r['dtype']:8s} {r['P']:>7,d} {1e3 * r['hessian_diag_s']:>9.3f} "
+            f"{r['size']:7s} {str(r['sizes']):18s} {r['dtype']:8s} {r['P']:>7,d} "
+            f"{1e3 * r['hessian_diag_s']:>9.3f} "
             f"{dense:>12s} {hvps:>12s} {r['speedup_over_dense']:>9.0f} {r['speedup_over_hvps']:>9.0f} "
             f"{r['max_rel_vs_dense']:>9.1e} {r['max_rel_vs_hvps']:>9.1e} {'yes' if r['agree'] else 'NO':>6s}"
         )
         for k, what in (("dense", "(a)"), ("hvps", "(b)")):
             if r[f"entries_compared_{k}"] < r["P"]:
                 lines.append(
-                    f"        {what} est. from its first {r[f'entries_compared_{k}']} rows; diagonals compared on those"
+                    f"        {what} est. from its first {r[f'entries_compared_{k}']} rows; diagonals "
+                    "compared on those"
                 )
     return "\n".join(lines)
 

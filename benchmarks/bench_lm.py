@@ -221,7 +221,7 @@ def profile_pieces(pb: Problem, rounds: int) -> list[dict]:
 
 
 def gpu_problem(P: int, N: int, dtype, seed: int = 0):
-    """16 inputs, two tanh layers of width h (P = h^2 + 19 h + 1 closest to ``P``), targets a smooth function."""
+    """16 inputs, two tanh layers of width h (P = h^2 + 19 h + 1 closest to ``P``); smooth targets."""
     n_in = 16
     h = min(range(1, 2000), key=lambda h: abs(h * h + (n_in + 3) * h + 1 - P))
     net = fb.mlp([n_in, h, h, 1], activation="tanh")
@@ -314,7 +314,8 @@ def table(problems: list[dict]) -> str:
         for r in prob["rows"]:
             variant = r["variant"] + (" [default]" if r["default"] else "")
             lines.append(
-                f"{r['problem']:8s} {r['library']:10s} {variant:30s} {r['iters']:>6d} {_g(r['iters_to_target'], 'd'):>9s} "
+                f"{r['problem']:8s} {r['library']:10s} {variant:30s} {r['iters']:>6d} "
+                f"{_g(r['iters_to_target'], 'd'):>9s} "
                 f"{_g(r['time_to_target_s'], '.4f'):>10s} {r['s_per_iter']:>9.2e} {r['final_sse']:>10.3e} "
                 f"{r['compile_s']:>9.2f}  {r['note']}"
             )
@@ -334,12 +335,14 @@ def profile_table(rows: list[dict]) -> str:
 
 def gpu_table(rows: list[dict]) -> str:
     lines = [
-        f"{'P':>9s} {'solver':10s} {'N':>6s} {'dtype':8s} {'ms/step':>9s} {'first s':>8s} {'peak MiB':>9s}  note"
+        f"{'P':>9s} {'solver':10s} {'N':>6s} {'dtype':8s} {'ms/step':>9s} {'first s':>8s} {'peak MiB':>9s}  "
+        "note"
     ]
     for r in rows:
         if "error" in r:
             lines.append(
-                f"{r['P']:>9,d} {r['solver']:10s} {r['N']:>6d} {r['dtype']:8s} {'—':>9s} {'—':>8s} {'—':>9s}  {r['error']}"
+                f"{r['P']:>9,d} {r['solver']:10s} {r['N']:>6d} {r['dtype']:8s} {'—':>9s} {'—':>8s} "
+                f"{'—':>9s}  {r['error']}"
             )
             continue
         peak = None if r["peak_bytes"] is None else r["peak_bytes"] / 2**20
@@ -363,7 +366,8 @@ def targets(problems: list[dict], libraries: dict) -> dict[str, bool]:
         if prob["problem"] == "peaks":
             ours_it = best(rows, "fbackprop", "s_per_iter")
             out[
-                f"peaks: fbackprop's best time to target {_g(ours and ours['time_to_target_s'], '.3f')} s <= 0.5 s"
+                f"peaks: fbackprop's best time to target {_g(ours and ours['time_to_target_s'], '.3f')} s "
+                "<= 0.5 s"
             ] = bool(ours and ours["time_to_target_s"] <= TARGETS["peaks_time_to_target_s"])
             out[f"peaks: fbackprop's best s/iter {ours_it['s_per_iter']:.3f} <= 0.05"] = (
                 ours_it["s_per_iter"] <= TARGETS["peaks_s_per_iter"]
@@ -371,8 +375,10 @@ def targets(problems: list[dict], libraries: dict) -> dict[str, bool]:
         others = best([r for r in rows if r["library"] != "fbackprop"])
         if others is not None:
             out[
-                f"{prob['problem']}: fbackprop's best time to target {_g(ours and ours['time_to_target_s'], '.4f')} s <= "
-                f"best library's {others['time_to_target_s']:.4f} s ({others['library']}: {others['variant']})"
+                f"{prob['problem']}: fbackprop's best time to target "
+                f"{_g(ours and ours['time_to_target_s'], '.4f')} s <= "
+                f"best library's {others['time_to_target_s']:.4f} s ({others['library']}: "
+                f"{others['variant']})"
             ] = bool(ours and ours["time_to_target_s"] <= others["time_to_target_s"])
     return out
 
@@ -392,7 +398,8 @@ def summary(problems: list[dict]) -> str:
             )
         )
         lines.append(
-            f"{prob['problem']}: fbackprop best {describe(ours)}; default {describe(default)}; best library {describe(others)}"
+            f"{prob['problem']}: fbackprop best {describe(ours)}; default {describe(default)}; best library "
+            f"{describe(others)}"
         )
     return "\n".join(lines)
 
