@@ -1,6 +1,7 @@
 """One SGD step by the hand-written backward pass vs jax.grad vs forward mode, and the seed example
 (the 3-3-1 sigmoid toy of the classic NumPy backpropagation tutorial) against that tutorial's NumPy
-loop. Variants run side by side in one process, in interleaved rounds; the table gives median times and the median of per-round ratios.
+loop. Variants run side by side in one process, in interleaved rounds; the table gives median
+times and the median of per-round ratios.
 
     python benchmarks/bench_backprop.py [--quick] [--gpu] [--out runs/bench_backprop]
 

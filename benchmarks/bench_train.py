@@ -1,7 +1,7 @@
 """Many runs in one program: the seed example (the NumPy tutorial's 3-3-1 sigmoid, lr 0.1, 10000
-full-batch steps) trained from K independent initialisations by ``fb.train_many``, vmapped and sharded over the
-machine's cores (one host device per core), against the bare vmapped scan (``train.full_batch``:
-no stopping rules, no history) as the floor.
+full-batch steps) trained from K independent initialisations by ``fb.train_many``, vmapped and
+sharded over the machine's cores (one host device per core), against the bare vmapped scan
+(``train.full_batch``: no stopping rules, no history) as the floor.
 
     python benchmarks/bench_train.py [--runs 1000] [--steps 10000] [--out runs/bench_train]
 
