@@ -68,7 +68,7 @@ def test_parity_bipolar_targets(n):
 
 @pytest.mark.parametrize("n", [0, 1, 9, 12])
 def test_parity_rejects_n_out_of_range(n):
-    with pytest.raises(ValueError, match=r"2 <= n <= 8"):
+    with pytest.raises(ValueError, match=r"parity: n must be an integer from 2 to 8; got "):
         data.parity(n)
 
 

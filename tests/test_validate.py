@@ -64,9 +64,10 @@ def test_unknown_names_list_the_valid_ones():
         fb.mlp([2, 2], init="xavier")
 
 
-@pytest.mark.parametrize("sizes", [[], [3], [3, 0, 1], [3, -2, 1], [3, 2.5, 1]])
-def test_bad_sizes(sizes):
-    with pytest.raises(ValueError, match="sizes"):
+@pytest.mark.parametrize("sizes, error", [([], ValueError), ([3], ValueError), ([3, 0, 1], ValueError),
+                                          ([3, -2, 1], ValueError), ([3, 2.5, 1], TypeError)])
+def test_bad_sizes(sizes, error):
+    with pytest.raises(error, match="sizes"):
         fb.mlp(sizes)
 
 

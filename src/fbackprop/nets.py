@@ -1,6 +1,7 @@
 """Networks as a sequence of small layer pieces, each a few pure functions.
 
-Conventions (DESIGN.md; seed 000 "Matrix multiplication", written for batch rows):
+Conventions (the matrix form of backpropagation, Rumelhart, Hinton & Williams 1986, written for
+batch rows):
 
 - ``x: (N, n_in)``; a dense layer has ``W: (fan_out, fan_in)``, ``b: (fan_out,)`` and computes
   ``z = a_prev @ W.T + b``; an activation layer computes ``a = f(z)``.
@@ -9,10 +10,11 @@ Conventions (DESIGN.md; seed 000 "Matrix multiplication", written for batch rows
 
 A layer kind is a NamedTuple with
 ``forward(theta, inp) -> out`` and ``backward(theta, inp, g) -> (g_inp, dtheta)``, where ``g`` is
-``dC/d out`` and ``g_inp`` is ``dC/d inp``: the dense layer's backward is ``dW = delta.T @ a_prev``,
-``db = sum(delta)``, ``dC/da_prev = delta @ W``; the activation's is ``delta = f'(z) * dC/da``.
-Together they are seed 000's ``delta^{l-1} = f'(z^{l-1}) * (W^l)^T delta^l``. The walk over the
-layers lives in ``backprop.py``; no layer knows about any other.
+``dC/d out`` and ``g_inp`` is ``dC/d inp``: the dense layer's backward is ``db = sum(delta)``
+(BP3), ``dW = delta.T @ a_prev`` (BP4) and ``dC/da_prev = delta @ W``; the activation's is
+``delta = f'(z) * dC/da``. Together the last two are the recursion (BP2)
+``delta^{l-1} = f'(z^{l-1}) * (W^l)^T delta^l``. The walk over the layers lives in
+``backprop.py``; no layer knows about any other.
 """
 
 from __future__ import annotations
@@ -24,14 +26,14 @@ import jax
 import jax.numpy as jnp
 
 from . import activations as _act
-from .validate import check_inputs
+from .validate import as_int, check_inputs
 
 Params = tuple[dict[str, jax.Array], ...]
 
 
 # --- initializers: (key, (fan_out, fan_in), dtype) -> (W, b) -----------------------------------
 def _uniform(key, shape, dtype):
-    """Seed 001: ``2 * random - 1``, i.e. W and b uniform on [-1, 1]."""
+    """W and b uniform on [-1, 1] (``2 * random - 1``, as the classic NumPy backpropagation tutorial)."""
     kw, kb = jax.random.split(key)
     return (jax.random.uniform(kw, shape, dtype, -1.0, 1.0),
             jax.random.uniform(kb, shape[:1], dtype, -1.0, 1.0))
@@ -80,8 +82,8 @@ class Dense(NamedTuple):
 
     def backward(self, theta, a_prev, delta):
         """``delta = dC/dz: (N, n_out)`` -> ``(dC/da_prev: (N, n_in), {"W": dW, "b": db})``."""
-        dW = delta.T @ a_prev          # (BP3) dC/dW^l = delta^l (a^{l-1})^T, summed over the batch
-        db = jnp.sum(delta, axis=0)    # (BP4) dC/db^l = delta^l, summed over the batch
+        dW = delta.T @ a_prev          # (BP4) dC/dW^l = delta^l (a^{l-1})^T, summed over the batch
+        db = jnp.sum(delta, axis=0)    # (BP3) dC/db^l = delta^l, summed over the batch
         g = delta @ theta["W"]         # (BP2, first half) (W^l)^T delta^l
         return g, {"W": dW, "b": db}
 
@@ -100,7 +102,7 @@ class Dense(NamedTuple):
         r_dW = r_delta.T @ a_prev if r_a_prev is None else r_delta.T @ a_prev + delta.T @ r_a_prev
         return r_delta @ theta["W"] + delta @ v["W"], {"W": r_dW, "b": jnp.sum(r_delta, axis=0)}
 
-    # second-order backpropagation (seed 000), per example: H = d2C/dz dz, A = d2C/da da
+    # second-order backpropagation, per example: H = d2C/dz dz, A = d2C/da da
     def backward2(self, theta, a_prev, H, g=None, exact=True):
         """``A^{l-1} = (W^l)^T H^l W^l``: ``H: (N, n_out, n_out) -> (N, n_in, n_in)`` (z is linear in
         a_prev, so no second-derivative term: ``g`` and ``exact`` are not needed)."""
@@ -195,13 +197,29 @@ class Network(NamedTuple):
         return sum(l.n_out * (l.n_in + 1) for l in self.dense)
 
     def init(self, key: jax.Array, dtype: Any = None) -> Params:
-        """Fresh parameters: a tuple of ``{"W": (fan_out, fan_in), "b": (fan_out,)}``."""
+        """Fresh parameters from the layers' initializers.
+
+        Args:
+            key: a ``jax.random`` key.
+            dtype: the parameters' floating dtype (default ``None``: float64 when x64 is on, else float32).
+
+        Returns:
+            A tuple with one ``{"W": (fan_out, fan_in), "b": (fan_out,)}`` dict per dense layer.
+        """
         dtype = jax.dtypes.canonicalize_dtype(jnp.float64 if dtype is None else dtype)
         keys = jax.random.split(key, len(self.dense))
         return tuple(l.init(k, dtype) for l, k in zip(self.dense, keys))
 
     def apply(self, params: Params, x: jax.Array) -> jax.Array:
-        """The network output ``yhat: (N, n_out)`` for ``x: (N, n_in)``."""
+        """The forward pass: the network output for a batch.
+
+        Args:
+            params: a tuple of ``{"W", "b"}`` dicts, one per dense layer (shapes checked).
+            x: inputs ``(N, n_in)``, one example per row.
+
+        Returns:
+            ``yhat: (N, n_out)`` (logits or linear outputs unless ``output`` says otherwise).
+        """
         x = check_inputs(self, params, x)
         a = x
         for layer, theta in zip(self.layers, layer_params(self, params)):
@@ -214,7 +232,15 @@ class Network(NamedTuple):
 
 
 def layer_params(net: Network, params: Params) -> list:
-    """One entry per layer: the dense layers' dicts in order, ``None`` for activations."""
+    """The parameters laid out by ``net.layers``.
+
+    Args:
+        net: the network.
+        params: one ``{"W", "b"}`` dict per dense layer.
+
+    Returns:
+        A list with one entry per layer: the dense layers' dicts in order, ``None`` for activations.
+    """
     it = iter(params)
     return [next(it) if layer.has_params else None for layer in net.layers]
 
@@ -229,14 +255,33 @@ def mlp(
 
     ``activation``: one name for every hidden layer, or a list with one per hidden layer;
     ``output``: the last layer's activation (identity by default: logits or a linear output);
-    ``init``: ``"uniform"`` (seed 001, W and b on [-1, 1]), ``"glorot"``, ``"he"`` or ``"lecun"``.
+    ``init``: ``"uniform"`` (W and b on [-1, 1]), ``"glorot"``, ``"he"`` or ``"lecun"``.
+
+    Args:
+        sizes: layer widths ``[n_in, hidden..., n_out]``, at least two positive integers (Python,
+            NumPy or 0-d JAX integers: ``labels.max() + 1`` works).
+        activation: the hidden layers' activation name (default ``"sigmoid"``) or ``Activation``,
+            or a list with one per hidden layer.
+        output: the output layer's activation (default ``"identity"``).
+        init: the initializer name (default ``"glorot"``); see ``INITIALIZERS``.
+
+    Returns:
+        A ``Network``: ``net.init(key, dtype)`` makes params, ``net.apply(params, x)`` runs it.
+
+    Raises:
+        TypeError: for a size that is not an integer.
+        ValueError: for fewer than two sizes, a size below 1, or an unknown name.
+
+    Example:
+        >>> net = fb.mlp([2, 8, 3], activation="tanh")
+        >>> params = net.init(jax.random.key(0))   # ({"W": (8, 2), "b": (8,)}, {"W": (3, 8), "b": (3,)})
     """
+    if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__iter__"):
+        raise TypeError(f"sizes must be a list of layer widths, e.g. [2, 3, 1]; got {sizes!r}")
     sizes = tuple(sizes)
     if len(sizes) < 2:
         raise ValueError(f"sizes must list at least the input and output widths, e.g. [2, 3, 1]; got {list(sizes)}")
-    bad = [s for s in sizes if not isinstance(s, int) or isinstance(s, bool) or s < 1]
-    if bad:
-        raise ValueError(f"sizes must be positive integers; got {list(sizes)} (bad: {bad})")
+    sizes = tuple(as_int(s, f"sizes[{i}]") for i, s in enumerate(sizes))
     n_hidden = len(sizes) - 2
     if isinstance(activation, (str, _act.Activation)):
         hidden = [_act.get(activation)] * n_hidden  # checked even when there is no hidden layer

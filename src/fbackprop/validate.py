@@ -80,31 +80,111 @@ def check_choice(value: Any, name: str, choices: Sequence[Any]) -> Any:
 
 
 def is_concrete(tree: Any) -> bool:
-    """True when no leaf of ``tree`` is a tracer (so its values can be read: outside ``jit``)."""
+    """True when no leaf of ``tree`` is a tracer (so its values can be read: outside ``jit``).
+
+    Args:
+        tree: any pytree.
+
+    Returns:
+        ``False`` as soon as one leaf is a ``jax.core.Tracer``.
+    """
     return not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(tree))
 
 
-def check_finite(tree: Any, name: str) -> None:
-    """Refuse NaN/Inf in ``tree`` when its values are concrete, naming the leaf and the first bad index.
+@functools.lru_cache(maxsize=None)
+def _inexact(dtype) -> bool:
+    return bool(jnp.issubdtype(dtype, jnp.inexact))
 
-    Under ``jit`` the values are not known at trace time, so nothing is checked there: non-finite
-    inputs then give non-finite results (and ``train``/``levenberg_marquardt`` report a non-finite
-    start through their status).
+
+def _dtype(leaf: Any):
+    dt = getattr(leaf, "dtype", None)
+    return np.dtype(dt) if dt is not None else jnp.result_type(leaf)
+
+
+def finite_flag(tree: Any) -> jax.Array:
+    """``True`` (a 0-d bool array) when every float leaf of ``tree`` is finite: one fused reduction.
+
+    Traceable, so it can run inside a compiled program beside the computation it guards (``checked``
+    does this: the check costs one extra output, not one extra dispatch).
     """
-    if not is_concrete(tree):
-        return
+    flags = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree) if _inexact(_dtype(leaf))]
+    return jnp.all(jnp.stack(flags)) if flags else jnp.array(True)
+
+
+_finite_flag = jax.jit(finite_flag)
+
+
+def _first_nonfinite(tree: Any, name: str) -> str | None:
+    """The message for the first leaf of ``tree`` holding NaN/Inf (host side, only on failure)."""
     for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
         arr = np.asarray(leaf)
-        if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.complexfloating)):
+        if not _inexact(arr.dtype):
             continue
         bad = ~np.isfinite(arr)
         if bad.any():
             where = tuple(int(i) for i in np.argwhere(bad)[0]) if arr.ndim else ()
             count = int(bad.sum())
-            raise ValueError(
-                f"{name}{jax.tree_util.keystr(path)} holds {count} non-finite value{'s' * (count > 1)} "
-                f"(the first, {arr[where]}, at index {where}); fbackprop needs finite inputs"
-            )
+            return (f"{name}{jax.tree_util.keystr(path)} holds {count} non-finite value{'s' * (count > 1)} "
+                    f"(the first, {arr[where]}, at index {where}); expected finite numbers. fbackprop checks "
+                    "params, x and y whenever they are concrete (outside jit); under jit they are not checked "
+                    "and NaN/Inf gives NaN results")
+    return None
+
+
+def raise_nonfinite(named: dict[str, Any]) -> None:
+    """Raise the ``ValueError`` of ``check_finite`` for the first named tree holding NaN/Inf.
+
+    Args:
+        named: ``{"params": params, "x": x, ...}``, searched in order.
+
+    Raises:
+        ValueError: naming the argument, the leaf and the index of the first non-finite value.
+    """
+    for name, tree in named.items():
+        msg = _first_nonfinite(tree, name)
+        if msg is not None:
+            raise ValueError(msg)
+    raise ValueError(f"one of {', '.join(named)} holds a non-finite value; expected finite numbers")
+
+
+def check_finite(tree: Any, name: str) -> None:
+    """Refuse NaN/Inf in ``tree`` when its values are concrete, naming the leaf and the first bad index.
+
+    The common case costs one fused on-device reduction (``finite_flag``) and one read of a bool;
+    the index is computed on the host only when something is not finite. NumPy leaves are checked
+    with NumPy (no transfer). Under ``jit`` the values are not known at trace time, so nothing is
+    checked there: non-finite inputs then give non-finite results (and ``train``/
+    ``levenberg_marquardt`` report a non-finite start through their status).
+
+    Args:
+        tree: a pytree of arrays (``params``, ``x``, ``y``); integer and bool leaves are skipped.
+        name: the argument's name, for the message (``"x"``).
+
+    Raises:
+        ValueError: ``"x holds 1 non-finite value (the first, nan, at index (2, 1)); expected finite
+            numbers ..."``.
+    """
+    check_finite_named({name: tree})
+
+
+def check_finite_named(named: dict[str, Any]) -> None:
+    """``check_finite`` for several arguments at once, in one fused reduction.
+
+    Args:
+        named: ``{"params": params, "x": x, "y": y}``: the argument names (for the message) and
+            their trees. Nothing is checked unless every leaf is concrete.
+
+    Raises:
+        ValueError: naming the first argument (in the dict's order) holding NaN/Inf, its leaf and index.
+    """
+    if not is_concrete(named):
+        return
+    leaves = [leaf for leaf in jax.tree.leaves(named) if _inexact(_dtype(leaf))]
+    host = [leaf for leaf in leaves if not isinstance(leaf, jax.Array)]
+    device = [leaf for leaf in leaves if isinstance(leaf, jax.Array)]
+    ok = all(np.isfinite(leaf).all() for leaf in host) and (not device or bool(_finite_flag(device)))
+    if not ok:
+        raise_nonfinite(named)
 
 
 def params_dtype(params: Any, name: str = "params") -> Any:
@@ -113,18 +193,38 @@ def params_dtype(params: Any, name: str = "params") -> Any:
     The rule for the whole package: ``x`` and float targets are cast to this dtype at the boundary;
     integer, complex or mixed-precision parameter leaves are refused (an integer leaf would never
     learn).
+
+    Args:
+        params: the parameter pytree.
+        name: its name in messages.
+
+    Returns:
+        The dtype (``None`` for a tree without leaves).
+
+    Raises:
+        TypeError: for a non-floating leaf or for leaves of different dtypes.
     """
-    dtypes = {}
+    leaves = jax.tree.leaves(params)
+    dtypes = {_dtype(leaf) for leaf in leaves}
+    if len(dtypes) == 1 and _floating(next(iter(dtypes))):  # the common case, without paths
+        return next(iter(dtypes))
+    found = {}
     for path, leaf in jax.tree_util.tree_leaves_with_path(params):
-        dt = jnp.result_type(leaf)
-        if not jnp.issubdtype(dt, jnp.floating):
+        dt = _dtype(leaf)
+        if not _floating(dt):
             raise TypeError(f"{name}{jax.tree_util.keystr(path)} has dtype {dt}; parameters must be real floating "
-                            "point (float32 or float64): cast them, e.g. with jax.tree.map(lambda p: p.astype(jnp.float32), params)")
-        dtypes.setdefault(jnp.dtype(dt).name, jax.tree_util.keystr(path))
-    if len(dtypes) > 1:
-        raise TypeError(f"{name} mixes dtypes {dict((d, p) for d, p in dtypes.items())} (dtype: first leaf with it); "
+                            "point (float32 or float64): cast them, e.g. with "
+                            "jax.tree.map(lambda p: p.astype(jnp.float32), params)")
+        found.setdefault(jnp.dtype(dt).name, jax.tree_util.keystr(path))
+    if len(found) > 1:
+        raise TypeError(f"{name} mixes dtypes {found} (dtype: first leaf with it); "
                         "use one floating dtype for every leaf")
-    return jnp.dtype(next(iter(dtypes))) if dtypes else None
+    return jnp.dtype(next(iter(found))) if found else None
+
+
+@functools.lru_cache(maxsize=None)
+def _floating(dtype) -> bool:
+    return bool(jnp.issubdtype(dtype, jnp.floating))
 
 
 def cached_transformation(factory):
@@ -151,10 +251,12 @@ def cached_transformation(factory):
 
 def check_x(x: Any, n_in: int | None = None) -> jax.Array:
     """``x`` must be a non-empty real floating ``(N, n_in)`` batch."""
-    x = x if isinstance(x, jax.Array) else jnp.asarray(x)
-    if not jnp.issubdtype(x.dtype, jnp.floating):
+    if not hasattr(x, "dtype"):
+        x = np.asarray(x)
+    dtype = _dtype(x)
+    if not _floating(dtype):
         raise TypeError(
-            f"x must be a real floating-point array (float32 or float64); got dtype {x.dtype}. "
+            f"x must be a real floating-point array (float32 or float64); got dtype {dtype}. "
             "Convert it, e.g. x.astype(jnp.float32)"
         )
     width = "n_in" if n_in is None else n_in
@@ -170,7 +272,18 @@ def check_x(x: Any, n_in: int | None = None) -> jax.Array:
         )
     if x.shape[0] == 0:
         raise ValueError(f"x is an empty batch: shape {tuple(x.shape)}; expected at least one row")
-    return x
+    return as_array(x)
+
+
+def as_array(a: Any, dtype: Any = None) -> jax.Array:
+    """``a`` as a JAX array (of ``dtype`` if given) without compiling anything for host data.
+
+    ``jnp.asarray`` of a NumPy array compiles a small program per shape; NumPy data is cast on the
+    host and placed with ``jax.device_put`` instead. JAX arrays and tracers pass through (cast if needed).
+    """
+    if isinstance(a, (jax.Array, jax.core.Tracer)):
+        return a if dtype is None or a.dtype == dtype else a.astype(dtype)
+    return jax.device_put(np.asarray(a) if dtype is None else np.asarray(a, dtype))
 
 
 def check_params(net: "Network", params: Any) -> None:
@@ -204,7 +317,9 @@ def check_inputs(net: "Network", params: Any, x: Any) -> jax.Array:
 
 def check_targets(loss: "Loss", y: Any, n_examples: int, n_out: int, dtype: Any) -> jax.Array:
     """``y`` in the ``(N, n_out)`` form ``loss`` takes, in ``x``'s float ``dtype``, with x's N rows."""
-    y = loss.prepare(y, n_out).astype(dtype)
+    y = loss.prepare(y, n_out)
+    if y.dtype != dtype:
+        y = y.astype(dtype)
     if y.shape[0] != n_examples:
         raise ValueError(
             f"y has {y.shape[0]} rows but x has {n_examples}: one target per example is expected "
@@ -244,11 +359,26 @@ def require_network(model: Any, what: str, alternative: str = "fb.autodiff(apply
     return model
 
 
-def check_call(model: Any, loss: "Loss", params: Any, x: Any, y: Any) -> tuple[jax.Array, jax.Array]:
-    """Validate ``(params, x, y)`` for ``model`` and ``loss``; returns ``x`` and the prepared ``y``."""
+def check_call(model: Any, loss: "Loss", params: Any, x: Any, y: Any, *,
+               finite: bool = True) -> tuple[jax.Array, jax.Array]:
+    """Validate ``(params, x, y)`` for ``model`` and ``loss``; returns ``x`` and the prepared ``y``.
+
+    Args:
+        model: a ``Network`` or an ``apply(params, x)`` callable.
+        loss: a ``Loss``.
+        params: the parameters; their (one, floating) dtype is the computation's dtype.
+        x: ``(N, n_in)`` floating inputs, cast to the params' dtype.
+        y: targets in any form ``loss.prepare`` accepts.
+        finite: also refuse NaN/Inf in concrete ``params``, ``x`` and ``y`` (``check_finite``).
+
+    Returns:
+        ``(x, y)``: ``x: (N, n_in)`` and ``y: (N, n_out)``, both in the params' dtype.
+    """
     dtype = params_dtype(params)
-    if dtype is not None and hasattr(x, "dtype") and jnp.issubdtype(jnp.result_type(x), jnp.floating):
-        x = jnp.asarray(x, dtype)  # the params' dtype is the computation's dtype
+    if dtype is not None and hasattr(x, "dtype") and _floating(_dtype(x)) and _dtype(x) != dtype:
+        x = as_array(x, dtype)  # the params' dtype is the computation's dtype
+    if not isinstance(y, (jax.Array, jax.core.Tracer)):
+        y = as_array(y)  # placed without compiling (loss.prepare takes it from here)
     if is_network(model):
         x = check_inputs(model, params, x)
         n_out = model.n_out
@@ -258,7 +388,10 @@ def check_call(model: Any, loss: "Loss", params: Any, x: Any, y: Any) -> tuple[j
         if len(out.shape) != 2:
             raise ValueError(f"apply(params, x) must return (N, n_out); it returned shape {out.shape}")
         n_out = out.shape[1]
-    return x, check_targets(loss, y, x.shape[0], n_out, x.dtype)
+    y = check_targets(loss, y, x.shape[0], n_out, x.dtype)
+    if finite:
+        check_finite_named({"params": params, "x": x, "y": y})
+    return x, y
 
 
 def check_like(v: Any, params: Any, name: str = "v") -> None:
@@ -275,16 +408,34 @@ def check_like(v: Any, params: Any, name: str = "v") -> None:
 def checked(model: Any, loss: "Loss", core, vectors: int = 0, doc: str | None = None):
     """The public ``(params, x, y, *args) -> ...`` function: the checks above, then ``jit(core)``.
 
-    ``vectors``: how many of ``args`` are tangents that must be shaped like params (``v`` of ``H v``);
-    ``doc``: the returned function's docstring (with ``Args:``/``Returns:``), shown by ``help()``.
+    With concrete inputs the finiteness check runs inside the same compiled program as ``core``
+    (one dispatch, one extra bool output), and a NaN/Inf in ``params``, ``x``, ``y`` or a tangent
+    raises ``ValueError`` naming it; under an outer ``jit`` only the static checks run.
+
+    Args:
+        model: a ``Network`` or an ``apply(params, x)`` callable.
+        loss: a ``Loss``.
+        core: ``(params, x, y, *args) -> result``, traceable.
+        vectors: how many of ``args`` are tangents that must be shaped like params (``v`` of ``H v``).
+        doc: the returned function's docstring (with ``Args:``/``Returns:``), shown by ``help()``.
+
+    Returns:
+        The checked, compiled function.
     """
     compiled = jax.jit(core)
+    guarded = jax.jit(lambda params, x, y, *args: (core(params, x, y, *args),
+                                                   finite_flag((params, x, y, args[:vectors]))))
 
     def fn(params, x, y, *args):
-        x, y = check_call(model, loss, params, x, y)
+        x, y = check_call(model, loss, params, x, y, finite=False)
         for v in args[:vectors]:
             check_like(v, params)
-        return compiled(params, x, y, *args)
+        if not is_concrete((params, x, y, args)):
+            return compiled(params, x, y, *args)
+        out, ok = guarded(params, x, y, *args)
+        if not bool(ok):
+            raise_nonfinite({"params": params, "x": x, "y": y, **{"v": v for v in args[:vectors]}})
+        return out
 
     fn.__doc__ = doc if doc is not None else core.__doc__
     return fn
