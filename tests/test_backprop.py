@@ -124,3 +124,56 @@ def test_seed_example_reproduces():
     _, _, _, (params_ad, losses_ad) = seed_example_run(fb.value_and_autodiff)   # same curve with autodiff
     np.testing.assert_allclose(losses, losses_ad, rtol=1e-10)
     assert losses[-1] < 1e-3 * losses[0]
+
+
+FACTORIES = {"backprop": fb.backprop, "value_and_backprop": fb.value_and_backprop,
+             "backprop_trace": fb.backprop_trace, "per_example_grads": fb.per_example_grads}
+
+
+@pytest.mark.parametrize("name", sorted(FACTORIES))
+def test_inline_calls_compile_once(name, compiles):
+    """The README's pattern, ``fb.backprop(net, loss)(params, x, y)`` inline in a loop: one program
+    per shape (the factory is cached on its arguments; an equal network is the same key)."""
+    factory = FACTORIES[name]
+    params = fb.mlp([3, 5, 2], activation="tanh").init(jax.random.key(0))
+    x = jax.random.normal(jax.random.key(1), (7, 3))
+    y = jax.random.normal(jax.random.key(2), (7, 2))
+    xs, x4, y4 = jax.block_until_ready(([x + step for step in range(5)], x[:4], y[:4]))
+    start = compiles()
+    for step in range(5):
+        out = factory(fb.mlp([3, 5, 2], activation="tanh"), "squared_error")(params, xs[step], y)
+    jax.block_until_ready(out)
+    assert compiles() - start == 1
+    factory(fb.mlp([3, 5, 2], activation="tanh"), "squared_error")(params, x4, y4)  # a new shape: a new program
+    assert compiles() - start == 2
+
+
+def test_backprop_equations_are_numbered_as_the_textbook():
+    """BP1 output error, BP2 recursion, BP3 bias, BP4 weights (Rumelhart, Hinton & Williams 1986)."""
+    net, params, x, y, loss = make_problem([3, 4, 2], ["tanh"], "squared_error", n=5)
+    t = fb.backprop_trace(net, loss)(params, x, y)
+    np.testing.assert_allclose(t.delta[-1], (t.a[-1] - y) / 5, rtol=1e-14)                             # BP1
+    np.testing.assert_allclose(t.delta[0], fb.activations.tanh.df(t.z[0]) * (t.delta[1] @ params[1]["W"]), rtol=1e-14)  # BP2
+    np.testing.assert_allclose(t.grads[0]["b"], t.delta[0].sum(axis=0), rtol=1e-14)                   # BP3
+    np.testing.assert_allclose(t.grads[0]["W"], t.delta[0].T @ t.a[0], rtol=1e-14)                    # BP4
+
+
+def test_returned_functions_have_docstrings():
+    net = fb.mlp([2, 3, 1])
+    for factory in FACTORIES.values():
+        doc = factory(net, "squared_error").__doc__
+        assert "Args:" in doc and "Returns:" in doc and "params" in doc and "(N, n_in)" in doc
+
+
+def test_finite_check_reads_values_in_the_same_program(compiles):
+    """NaN in x: a ValueError naming x and the index, from the one compiled program (no extra compile)."""
+    net, params, x, y, loss = make_problem([3, 4, 2], ["tanh"], "squared_error", n=5)
+    grad = fb.backprop(net, loss)
+    x_nan = jax.block_until_ready(x.at[1, 2].set(jnp.nan))
+    jax.block_until_ready(grad(params, x, y))
+    start = compiles()
+    with pytest.raises(ValueError, match=r"^x holds 1 non-finite value \(the first, nan, at index \(1, 2\)\)"):
+        grad(params, x_nan, y)
+    assert compiles() == start
+    under_jit = jax.jit(grad)(params, x_nan, y)  # under jit: not checked, and NaN gives NaN
+    assert not np.isfinite(np.asarray(under_jit[0]["W"])).all()

@@ -250,3 +250,20 @@ def test_standardize_constant_column(dtype):
 def test_standardize_train_only():
     mean, std, z = data.standardize(np.array([[1.0], [3.0]]))
     np.testing.assert_allclose(z[:, 0], [-1.0, 1.0])
+
+
+def test_sizes_and_seeds_accept_any_integer_type():
+    import jax.numpy as jnp
+
+    np.testing.assert_array_equal(data.parity(np.int64(3))[0], data.parity(3)[0])
+    np.testing.assert_array_equal(data.sine(jnp.int32(7), 0.1, seed=np.uint8(2))[1], data.sine(7, 0.1, seed=2)[1])
+    assert data.two_moons(np.int16(10))[0].shape == (10, 2)
+    assert data.peaks(np.int64(4))[0].shape == (16, 2)
+
+
+def test_split_keeps_every_part_non_empty_at_the_smallest_size():
+    x, y = np.arange(5.0)[:, None], np.arange(5)
+    parts = data.split(x, y)
+    assert [len(p[0]) for p in parts] == [3, 1, 1]
+    with pytest.raises(ValueError, match="empty"):
+        data.split(x[:2], y[:2])

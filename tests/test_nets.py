@@ -71,3 +71,12 @@ def test_seed_example_params_follow_the_seed_draw():
     W, b = fb.data.seed_example_params(np.float64)[0].values()
     np.testing.assert_array_equal(W, hidden[1:].T)
     np.testing.assert_array_equal(b, hidden[0])
+
+
+def test_sizes_accept_any_integer_type():
+    """``fb.mlp([3, 8, labels.max() + 1])`` with NumPy or JAX labels: the same network as Python ints."""
+    labels_np, labels_jax = np.array([0, 2, 1]), jnp.array([0, 2, 1])
+    net = fb.mlp([3, np.int64(8), labels_np.max() + 1])
+    assert net == fb.mlp([3, 8, 3]) == fb.mlp([jnp.int32(3), 8, labels_jax.max() + 1])
+    assert all(type(s) is int for s in net.sizes) and hash(net) == hash(fb.mlp([3, 8, 3]))
+    assert net.init(jax.random.key(0))[1]["W"].shape == (3, 8)

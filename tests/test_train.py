@@ -8,6 +8,7 @@ import optax
 import pytest
 
 import fbackprop as fb
+from fbackprop.status import MESSAGES, Status
 from fbackprop.train import DIVERGED, GOAL, MAX_EPOCHS, init_many, train, train_many
 
 NET = fb.mlp([3, 3, 1], activation="sigmoid", init="uniform")
@@ -147,7 +148,7 @@ def test_runs_sharded_over_four_devices_equal_one_device(tmp_path):
 
 
 def test_data_parallel_over_four_devices_equals_one_device(tmp_path):
-    """Split the batch, sum the deltas (seed 002), on 4 forced host devices, against one device."""
+    """Split the batch, sum the deltas (data parallelism), on 4 forced host devices, against one device."""
     import os
     import subprocess
     import sys
@@ -187,8 +188,113 @@ def test_progress_bar_follows_the_compiled_run(capsys):
     assert "300/300" in err and "loss=" in err
 
 
-def test_non_finite_initial_loss_is_reported_not_trained():
+def test_nan_in_the_data_is_refused_naming_the_data_not_the_parameters():
+    x = X.copy()
+    x[3, 2] = np.nan
+    with pytest.raises(ValueError, match=r"^x holds 1 non-finite value \(the first, nan, at index \(3, 2\)\)"):
+        train(NET, "squared_error", P0, x, Y, optax.sgd(0.1), epochs=10)
     bad = (P0[0], {"W": jnp.asarray(P0[1]["W"]).at[0, 0].set(jnp.inf), "b": P0[1]["b"]})
-    r = train(NET, "squared_error", bad, X, Y, optax.sgd(0.1), epochs=10, mode="online")
-    assert int(r.status) == DIVERGED and int(r.epochs) == 0
-    assert r.message == "diverged: the loss is not finite at the initial parameters"
+    with pytest.raises(ValueError, match=r"^params\[1\]\['W'\] holds 1 non-finite value \(the first, inf"):
+        train(NET, "squared_error", bad, X, Y, optax.sgd(0.1), epochs=10, mode="online")
+
+
+@pytest.mark.parametrize("mode", ["batch", "online"])
+def test_a_loss_that_overflows_at_the_start_is_nonfinite_start(mode):
+    """Finite params whose loss is not finite (outputs ~1e300, squared): nothing is trained."""
+    huge = (P0[0], {"W": jnp.full_like(P0[1]["W"], 1e300), "b": P0[1]["b"]})
+    r = train(NET, "squared_error", huge, X, Y, optax.sgd(0.1), epochs=10, mode=mode)
+    assert int(r.status) == Status.NONFINITE_START and int(r.epochs) == 0 and int(r.diverged_step) == -1
+    chex.assert_trees_all_equal(r.params, huge)
+    assert "not finite at the initial parameters" in r.message and "under jit" in r.message
+
+
+def test_nan_under_jit_is_reported_as_nonfinite_start():
+    """Under jit the values cannot be checked: the status says what happened."""
+    bad = (P0[0], {"W": jnp.asarray(P0[1]["W"]).at[0, 0].set(jnp.nan), "b": P0[1]["b"]})
+    sgd = optax.sgd(0.1)
+    status, epochs = jax.jit(lambda p: (lambda r: (r.status, r.epochs))(
+        train(NET, "squared_error", p, X, Y, sgd, epochs=5)))(bad)
+    assert int(status) == Status.NONFINITE_START and int(epochs) == 0
+    assert fb.status.message(status) == MESSAGES[Status.NONFINITE_START]
+
+
+def test_status_codes_are_the_packages():
+    from fbackprop.train import NONFINITE_START, RUNNING, STATUS
+
+    assert (RUNNING, MAX_EPOCHS, GOAL, DIVERGED, NONFINITE_START) == (0, 1, 2, 3, 8)
+    assert DIVERGED is Status.DIVERGED and STATUS is MESSAGES
+    r = train(NET, "squared_error", P0, X, Y, optax.sgd(0.1), epochs=2)
+    assert r.message.startswith(MESSAGES[Status.MAX_EPOCHS])
+
+
+def test_float32_params_with_float64_data_train_with_adam():
+    """The params' dtype is the computation's: x, y and val are cast to float32."""
+    p32 = jax.tree.map(lambda l: jnp.asarray(l, jnp.float32), P0)
+    r = train(NET, "squared_error", p32, X, Y, optax.adam(0.01), epochs=50, val=(X[:3], Y[:3]))
+    assert all(l.dtype == jnp.float32 for l in jax.tree.leaves(r.params))
+    assert r.history.loss.dtype == jnp.float32 and int(r.status) == MAX_EPOCHS
+    ref = train(NET, "squared_error", P0, X, Y, optax.adam(0.01), epochs=50)
+    np.testing.assert_allclose(r.history.loss, ref.history.loss, rtol=1e-4)  # float32 against float64
+    assert r.history.loss[-1] < r.history.loss[0]
+
+
+def test_integer_like_options_are_accepted():
+    kw = dict(mode="minibatch", key=jax.random.key(3))
+    a = train(NET, "squared_error", P0, X, Y, optax.sgd(0.1), epochs=np.int64(4), batch_size=np.int64(2), **kw)
+    b = train(NET, "squared_error", P0, X, Y, optax.sgd(0.1), epochs=jnp.int32(4), batch_size=2, **kw)
+    np.testing.assert_array_equal(a.history.loss, b.history.loss)
+    assert a.history.loss.shape == (5,)
+
+
+def test_goal_none_means_no_goal():
+    r = train(NET, "squared_error", P0, X, Y, optax.sgd(0.1), epochs=5, goal=None)
+    assert int(r.status) == MAX_EPOCHS and int(r.epochs) == 5
+    r = train(NET, "squared_error", P0, X, Y, optax.sgd(0.1), epochs=5, goal=np.inf)
+    assert int(r.status) == GOAL and int(r.epochs) == 0
+
+
+def test_one_optimizer_object_compiles_once_across_calls(compiles):
+    """New params and data of the same shapes reuse the program; a fresh optax object cannot (an
+    opaque closure), as train's docstring says."""
+    adam = optax.adam(0.01)
+    train(NET, "squared_error", P0, X, Y, adam, epochs=7)
+    first = compiles()
+    assert first >= 1
+    p1 = jax.tree.map(lambda l: l + 0.5, P0)
+    train(NET, "squared_error", p1, X + 1.0, Y * 0.5, adam, epochs=7)
+    assert compiles() == first
+    train(NET, "squared_error", P0, X, Y, optax.adam(0.01), epochs=7)
+    assert compiles() > first
+
+
+def test_the_default_optimizer_compiles_once(compiles):
+    train(NET, "squared_error", P0, X, Y, epochs=3)
+    first = compiles()
+    train(NET, "squared_error", P0, X, Y, epochs=3)
+    assert compiles() == first
+
+
+def test_the_progress_bar_run_is_cached(compiles, capsys):
+    sgd = optax.sgd(0.1)
+    train(NET, "squared_error", P0, X, Y, sgd, epochs=11, progress=True)
+    first = compiles()
+    train(NET, "squared_error", P0, X, Y, sgd, epochs=11, progress=True)
+    assert compiles() == first and "11/11" in capsys.readouterr().err
+
+
+def test_apply_callable_trains_with_autodiff():
+    r = train(NET.apply, "squared_error", P0, X, Y, optax.sgd(0.1), epochs=3, gradient="autodiff")
+    ref = train(NET, "squared_error", P0, X, Y, optax.sgd(0.1), epochs=3)
+    np.testing.assert_allclose(r.history.loss, ref.history.loss, rtol=1e-12)
+    with pytest.raises(TypeError, match='use gradient="autodiff"'):
+        train(NET.apply, "squared_error", P0, X, Y, optax.sgd(0.1), epochs=3)
+
+
+def test_train_many_applies_the_same_checks():
+    params = init_many(NET, jax.random.key(0), 2)
+    with pytest.raises(TypeError, match="optimizer must be an optax GradientTransformation"):
+        train_many(NET, "squared_error", params, X, Y, 0.1, epochs=1)
+    x = X.copy()
+    x[0, 0] = np.inf
+    with pytest.raises(ValueError, match=r"^x holds 1 non-finite value \(the first, inf, at index \(0, 0\)\)"):
+        train_many(NET, "squared_error", params, x, Y, epochs=1)
