@@ -161,7 +161,7 @@ CASES += [
     Case("train: val of another width", lambda: train(val=(np.ones((2, 4)), np.zeros((2, 2)))), ValueError,
          r"^val=\(x_val, y_val\): x has 4 features but the network expects 3"),
     Case("train: goal='low'", lambda: train(goal="low"), TypeError, r"^goal must be a real number; got 'low' \(str\)$"),
-    Case("train: goal=nan", lambda: train(goal=float("nan")), ValueError, r"^goal must be a finite number; got nan$"),
+    Case("train: goal=nan", lambda: train(goal=float("nan")), ValueError, r"^goal must be a real number, not NaN; got nan$"),
     Case("train: key=0", lambda: train(mode="minibatch", batch_size=2, key=0), TypeError,
          r"^key must be a jax\.random key, e\.g\. jax\.random\.key\(0\); got 0$"),
     Case("train: key of floats", lambda: train(key=np.zeros(2)), TypeError,

@@ -64,7 +64,13 @@ INITIALIZERS: dict[str, Callable] = {
 
 # --- layer pieces -----------------------------------------------------------------------------
 class Dense(NamedTuple):
-    """``z = a_prev @ W.T + b`` with ``W: (n_out, n_in)``, ``b: (n_out,)``."""
+    """A dense layer, ``z = a_prev @ W.T + b`` with ``W: (n_out, n_in)``, ``b: (n_out,)``.
+
+    Attributes:
+        n_in: fan-in.
+        n_out: fan-out.
+        init_name: the initializer's name in ``INITIALIZERS`` (default ``"glorot"``).
+    """
 
     n_in: int
     n_out: int
@@ -73,56 +79,141 @@ class Dense(NamedTuple):
     has_params = True
 
     def init(self, key, dtype) -> dict[str, jax.Array]:
+        """Fresh ``{"W": (n_out, n_in), "b": (n_out,)}`` of ``dtype`` from ``key``."""
         W, b = INITIALIZERS[self.init_name](key, (self.n_out, self.n_in), dtype)
         return {"W": W, "b": b}
 
     def forward(self, theta, a_prev):
-        """``a_prev: (N, n_in) -> z: (N, n_out)``."""
+        """The forward line ``z = a_prev @ W.T + b``.
+
+        Args:
+            theta: ``{"W": (n_out, n_in), "b": (n_out,)}``.
+            a_prev: the previous layer's activations ``(N, n_in)``.
+
+        Returns:
+            ``z: (N, n_out)``.
+        """
         return a_prev @ theta["W"].T + theta["b"]
 
     def backward(self, theta, a_prev, delta):
-        """``delta = dC/dz: (N, n_out)`` -> ``(dC/da_prev: (N, n_in), {"W": dW, "b": db})``."""
+        """The layer's part of the backward pass: (BP3), (BP4) and the first half of (BP2).
+
+        Args:
+            theta: ``{"W", "b"}``.
+            a_prev: what ``forward`` saw, ``(N, n_in)``.
+            delta: ``dC/dz: (N, n_out)``.
+
+        Returns:
+            ``(dC/da_prev: (N, n_in), {"W": dW: (n_out, n_in), "b": db: (n_out,)})``, summed over the batch.
+        """
         dW = delta.T @ a_prev          # (BP4) dC/dW^l = delta^l (a^{l-1})^T, summed over the batch
         db = jnp.sum(delta, axis=0)    # (BP3) dC/db^l = delta^l, summed over the batch
         g = delta @ theta["W"]         # (BP2, first half) (W^l)^T delta^l
         return g, {"W": dW, "b": db}
 
     def per_example_grads(self, a_prev, delta):
-        """Leaves with a leading N axis: ``dW_n = delta_n a_prev_n^T``, ``db_n = delta_n``."""
+        """The gradients of each example: ``dW_n = delta_n a_prev_n^T``, ``db_n = delta_n``.
+
+        Args:
+            a_prev: ``(N, n_in)``.
+            delta: ``(N, n_out)``, each row ``dl_n/dz_n``.
+
+        Returns:
+            ``{"W": (N, n_out, n_in), "b": (N, n_out)}``.
+        """
         return {"W": delta[:, :, None] * a_prev[:, None, :], "b": delta}
 
     # Pearlmutter's R-operator, R{.} = d/dr (.)(params + r v) at r = 0 (the tangent of each line above)
     def forward_r(self, theta, v, a_prev, r_a_prev):
-        """``R{z} = R{a_prev} @ W.T + a_prev @ V_W.T + v_b``; ``r_a_prev`` is None for the input x."""
+        """The R-operator of ``forward`` (Pearlmutter 1994): ``R{z} = R{a_prev} @ W.T + a_prev @ V_W.T + v_b``.
+
+        Args:
+            theta: ``{"W", "b"}``.
+            v: the direction's ``{"W", "b"}`` for this layer.
+            a_prev: ``(N, n_in)``.
+            r_a_prev: ``R{a_prev}: (N, n_in)``, or ``None`` for the input ``x`` (which does not move).
+
+        Returns:
+            ``R{z}: (N, n_out)``.
+        """
         r_z = a_prev @ v["W"].T + v["b"]
         return r_z if r_a_prev is None else r_z + r_a_prev @ theta["W"].T
 
     def backward_r(self, theta, v, a_prev, r_a_prev, delta, r_delta):
-        """The R-operator of ``backward``: ``(R{dC/da_prev}, {"W": R{dW}, "b": R{db}})``."""
+        """The R-operator of ``backward``.
+
+        Args:
+            theta: ``{"W", "b"}``.
+            v: the direction's ``{"W", "b"}``.
+            a_prev: ``(N, n_in)``; ``r_a_prev``: its R-value or ``None`` for the input.
+            r_a_prev: see ``a_prev``.
+            delta: ``(N, n_out)``.
+            r_delta: ``R{delta}: (N, n_out)``.
+
+        Returns:
+            ``(R{dC/da_prev}: (N, n_in), {"W": R{dW}, "b": R{db}})``.
+        """
         r_dW = r_delta.T @ a_prev if r_a_prev is None else r_delta.T @ a_prev + delta.T @ r_a_prev
         return r_delta @ theta["W"] + delta @ v["W"], {"W": r_dW, "b": jnp.sum(r_delta, axis=0)}
 
     # second-order backpropagation, per example: H = d2C/dz dz, A = d2C/da da
     def backward2(self, theta, a_prev, H, g=None, exact=True):
-        """``A^{l-1} = (W^l)^T H^l W^l``: ``H: (N, n_out, n_out) -> (N, n_in, n_in)`` (z is linear in
-        a_prev, so no second-derivative term: ``g`` and ``exact`` are not needed)."""
+        """Second-order backpropagation through the layer: ``A^{l-1} = (W^l)^T H^l W^l``.
+
+        ``z`` is linear in ``a_prev``, so there is no second-derivative term: ``g`` and ``exact`` are
+        accepted for a uniform layer interface and not used.
+
+        Args:
+            theta: ``{"W", "b"}``.
+            a_prev: ``(N, n_in)`` (not used).
+            H: ``d2l_n/dz_n^2: (N, n_out, n_out)``.
+            g: not used.
+            exact: not used.
+
+        Returns:
+            ``A = d2l_n/da_prev^2: (N, n_in, n_in)``.
+        """
         W = theta["W"]
         return W.T @ H @ W
 
     def hessian_diag(self, a_prev, H):
-        """Exact ``d2C/dW_ij^2 = sum_n a_nj^2 H_n,ii`` and ``d2C/db_i^2 = sum_n H_n,ii``."""
+        """The exact Hessian diagonal of the layer's parameters.
+
+        Args:
+            a_prev: ``(N, n_in)``.
+            H: ``(N, n_out, n_out)``, per example (carrying the cost's ``1/N``).
+
+        Returns:
+            ``{"W": d2C/dW_ij^2 = sum_n a_nj^2 H_n,ii, "b": d2C/db_i^2 = sum_n H_n,ii}``, shaped like theta.
+        """
         h = jnp.diagonal(H, axis1=1, axis2=2)                      # (N, n_out)
         return {"W": h.T @ (a_prev * a_prev), "b": jnp.sum(h, axis=0)}
 
     def per_example_hessian_diag(self, a_prev, H):
-        """``hessian_diag`` before the sum over examples: leaves gain a leading N axis."""
+        """``hessian_diag`` before the sum over examples.
+
+        Args:
+            a_prev: ``(N, n_in)``.
+            H: ``(N, n_out, n_out)``.
+
+        Returns:
+            ``{"W": (N, n_out, n_in), "b": (N, n_out)}``.
+        """
         h = jnp.diagonal(H, axis1=1, axis2=2)
         return {"W": h[:, :, None] * (a_prev * a_prev)[:, None, :], "b": h}
 
     def hessian_block(self, a_prev, H):
         """The exact ``(P_l, P_l)`` block of ``W^l, b^l`` jointly, ``P_l = n_out (n_in + 1)``, ordered as
         ``ravel_pytree`` orders ``{"W", "b"}`` (W row-major, then b): ``sum_n H_n (x) abar_n abar_n^T``
-        with ``abar = [a_prev, 1]``, since ``z = W a + b`` is linear in ``W, b``."""
+        with ``abar = [a_prev, 1]``, since ``z = W a + b`` is linear in ``W, b``.
+
+        Args:
+            a_prev: ``(N, n_in)``.
+            H: ``(N, n_out, n_out)``.
+
+        Returns:
+            The ``(P_l, P_l)`` matrix.
+        """
         n, n_in = a_prev.shape
         abar = jnp.concatenate([a_prev, jnp.ones((n, 1), a_prev.dtype)], axis=1)
         G = jnp.einsum("nik,nj,nl->ijkl", H, abar, abar)           # (n_out, n_in + 1, n_out, n_in + 1)
@@ -134,31 +225,66 @@ class Dense(NamedTuple):
 
 
 class Activate(NamedTuple):
-    """``a = f(z)`` elementwise; no parameters."""
+    """An activation layer, ``a = f(z)`` elementwise; no parameters.
+
+    Attributes:
+        activation: the ``Activation`` (``f``, ``f'``, ``f''``).
+    """
 
     activation: _act.Activation
 
     has_params = False
 
     def forward(self, theta, z):
+        """``a = f(z)``, any shape (``theta`` is ``None``: no parameters)."""
         return self.activation.f(z)
 
     def backward(self, theta, z, g):
-        """``g = dC/da`` -> ``(delta = f'(z) * g, no grads)``."""
+        """The second half of (BP2): ``delta = f'(z) * dC/da``.
+
+        Args:
+            theta: ``None``.
+            z: what ``forward`` saw, ``(N, n)``.
+            g: ``dC/da: (N, n)``.
+
+        Returns:
+            ``(delta: (N, n), None)``.
+        """
         return self.activation.df(z) * g, None  # (BP2, second half) delta = f'(z) * dC/da
 
     def forward_r(self, theta, v, z, r_z):
-        """``R{a} = f'(z) * R{z}``."""
+        """The R-operator of ``forward``: ``R{a} = f'(z) * R{z}`` (``theta``, ``v``: ``None``)."""
         return self.activation.df(z) * r_z
 
     def backward_r(self, theta, v, z, r_z, g, r_g):
-        """``R{delta} = f''(z) * R{z} * g + f'(z) * R{g}`` (the product rule on ``f'(z) * g``)."""
+        """The R-operator of ``backward``: ``R{delta} = f''(z) * R{z} * g + f'(z) * R{g}``.
+
+        Args:
+            theta: ``None``.
+            v: ``None``.
+            z: ``(N, n)``; ``r_z``: ``R{z}``.
+            r_z: see ``z``.
+            g: ``dC/da: (N, n)``; ``r_g``: ``R{g}``.
+            r_g: see ``g``.
+
+        Returns:
+            ``(R{delta}: (N, n), None)``.
+        """
         return self.activation.d2f(z) * r_z * g + self.activation.df(z) * r_g, None
 
     def backward2(self, theta, z, A, g, exact: bool = True):
-        """``H = f'(z) f'(z)^T * A + diag(f''(z) * g)``, ``g = dC/da``; ``A: (N, n, n)``.
+        """Second-order backpropagation through ``f``: ``H = f'(z) f'(z)^T * A + diag(f''(z) * g)``.
 
-        ``exact=False`` drops the ``f''`` term: the generalized Gauss-Newton recursion.
+        Args:
+            theta: ``None``.
+            z: ``(N, n)``.
+            A: ``d2l_n/da_n^2: (N, n, n)``.
+            g: ``dC/da: (N, n)``.
+            exact: keep the ``f''`` term (default True); False drops it: the generalized
+                Gauss-Newton recursion (Schraudolph 2002).
+
+        Returns:
+            ``H = d2l_n/dz_n^2: (N, n, n)``.
         """
         fp = self.activation.df(z)
         H = fp[:, :, None] * A * fp[:, None, :]

@@ -1,9 +1,17 @@
 """Checks at the API boundary: clear errors from static shapes and dtypes, never an XLA trace.
 
 Every public function that takes ``(params, x, y)`` runs these before it calls its compiled
-core. They read only shapes and dtypes, which are static under ``jit`` (so they cost nothing
-there), except the range of integer class labels, which is checked whenever the labels are
-concrete arrays (not tracers).
+core. Most read only shapes and dtypes, which are static under ``jit`` (so they cost nothing
+there). Two read values, and only when the arrays are concrete (outside ``jit``, not tracers):
+the range of integer class labels, and NaN/Inf in ``params``, ``x`` and ``y``.
+
+The finiteness check and ``jit``: outside ``jit`` a NaN or Inf in ``params``, ``x`` or ``y`` is a
+``ValueError`` naming the array, the leaf and the first bad index. It costs one fused reduction
+computed in the same compiled program as the result (``checked``) or one small program
+(``check_call``), and one read of a bool per call. Under ``jit`` (the user's own, or ``jax.jit`` of
+an fbackprop function) the values are unknown at trace time and are not checked: non-finite inputs
+then give non-finite results, and the training loops report a loss that is not finite at the start
+through their status (``Status.NONFINITE_START``).
 """
 
 from __future__ import annotations
@@ -26,6 +34,15 @@ def as_int(value: Any, name: str, *, minimum: int | None = 1, maximum: int | Non
     """``value`` as a Python int: Python, NumPy and 0-d JAX integers are accepted (anything with
     ``__index__``), bools and floats are refused, and ``minimum <= value <= maximum`` is checked.
 
+    Args:
+        value: what the user passed.
+        name: the argument's name, for messages (``"epochs"``).
+        minimum: the smallest value accepted (default 1; ``None``: no bound).
+        maximum: the largest value accepted (default ``None``: no bound).
+
+    Returns:
+        The value as a Python ``int`` (hashable and equal across integer types).
+
     Raises:
         TypeError: naming ``name``, what was expected and what came, for a non-integer.
         ValueError: likewise, for an integer out of range.
@@ -47,19 +64,33 @@ def as_int(value: Any, name: str, *, minimum: int | None = 1, maximum: int | Non
 
 def as_float(value: Any, name: str, *, minimum: float | None = None, maximum: float | None = None,
              open_min: bool = False, finite: bool = True) -> float:
-    """``value`` as a Python float (any real number, NumPy or 0-d JAX scalar; not a bool), in range.
+    """``value`` as a Python float (any real number, NumPy or 0-d JAX scalar; not a bool or a string), in range.
 
-    ``open_min``: ``minimum`` itself is refused (``> minimum`` rather than ``>=``); ``finite``: NaN and
-    infinities are refused. Raises ``TypeError``/``ValueError`` naming ``name``.
+    Args:
+        value: what the user passed.
+        name: the argument's name, for messages.
+        minimum: the lower bound (default ``None``: none).
+        maximum: the upper bound, inclusive (default ``None``: none).
+        open_min: refuse ``minimum`` itself (``> minimum`` rather than ``>=``; default False).
+        finite: refuse infinities (default True); NaN is always refused.
+
+    Returns:
+        The value as a Python ``float``.
+
+    Raises:
+        TypeError: for a non-number (naming ``name``, what was expected and what came).
+        ValueError: for NaN, an infinity when ``finite``, or a value out of range.
     """
-    if isinstance(value, (bool, np.bool_)) or isinstance(value, jax.core.Tracer):
-        raise TypeError(f"{name} must be a concrete real number; got {value!r} ({type(value).__name__})")
+    if isinstance(value, (bool, np.bool_, str, bytes)) or isinstance(value, jax.core.Tracer):
+        kind = "concrete real number" if isinstance(value, jax.core.Tracer) else "real number"
+        raise TypeError(f"{name} must be a {kind}; got {value!r} ({type(value).__name__})")
     try:
         out = float(value)
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be a real number; got {value!r} ({type(value).__name__})") from None
     if np.isnan(out) or (finite and not np.isfinite(out)):
-        raise ValueError(f"{name} must be a finite number; got {out}")
+        raise ValueError(f"{name} must be a finite number; got {out}" if finite else
+                         f"{name} must be a real number, not NaN; got {out}")
     below = minimum is not None and (out <= minimum if open_min else out < minimum)
     if below or (maximum is not None and out > maximum):
         lo = "(" if open_min else "["
@@ -69,7 +100,19 @@ def as_float(value: Any, name: str, *, minimum: float | None = None, maximum: fl
 
 
 def check_choice(value: Any, name: str, choices: Sequence[Any]) -> Any:
-    """``value`` must be one of ``choices`` (strings, usually); ``ValueError`` listing them otherwise."""
+    """``value`` must be one of ``choices`` (strings, usually).
+
+    Args:
+        value: what the user passed.
+        name: the argument's name, for messages.
+        choices: the accepted values.
+
+    Returns:
+        ``value``.
+
+    Raises:
+        ValueError: listing ``choices`` and showing what came.
+    """
     try:
         ok = value in choices
     except TypeError:  # an unhashable value against a set
@@ -106,6 +149,12 @@ def finite_flag(tree: Any) -> jax.Array:
 
     Traceable, so it can run inside a compiled program beside the computation it guards (``checked``
     does this: the check costs one extra output, not one extra dispatch).
+
+    Args:
+        tree: a pytree of arrays; integer and bool leaves are skipped.
+
+    Returns:
+        A 0-d bool array.
     """
     flags = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree) if _inexact(_dtype(leaf))]
     return jnp.all(jnp.stack(flags)) if flags else jnp.array(True)
@@ -234,6 +283,12 @@ def cached_transformation(factory):
     ``jax.jit`` does for one function: equal networks (``fb.mlp`` with equal arguments), the same loss
     and equal options give the same function object. Unhashable arguments (a model held in a list,
     say) skip the cache: each such call builds, and compiles, anew.
+
+    Args:
+        factory: the transformation to cache.
+
+    Returns:
+        The cached factory, with ``cache_info()`` and ``cache_clear()``.
     """
     cache = functools.lru_cache(maxsize=256)(factory)
 
@@ -250,7 +305,19 @@ def cached_transformation(factory):
 
 
 def check_x(x: Any, n_in: int | None = None) -> jax.Array:
-    """``x`` must be a non-empty real floating ``(N, n_in)`` batch."""
+    """``x`` must be a non-empty real floating ``(N, n_in)`` batch.
+
+    Args:
+        x: the inputs (any array-like).
+        n_in: the width the model expects (``None``: any).
+
+    Returns:
+        ``x`` as a JAX array (placed without compiling, see ``as_array``).
+
+    Raises:
+        TypeError: for a non-floating dtype.
+        ValueError: for another rank or width, or no rows.
+    """
     if not hasattr(x, "dtype"):
         x = np.asarray(x)
     dtype = _dtype(x)
@@ -280,6 +347,13 @@ def as_array(a: Any, dtype: Any = None) -> jax.Array:
 
     ``jnp.asarray`` of a NumPy array compiles a small program per shape; NumPy data is cast on the
     host and placed with ``jax.device_put`` instead. JAX arrays and tracers pass through (cast if needed).
+
+    Args:
+        a: an array-like.
+        dtype: the dtype wanted (``None``: keep ``a``'s).
+
+    Returns:
+        A JAX array (or the tracer).
     """
     if isinstance(a, (jax.Array, jax.core.Tracer)):
         return a if dtype is None or a.dtype == dtype else a.astype(dtype)
@@ -287,7 +361,15 @@ def as_array(a: Any, dtype: Any = None) -> jax.Array:
 
 
 def check_params(net: "Network", params: Any) -> None:
-    """``params`` must be the tuple of ``{"W", "b"}`` dicts with the shapes ``net`` needs."""
+    """``params`` must be the tuple of ``{"W", "b"}`` dicts with the shapes ``net`` needs.
+
+    Args:
+        net: the network.
+        params: what the user passed as its parameters.
+
+    Raises:
+        ValueError: naming the first leaf of the wrong structure or shape.
+    """
     dense = net.dense
     sizes = list(net.sizes)
     if not isinstance(params, (tuple, list)) or len(params) != len(dense):
@@ -310,13 +392,33 @@ def check_params(net: "Network", params: Any) -> None:
 
 
 def check_inputs(net: "Network", params: Any, x: Any) -> jax.Array:
-    """Both of the above; returns ``x`` as an array."""
+    """``check_params`` and ``check_x`` for a network.
+
+    Args:
+        net: the network.
+        params: its parameters.
+        x: the inputs.
+
+    Returns:
+        ``x`` as a JAX array.
+    """
     check_params(net, params)
     return check_x(x, net.n_in)
 
 
 def check_targets(loss: "Loss", y: Any, n_examples: int, n_out: int, dtype: Any) -> jax.Array:
-    """``y`` in the ``(N, n_out)`` form ``loss`` takes, in ``x``'s float ``dtype``, with x's N rows."""
+    """``y`` in the ``(N, n_out)`` form ``loss`` takes, in ``x``'s float ``dtype``, with x's N rows.
+
+    Args:
+        loss: the ``Loss`` (its ``prepare`` checks the target form).
+        y: the targets.
+        n_examples: N, the rows of ``x``.
+        n_out: the model's output width.
+        dtype: the computation's dtype.
+
+    Returns:
+        ``y: (N, n_out)`` in ``dtype``.
+    """
     y = loss.prepare(y, n_out)
     if y.dtype != dtype:
         y = y.astype(dtype)
@@ -329,13 +431,31 @@ def check_targets(loss: "Loss", y: Any, n_examples: int, n_out: int, dtype: Any)
 
 
 def is_network(model: Any) -> bool:
+    """Whether ``model`` is an fbackprop ``Network`` (rather than an ``apply`` callable).
+
+    Args:
+        model: anything.
+
+    Returns:
+        A bool.
+    """
     from .nets import Network
 
     return isinstance(model, Network)
 
 
 def as_apply(model: Any):
-    """``apply(params, x)`` of a Network, or the callable itself (a Flax/Equinox apply works)."""
+    """``apply(params, x)`` of a Network, or the callable itself (a Flax/Equinox apply works).
+
+    Args:
+        model: a ``Network`` or a callable.
+
+    Returns:
+        The ``(params, x) -> yhat`` function.
+
+    Raises:
+        TypeError: for anything else.
+    """
     if is_network(model):
         return model.apply
     if callable(model):
@@ -350,6 +470,12 @@ def require_network(model: Any, what: str, alternative: str = "fb.autodiff(apply
         model: what the user passed.
         what: the function refusing it (``"fb.backprop"``).
         alternative: the call that does accept ``model`` (``'fb.hvp(apply, loss, method="autodiff")'``).
+
+    Returns:
+        ``model``, when it is a Network.
+
+    Raises:
+        TypeError: saying what came and naming ``alternative``.
     """
     if not is_network(model):
         raise TypeError(
@@ -395,7 +521,16 @@ def check_call(model: Any, loss: "Loss", params: Any, x: Any, y: Any, *,
 
 
 def check_like(v: Any, params: Any, name: str = "v") -> None:
-    """A tangent ``v`` (for ``H v``) must have the tree structure and leaf shapes of ``params``."""
+    """A tangent ``v`` (for ``H v``) must have the tree structure and leaf shapes of ``params``.
+
+    Args:
+        v: the tangent.
+        params: the parameters it must be shaped like.
+        name: its name in messages.
+
+    Raises:
+        ValueError: naming the first leaf of another structure or shape.
+    """
     want, got = jax.tree.structure(params), jax.tree.structure(v)
     if want != got:
         raise ValueError(f"{name} must be shaped like params, with structure {want}; got {got}")
