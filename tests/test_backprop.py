@@ -85,7 +85,7 @@ def test_float32_within_documented_tolerance(loss):
     assert fb.compare(fd, ref64).max_rel <= fb.tolerance(jnp.float32, finite_differences=True)
 
 
-def test_trace_holds_the_seed_quantities():
+def test_trace_holds_every_quantity_of_the_pass():
     net, params, x, y, loss = make_problem([3, 5, 4, 2], ["sigmoid", "tanh"], "squared_error", n=6)
     t = fb.backprop_trace(net, loss)(params, x, y)
     assert [a.shape for a in t.a] == [(6, 3), (6, 5), (6, 4), (6, 2)]
@@ -93,7 +93,7 @@ def test_trace_holds_the_seed_quantities():
     np.testing.assert_allclose(t.delta[-1], (t.a[-1] - y) / 6)                       # delta^L, identity output
     W2 = params[1]["W"]
     np.testing.assert_allclose(t.delta[0], fb.activations.sigmoid.df(t.z[0]) * (t.delta[1] @ W2))  # (BP2)
-    np.testing.assert_allclose(t.grads[1]["W"], t.delta[1].T @ t.a[1])             # (BP3)
+    np.testing.assert_allclose(t.grads[1]["W"], t.delta[1].T @ t.a[1])             # (BP4)
     # delta^l is dC/dz^l: compare with autodiff through a perturbation of z^l
     dz = jax.grad(lambda e: _cost_from_z1(net, params, x, y, e))(jnp.zeros((6, 5)))
     np.testing.assert_allclose(t.delta[0], dz, rtol=1e-10, atol=1e-16)
@@ -118,7 +118,7 @@ def seed_example_run(gradient):
 def test_seed_example_reproduces():
     net, x, y, (params, losses) = seed_example_run(fb.value_and_backprop)
     assert np.abs(net.apply(params, x) - y).max() < 0.01                        # outputs within 0.01 of 0 1 0 1 1 0
-    _, hidden, output = seed_numpy.train(x, y, *seed_numpy.initial_weights())   # the seed's own NumPy code
+    _, hidden, output = seed_numpy.train(x, y, *seed_numpy.initial_weights())   # the tutorial's own NumPy code
     np.testing.assert_allclose(params[0]["W"], hidden[1:].T, rtol=1e-10)
     np.testing.assert_allclose(params[1]["b"], output[0], rtol=1e-10)
     _, _, _, (params_ad, losses_ad) = seed_example_run(fb.value_and_autodiff)   # same curve with autodiff

@@ -1,4 +1,4 @@
-"""Networks: parameter layout (DESIGN.md contract), forward pass, initializers, composition."""
+"""Networks: the parameter layout (the package's convention), forward pass, initializers, composition."""
 
 import jax
 import jax.numpy as jnp
@@ -63,7 +63,7 @@ def test_init_is_deterministic_and_dtype_selectable():
     assert not np.array_equal(net.init(jax.random.key(8))[0]["W"], a[0]["W"])
 
 
-def test_seed_example_params_follow_the_seed_draw():
+def test_seed_example_params_follow_the_tutorial_draw():
     import numpy.random as npr
 
     npr.seed(1)

@@ -90,8 +90,6 @@ class Result(NamedTuple):
             return ("stopped before training: the loss is not finite at the initial parameters (params, x or y "
                     "hold NaN/Inf, which fb.train refuses outside jit but cannot see under jit, or the loss "
                     "overflows at these parameters)")
-        if code == _DIVERGED and int(self.diverged_step) < 0:
-            return "diverged: the loss is not finite at the initial parameters"
         if code == _DIVERGED:
             return (f"diverged at step {int(self.diverged_step)}; params are those before that step, after "
                     f"{int(self.epochs)} whole epochs (loss {float(self.history.loss[int(self.epochs)]):.4g})")
