@@ -70,13 +70,15 @@ def _fd_problem():
     params = net.init(jax.random.key(0))
     x = jax.random.normal(jax.random.key(1), (8, 3))
     y = jax.random.normal(jax.random.key(2), (8, 2))
-    return fb.numerical_grad(net, "squared_error")(params, x, y), fb.backprop(net, "squared_error")(params, x, y)
+    return fb.numerical_grad(net, "squared_error")(params, x, y), fb.backprop(net, "squared_error")(
+        params, x, y
+    )
 
 
 def test_a_correct_finite_difference_gradient_is_judged_by_its_method():
     fd, exact = _fd_problem()
     exact_method = fb.compare(fd, exact)
-    assert 1e-12 < exact_method.max_rel < 1e-7      # O(h^2) + rounding: far above 1e-10, far below 1e-6
+    assert 1e-12 < exact_method.max_rel < 1e-7  # O(h^2) + rounding: far above 1e-10, far below 1e-6
     assert not exact_method.ok() and "MISMATCH" in str(exact_method)
     report = fb.compare(fd, exact, method="finite_difference")
     assert report.ok() and report.tolerance == fb.tolerance(jnp.float64, finite_differences=True) == 1e-6

@@ -7,7 +7,6 @@ import pytest
 
 from fbackprop import data
 
-
 # --- Shapes and dtypes ---------------------------------------------------------------------------
 
 SETS = [  # (maker, x shape, y shape, labels are integers)
@@ -35,7 +34,7 @@ def test_shapes_and_dtypes(make, x_shape, y_shape, labels, dtype):
 
 
 def test_default_dtype_is_float32():
-    for x, y in [data.xor(), data.parity(2), data.two_spirals(), data.sine(), data.peaks(), data.two_moons()]:
+    for x, _ in [data.xor(), data.parity(2), data.two_spirals(), data.sine(), data.peaks(), data.two_moons()]:
         assert x.dtype == np.float32
 
 
@@ -256,7 +255,9 @@ def test_sizes_and_seeds_accept_any_integer_type():
     import jax.numpy as jnp
 
     np.testing.assert_array_equal(data.parity(np.int64(3))[0], data.parity(3)[0])
-    np.testing.assert_array_equal(data.sine(jnp.int32(7), 0.1, seed=np.uint8(2))[1], data.sine(7, 0.1, seed=2)[1])
+    np.testing.assert_array_equal(
+        data.sine(jnp.int32(7), 0.1, seed=np.uint8(2))[1], data.sine(7, 0.1, seed=2)[1]
+    )
     assert data.two_moons(np.int16(10))[0].shape == (10, 2)
     assert data.peaks(np.int64(4))[0].shape == (16, 2)
 

@@ -13,7 +13,7 @@ def test_params_layout_is_the_contract():
     params = net.init(jax.random.key(0))
     assert isinstance(params, tuple) and len(params) == 2
     assert [set(p) for p in params] == [{"W", "b"}, {"W", "b"}]
-    assert params[0]["W"].shape == (3, 2) and params[0]["b"].shape == (3,)   # (fan_out, fan_in)
+    assert params[0]["W"].shape == (3, 2) and params[0]["b"].shape == (3,)  # (fan_out, fan_in)
     assert params[1]["W"].shape == (1, 3) and params[1]["b"].shape == (1,)
     assert net.sizes == (2, 3, 1) and net.n_params == 3 * 3 + 4
     assert params[0]["W"].dtype == jnp.float64  # the suite runs with x64 on
@@ -43,12 +43,21 @@ def test_single_layer_network():
     np.testing.assert_allclose(net.apply(params, x), x @ params[0]["W"].T + params[0]["b"])
 
 
-@pytest.mark.parametrize("init, check", [
-    ("uniform", lambda W, b, fan_in, fan_out: W.min() >= -1 and W.max() <= 1 and abs(b).max() > 0),
-    ("glorot", lambda W, b, fan_in, fan_out: abs(W).max() <= np.sqrt(6 / (fan_in + fan_out)) and not b.any()),
-    ("he", lambda W, b, fan_in, fan_out: abs(W.std() / np.sqrt(2 / fan_in) - 1) < 0.05 and not b.any()),
-    ("lecun", lambda W, b, fan_in, fan_out: abs(W.std() / np.sqrt(1 / fan_in) - 1) < 0.05 and not b.any()),
-])
+@pytest.mark.parametrize(
+    "init, check",
+    [
+        ("uniform", lambda W, b, fan_in, fan_out: W.min() >= -1 and W.max() <= 1 and abs(b).max() > 0),
+        (
+            "glorot",
+            lambda W, b, fan_in, fan_out: abs(W).max() <= np.sqrt(6 / (fan_in + fan_out)) and not b.any(),
+        ),
+        ("he", lambda W, b, fan_in, fan_out: abs(W.std() / np.sqrt(2 / fan_in) - 1) < 0.05 and not b.any()),
+        (
+            "lecun",
+            lambda W, b, fan_in, fan_out: abs(W.std() / np.sqrt(1 / fan_in) - 1) < 0.05 and not b.any(),
+        ),
+    ],
+)
 def test_initializers(init, check):
     params = fb.mlp([400, 300, 10], init=init).init(jax.random.key(0))
     W, b = np.asarray(params[0]["W"]), np.asarray(params[0]["b"])

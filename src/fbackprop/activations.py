@@ -16,7 +16,8 @@ zero. ``jax.grad`` of each ``f`` is the reference the tests compare ``df`` and `
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -187,8 +188,7 @@ gelu = Activation(
 
 
 ACTIVATIONS: dict[str, Activation] = {
-    a.name: a
-    for a in (identity, sigmoid, tanh, relu, leaky_relu, softplus, swish, mish, gaussian, elu, gelu)
+    a.name: a for a in (identity, sigmoid, tanh, relu, leaky_relu, softplus, swish, mish, gaussian, elu, gelu)
 }
 
 #: Points where f' (relu, leaky_relu) or f'' (elu) jumps; derivative tests avoid them.

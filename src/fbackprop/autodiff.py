@@ -72,8 +72,12 @@ def autodiff(model: Any, loss: str | _losses.Loss):
     """
     loss = _losses.get(loss)
     as_apply(model)
-    return checked(model, loss, jax.grad(_cost(model, loss)),
-                   doc=_doc("``dC/dparams`` by ``jax.grad``.", "The gradient, shaped like params."))
+    return checked(
+        model,
+        loss,
+        jax.grad(_cost(model, loss)),
+        doc=_doc("``dC/dparams`` by ``jax.grad``.", "The gradient, shaped like params."),
+    )
 
 
 @cached_transformation
@@ -89,9 +93,15 @@ def value_and_autodiff(model: Any, loss: str | _losses.Loss):
     """
     loss = _losses.get(loss)
     as_apply(model)
-    return checked(model, loss, jax.value_and_grad(_cost(model, loss)),
-                   doc=_doc("The batch-mean cost and its gradient by ``jax.value_and_grad``.",
-                            "``(C, grads)``: ``C`` a scalar, ``grads`` shaped like params."))
+    return checked(
+        model,
+        loss,
+        jax.value_and_grad(_cost(model, loss)),
+        doc=_doc(
+            "The batch-mean cost and its gradient by ``jax.value_and_grad``.",
+            "``(C, grads)``: ``C`` a scalar, ``grads`` shaped like params.",
+        ),
+    )
 
 
 def _per_parameter(partial_i, params, chunk_size: int):
@@ -130,8 +140,15 @@ def forward_mode(model: Any, loss: str | _losses.Loss, chunk_size: int = CHUNK_S
 
         return _per_parameter(directional, params, chunk_size)
 
-    return checked(model, loss, grad, doc=_doc("``dC/dparams`` by forward-mode autodiff, one JVP per parameter.",
-                                               "The gradient, shaped like params."))
+    return checked(
+        model,
+        loss,
+        grad,
+        doc=_doc(
+            "``dC/dparams`` by forward-mode autodiff, one JVP per parameter.",
+            "The gradient, shaped like params.",
+        ),
+    )
 
 
 def default_eps(dtype) -> float:
@@ -151,8 +168,9 @@ def default_eps(dtype) -> float:
 
 
 @cached_transformation
-def numerical_grad(model: Any, loss: str | _losses.Loss, eps: float | None = None,
-                   chunk_size: int = CHUNK_SIZE):
+def numerical_grad(
+    model: Any, loss: str | _losses.Loss, eps: float | None = None, chunk_size: int = CHUNK_SIZE
+):
     """The gradient by central differences, ``(C(theta + h e_i) - C(theta - h e_i)) / 2h``.
 
     Approximate: compare it with an exact gradient through ``fb.compare(fd, exact,
@@ -182,5 +200,12 @@ def numerical_grad(model: Any, loss: str | _losses.Loss, eps: float | None = Non
 
         return _per_parameter(central, params, chunk_size)
 
-    return checked(model, loss, grad, doc=_doc("``dC/dparams`` by central differences, 2P cost evaluations.",
-                                               "The approximate gradient, shaped like params."))
+    return checked(
+        model,
+        loss,
+        grad,
+        doc=_doc(
+            "``dC/dparams`` by central differences, 2P cost evaluations.",
+            "The approximate gradient, shaped like params.",
+        ),
+    )

@@ -70,7 +70,7 @@ def backward(net: Network, params: Params, inputs: tuple, g: jax.Array) -> tuple
     walk = zip(net.layers, layer_params(net, params), inputs)
     for layer, theta, inp in reversed(list(walk)):
         if layer.has_params:
-            deltas.append(g)                      # g arriving at a dense layer is delta^l = dC/dz^l
+            deltas.append(g)  # g arriving at a dense layer is delta^l = dC/dz^l
         g, dtheta = layer.backward(theta, inp, g)
         if layer.has_params:
             grads.append(dtheta)
@@ -98,7 +98,7 @@ class Trace(NamedTuple):
 def _trace(net: Network, loss: _losses.Loss, params: Params, x: jax.Array, y: jax.Array) -> Trace:
     yhat, inputs = forward(net, params, x)
     C = loss(yhat, y)
-    dC_dyhat = loss.grad(yhat, y) / x.shape[0]    # dC/da^L: the 1/N of the batch mean
+    dC_dyhat = loss.grad(yhat, y) / x.shape[0]  # dC/da^L: the 1/N of the batch mean
     grads, deltas = backward(net, params, inputs, dC_dyhat)
     dense_in = [inp for layer, inp in zip(net.layers, inputs) if layer.has_params]
     z = tuple(inp for layer, inp in zip(net.layers, inputs) if not layer.has_params)
@@ -134,9 +134,12 @@ def backprop_trace(net: Network, loss: str | _losses.Loss):
     """
     net = require_network(net, "fb.backprop_trace", "fb.autodiff(apply, loss) (a trace needs the layers)")
     loss = _losses.get(loss)
-    doc = ("The forward and backward pass of ``net`` under ``loss``, every layer kept.\n" + _ARGS +
-           "\n    Returns:\n        ``Trace(C, a, z, delta, grads)``: ``a^l, z^l, delta^l: (N, n_l)``, grads "
-           "shaped like params.\n" + _RAISES)
+    doc = (
+        "The forward and backward pass of ``net`` under ``loss``, every layer kept.\n"
+        + _ARGS
+        + "\n    Returns:\n        ``Trace(C, a, z, delta, grads)``: ``a^l, z^l, delta^l: (N, n_l)``, grads "
+        "shaped like params.\n" + _RAISES
+    )
     return checked(net, loss, lambda params, x, y: _trace(net, loss, params, x, y), doc=doc)
 
 
@@ -159,8 +162,12 @@ def value_and_backprop(net: Network, loss: str | _losses.Loss):
         t = _trace(net, loss, params, x, y)
         return t.C, t.grads
 
-    doc = ("The batch-mean cost ``C`` and ``dC/dparams`` by backpropagation (BP1-BP4).\n" + _ARGS +
-           "\n    Returns:\n        ``(C, grads)``: ``C`` a scalar, ``grads`` shaped like params.\n" + _RAISES)
+    doc = (
+        "The batch-mean cost ``C`` and ``dC/dparams`` by backpropagation (BP1-BP4).\n"
+        + _ARGS
+        + "\n    Returns:\n        ``(C, grads)``: ``C`` a scalar, ``grads`` shaped like params.\n"
+        + _RAISES
+    )
     return checked(net, loss, value_and_grads, doc=doc)
 
 
@@ -187,8 +194,12 @@ def backprop(net: Network, loss: str | _losses.Loss):
     """
     net = require_network(net, "fb.backprop", "fb.autodiff(apply, loss)")
     loss = _losses.get(loss)
-    doc = ("``dC/dparams`` of the batch-mean cost by backpropagation (BP1-BP4).\n" + _ARGS +
-           "\n    Returns:\n        The gradient, shaped like params (same dtype).\n" + _RAISES)
+    doc = (
+        "``dC/dparams`` of the batch-mean cost by backpropagation (BP1-BP4).\n"
+        + _ARGS
+        + "\n    Returns:\n        The gradient, shaped like params (same dtype).\n"
+        + _RAISES
+    )
     return checked(net, loss, lambda params, x, y: _trace(net, loss, params, x, y).grads, doc=doc)
 
 
@@ -208,8 +219,11 @@ def per_example_grads(net: Network, loss: str | _losses.Loss):
         ``(params, x, y) ->`` per-example gradients, every leaf with a leading ``N`` axis
         (``W: (N, fan_out, fan_in)``), jit-compiled and checked.
     """
-    net = require_network(net, "fb.per_example_grads",
-                          "jax.vmap(fb.autodiff(apply, loss), in_axes=(None, 0, 0)) on rows x[:, None], y[:, None]")
+    net = require_network(
+        net,
+        "fb.per_example_grads",
+        "jax.vmap(fb.autodiff(apply, loss), in_axes=(None, 0, 0)) on rows x[:, None], y[:, None]",
+    )
     loss = _losses.get(loss)
 
     def grads_n(params, x, y):
@@ -218,9 +232,12 @@ def per_example_grads(net: Network, loss: str | _losses.Loss):
         dense_in = [inp for layer, inp in zip(net.layers, inputs) if layer.has_params]
         return tuple(layer.per_example_grads(a, d) for layer, a, d in zip(net.dense, dense_in, deltas))
 
-    doc = ("The gradient of each example's loss ``l_n`` (not divided by N).\n" + _ARGS +
-           "\n    Returns:\n        A tree shaped like params with a leading N axis on every leaf; its mean "
-           "over axis 0 is ``fb.backprop``'s gradient.\n" + _RAISES)
+    doc = (
+        "The gradient of each example's loss ``l_n`` (not divided by N).\n"
+        + _ARGS
+        + "\n    Returns:\n        A tree shaped like params with a leading N axis on every leaf; its mean "
+        "over axis 0 is ``fb.backprop``'s gradient.\n" + _RAISES
+    )
     return checked(net, loss, grads_n, doc=doc)
 
 
@@ -250,8 +267,10 @@ def jacobian_rows(net: Network, params: Params, x: jax.Array) -> Params:
         (``W: (N, n_out, fan_out, fan_in)``).
     """
     dense_in, deltas = _unit_backward(net, params, forward(net, params, x)[1])
-    rows = tuple(jax.vmap(layer.per_example_grads, in_axes=(None, 0))(a, d)
-                 for layer, a, d in zip(net.dense, dense_in, deltas))
+    rows = tuple(
+        jax.vmap(layer.per_example_grads, in_axes=(None, 0))(a, d)
+        for layer, a, d in zip(net.dense, dense_in, deltas)
+    )
     return jax.tree.map(lambda leaf: jnp.moveaxis(leaf, 0, 1), rows)
 
 
@@ -262,7 +281,8 @@ def jacobian_gram(net: Network, params: Params, x: jax.Array, inputs: tuple | No
     A dense layer's Jacobian row is an outer product, ``dyhat_nk/dW^l = delta^l_nk a^{l-1}_n^T`` and
     ``dyhat_nk/db^l = delta^l_nk`` (BP4, BP3 started from the unit vector), so the inner product of two rows
     factors: ``<J_nk, J_mj> = sum_l (delta^l_nk . delta^l_mj) (a^{l-1}_n . a^{l-1}_m + 1)``.
-    That is ``(N n_out)^2 (fan_in + fan_out)`` multiply-adds a layer instead of ``(N n_out)^2 fan_in fan_out``.
+    That is ``(N n_out)^2 (fan_in + fan_out)`` multiply-adds a layer instead of
+    ``(N n_out)^2 fan_in fan_out``.
 
     Args:
         net: the network.
@@ -278,7 +298,7 @@ def jacobian_gram(net: Network, params: Params, x: jax.Array, inputs: tuple | No
     hi = jax.lax.Precision.HIGHEST
     K = 0.0
     for a, d in zip(dense_in, deltas):
-        rows = jnp.moveaxis(d, 0, 1).reshape(n * n_out, -1)                   # (N n_out, fan_out), rows (n, k)
+        rows = jnp.moveaxis(d, 0, 1).reshape(n * n_out, -1)  # (N n_out, fan_out), rows (n, k)
         dd = jnp.matmul(rows, rows.T, precision=hi).reshape(n, n_out, n, n_out)
         K = K + dd * (jnp.matmul(a, a.T, precision=hi) + 1.0)[:, None, :, None]
     return K

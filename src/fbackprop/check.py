@@ -30,9 +30,15 @@ from .validate import as_float, check_choice
 
 TOLERANCE = {"float64": 1e-10, "float32": 1e-4, "bfloat16": 5e-2, "float16": 5e-2}
 FD_TOLERANCE = {"float64": 1e-6, "float32": 5e-2, "bfloat16": 0.5, "float16": 0.5}
-#: How each gradient method is judged: the exact ones (``TOLERANCE``) or finite differences (``FD_TOLERANCE``).
-METHODS = {"exact": False, "backprop": False, "autodiff": False, "forward_mode": False,
-           "finite_difference": True, "numerical_grad": True}
+#: How each gradient method is judged: as exact (``TOLERANCE``) or finite differences (``FD_TOLERANCE``).
+METHODS = {
+    "exact": False,
+    "backprop": False,
+    "autodiff": False,
+    "forward_mode": False,
+    "finite_difference": True,
+    "numerical_grad": True,
+}
 
 
 def tolerance(dtype: Any, finite_differences: bool = False) -> float:
@@ -75,7 +81,8 @@ class GradReport(NamedTuple):
     Attributes:
         leaves: one ``LeafError`` per leaf, in tree order.
         dtype: the dtype the gradients were computed in (``a``'s).
-        method: how ``a`` was computed, ``"exact"`` or ``"finite_difference"``: it picks the default tolerance.
+        method: how ``a`` was computed, ``"exact"`` or ``"finite_difference"``: it picks the default
+            tolerance.
         rtol: the tolerance set by the caller, or ``None`` for ``tolerance(dtype, method)``.
     """
 
@@ -120,8 +127,16 @@ class GradReport(NamedTuple):
 
     def __str__(self) -> str:
         rows = [("leaf", "shape", "max abs err", "max rel err", "cosine")]
-        rows += [(l.name, "x".join(map(str, l.shape)) or "scalar", f"{l.max_abs:.2e}",
-                  f"{l.max_rel:.2e}", f"{l.cosine:.12f}") for l in self.leaves]
+        rows += [
+            (
+                l.name,
+                "x".join(map(str, l.shape)) or "scalar",
+                f"{l.max_abs:.2e}",
+                f"{l.max_rel:.2e}",
+                f"{l.cosine:.12f}",
+            )
+            for l in self.leaves
+        ]
         widths = [max(len(r[i]) for r in rows) for i in range(5)]
         lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))
@@ -148,7 +163,9 @@ def _leaf_error(name, a, b, floor: float) -> LeafError:
     max_abs = float(diff.max()) if diff.size else 0.0
     scale = max(_scale(b64), _scale(a64), floor, np.finfo(np.float64).tiny)
     na, nb = np.linalg.norm(a64), np.linalg.norm(b64)
-    cosine = 1.0 if na == 0 and nb == 0 else float(np.vdot(a64, b64) / max(na * nb, np.finfo(np.float64).tiny))
+    cosine = (
+        1.0 if na == 0 and nb == 0 else float(np.vdot(a64, b64) / max(na * nb, np.finfo(np.float64).tiny))
+    )
     return LeafError(name, tuple(np.shape(a)), max_abs, max_abs / scale, cosine)
 
 

@@ -1,4 +1,6 @@
-"""Small data sets, all in memory and offline. Shapes: ``x: (N, n_in)``, ``y: (N, n_out)``, or class labels ``(N,)``.
+"""Small data sets, all in memory and offline.
+
+Shapes: ``x: (N, n_in)``, ``y: (N, n_out)``, or class labels ``(N,)``.
 
 Pure NumPy; every random set is a function of its ``seed`` (``np.random.default_rng(seed)``).
 Sizes and seeds are integers (Python, NumPy or 0-d JAX integers; floats are refused), ``noise``
@@ -112,7 +114,7 @@ def _noise_and_seed(noise, seed) -> tuple[float, int]:
 def two_spirals(
     n_points: int = 97, noise: float = 0.0, seed: int = 0, dtype=np.float32
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Lang & Witbrock's two interleaved spirals: ``x: (2 n_points, 2)``, ``y: (2 n_points, 1)`` in ``{0, 1}``.
+    """Lang & Witbrock's (1988) two interleaved spirals, labels in ``{0, 1}``.
 
     Spiral 1 (label 1) is ``r (sin a, cos a)`` with ``a = i pi / 16``, ``r = 6.5 (104 - i) / 104``
     for ``i = 0 .. 96`` (``n_points`` evenly spaced values of ``i``; the classic set at 97); spiral 0 is
@@ -178,7 +180,7 @@ def peaks_function(x, y):
 
 
 def peaks(n: int = 30, dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
-    """MATLAB's ``peaks`` on an ``n x n`` grid over ``[-3, 3]^2``: ``x: (n n, 2)`` as ``(x, y)``, ``y: (n n, 1)``.
+    """MATLAB's ``peaks`` on an ``n x n`` grid over ``[-3, 3]^2``: ``x: (n n, 2)`` as ``(x, y)``.
 
     Row ``k`` is grid point ``(t[k % n], t[k // n])`` with ``t = linspace(-3, 3, n)``.
 
@@ -195,8 +197,10 @@ def peaks(n: int = 30, dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
     return x.astype(dtype), peaks_function(x[:, :1], x[:, 1:]).astype(dtype)
 
 
-def two_moons(n: int = 200, noise: float = 0.1, seed: int = 0, dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
-    """Two interleaved half circles, as scikit-learn's ``make_moons`` (shuffled): ``x: (n, 2)``, labels ``(n,)`` in ``{0, 1}``.
+def two_moons(
+    n: int = 200, noise: float = 0.1, seed: int = 0, dtype=np.float32
+) -> tuple[np.ndarray, np.ndarray]:
+    """Two interleaved half circles, as scikit-learn's ``make_moons`` (shuffled), labels in ``{0, 1}``.
 
     ``n // 2`` points on the upper moon (label 0), the rest on the lower one (label 1);
     ``noise`` is the standard deviation of Gaussian noise on each coordinate.
@@ -215,10 +219,12 @@ def two_moons(n: int = 200, noise: float = 0.1, seed: int = 0, dtype=np.float32)
     n_out = n // 2
     n_in = n - n_out
     t_out, t_in = np.linspace(0.0, np.pi, n_out), np.linspace(0.0, np.pi, n_in)
-    x = np.concatenate([
-        np.stack([np.cos(t_out), np.sin(t_out)], axis=1),
-        np.stack([1 - np.cos(t_in), 0.5 - np.sin(t_in)], axis=1),
-    ])
+    x = np.concatenate(
+        [
+            np.stack([np.cos(t_out), np.sin(t_out)], axis=1),
+            np.stack([1 - np.cos(t_in), 0.5 - np.sin(t_in)], axis=1),
+        ]
+    )
     labels = np.concatenate([np.zeros(n_out), np.ones(n_in)])
     rng = np.random.default_rng(seed)
     order = rng.permutation(n)
@@ -297,21 +303,25 @@ def split(x, y, fractions=(0.6, 0.2, 0.2), seed: int = 0) -> Split:
         raise ValueError(f"x and y hold different numbers of examples: {len(x)} and {len(y)}")
     fractions = np.asarray(fractions, dtype=np.float64)
     if fractions.shape != (3,) or np.any(fractions <= 0) or not np.isclose(fractions.sum(), 1.0):
-        raise ValueError(f"fractions must be 3 positive numbers summing to 1, got {tuple(fractions.tolist())}")
+        raise ValueError(
+            f"fractions must be 3 positive numbers summing to 1, got {tuple(fractions.tolist())}"
+        )
     order = np.random.default_rng(seed).permutation(len(x))
     cuts = np.rint(np.cumsum(fractions)[:2] * len(x)).astype(int)  # monotone, so the parts never overlap
     parts = np.split(order, cuts)
     sizes = [len(p) for p in parts]
     if min(sizes) == 0:
         empty = ["train", "val", "test"][sizes.index(0)]
-        raise ValueError(f"split: {len(x)} examples cut by fractions {tuple(fractions.tolist())} give an empty "
-                         f"{empty} part (sizes {sizes}); expected at least one example in each: use more "
-                         "examples or larger fractions")
+        raise ValueError(
+            f"split: {len(x)} examples cut by fractions {tuple(fractions.tolist())} give an empty "
+            f"{empty} part (sizes {sizes}); expected at least one example in each: use more "
+            "examples or larger fractions"
+        )
     return Split(*((x[idx], y[idx]) for idx in parts))
 
 
 def standardize(x_train, *others) -> tuple[np.ndarray, ...]:
-    """Scale features by the train set's statistics: ``(mean: (n_in,), std: (n_in,), x_train', *others')``, each ``x: (N, n_in)``.
+    """Scale features by the train set's statistics (each ``x: (N, n_in)``).
 
     A constant train feature gets ``std = 1`` (and its exact value as mean), so it maps to 0 and stays finite.
 
@@ -320,19 +330,24 @@ def standardize(x_train, *others) -> tuple[np.ndarray, ...]:
         *others: more arrays ``(M, n_in)`` (validation, test), scaled by the same statistics.
 
     Returns:
-        ``(mean, std, x_train', *others')``.
+        ``(mean: (n_in,), std: (n_in,), x_train', *others')``, ``x' = (x - mean) / std``.
 
     Raises:
-        ValueError: for an ``x_train`` that is not ``(N, n_in)`` with ``N >= 1``, or another array of a different width.
+        ValueError: for an ``x_train`` that is not ``(N, n_in)`` with ``N >= 1``, or another array of
+            a different width.
     """
     x_train = np.asarray(x_train)
     if x_train.ndim != 2 or x_train.shape[0] == 0:
-        raise ValueError(f"standardize: x_train must have shape (N, n_in) with N >= 1; got shape {x_train.shape}")
+        raise ValueError(
+            f"standardize: x_train must have shape (N, n_in) with N >= 1; got shape {x_train.shape}"
+        )
     for i, a in enumerate(others):
         shape = np.shape(a)
         if len(shape) != 2 or shape[1] != x_train.shape[1]:
-            raise ValueError(f"standardize: others[{i}] must have shape (M, {x_train.shape[1]}), the width of "
-                             f"x_train; got shape {shape}")
+            raise ValueError(
+                f"standardize: others[{i}] must have shape (M, {x_train.shape[1]}), the width of "
+                f"x_train; got shape {shape}"
+            )
     if not np.issubdtype(x_train.dtype, np.floating):
         x_train = x_train.astype(np.float64)
     mean, std = x_train.mean(axis=0), x_train.std(axis=0)

@@ -20,7 +20,8 @@ A layer kind is a NamedTuple with
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -35,8 +36,10 @@ Params = tuple[dict[str, jax.Array], ...]
 def _uniform(key, shape, dtype):
     """W and b uniform on [-1, 1] (``2 * random - 1``, as the classic NumPy backpropagation tutorial)."""
     kw, kb = jax.random.split(key)
-    return (jax.random.uniform(kw, shape, dtype, -1.0, 1.0),
-            jax.random.uniform(kb, shape[:1], dtype, -1.0, 1.0))
+    return (
+        jax.random.uniform(kw, shape, dtype, -1.0, 1.0),
+        jax.random.uniform(kb, shape[:1], dtype, -1.0, 1.0),
+    )
 
 
 def _glorot(key, shape, dtype):
@@ -58,7 +61,10 @@ def _lecun(key, shape, dtype):
 
 
 INITIALIZERS: dict[str, Callable] = {
-    "uniform": _uniform, "glorot": _glorot, "he": _he, "lecun": _lecun,
+    "uniform": _uniform,
+    "glorot": _glorot,
+    "he": _he,
+    "lecun": _lecun,
 }
 
 
@@ -106,9 +112,9 @@ class Dense(NamedTuple):
         Returns:
             ``(dC/da_prev: (N, n_in), {"W": dW: (n_out, n_in), "b": db: (n_out,)})``, summed over the batch.
         """
-        dW = delta.T @ a_prev          # (BP4) dC/dW^l = delta^l (a^{l-1})^T, summed over the batch
-        db = jnp.sum(delta, axis=0)    # (BP3) dC/db^l = delta^l, summed over the batch
-        g = delta @ theta["W"]         # (BP2, first half) (W^l)^T delta^l
+        dW = delta.T @ a_prev  # (BP4) dC/dW^l = delta^l (a^{l-1})^T, summed over the batch
+        db = jnp.sum(delta, axis=0)  # (BP3) dC/db^l = delta^l, summed over the batch
+        g = delta @ theta["W"]  # (BP2, first half) (W^l)^T delta^l
         return g, {"W": dW, "b": db}
 
     def per_example_grads(self, a_prev, delta):
@@ -125,7 +131,9 @@ class Dense(NamedTuple):
 
     # Pearlmutter's R-operator, R{.} = d/dr (.)(params + r v) at r = 0 (the tangent of each line above)
     def forward_r(self, theta, v, a_prev, r_a_prev):
-        """The R-operator of ``forward`` (Pearlmutter 1994): ``R{z} = R{a_prev} @ W.T + a_prev @ V_W.T + v_b``.
+        """The R-operator of ``forward`` (Pearlmutter 1994).
+
+        ``R{z} = R{a_prev} @ W.T + a_prev @ V_W.T + v_b``.
 
         Args:
             theta: ``{"W", "b"}``.
@@ -186,7 +194,7 @@ class Dense(NamedTuple):
         Returns:
             ``{"W": d2C/dW_ij^2 = sum_n a_nj^2 H_n,ii, "b": d2C/db_i^2 = sum_n H_n,ii}``, shaped like theta.
         """
-        h = jnp.diagonal(H, axis1=1, axis2=2)                      # (N, n_out)
+        h = jnp.diagonal(H, axis1=1, axis2=2)  # (N, n_out)
         return {"W": h.T @ (a_prev * a_prev), "b": jnp.sum(h, axis=0)}
 
     def per_example_hessian_diag(self, a_prev, H):
@@ -216,7 +224,7 @@ class Dense(NamedTuple):
         """
         n, n_in = a_prev.shape
         abar = jnp.concatenate([a_prev, jnp.ones((n, 1), a_prev.dtype)], axis=1)
-        G = jnp.einsum("nik,nj,nl->ijkl", H, abar, abar)           # (n_out, n_in + 1, n_out, n_in + 1)
+        G = jnp.einsum("nik,nj,nl->ijkl", H, abar, abar)  # (n_out, n_in + 1, n_out, n_in + 1)
         m = self.n_out * n_in
         WW = G[:, :n_in, :, :n_in].reshape(m, m)
         Wb = G[:, :n_in, :, n_in].reshape(m, self.n_out)
@@ -406,7 +414,9 @@ def mlp(
         raise TypeError(f"sizes must be a list of layer widths, e.g. [2, 3, 1]; got {sizes!r}")
     sizes = tuple(sizes)
     if len(sizes) < 2:
-        raise ValueError(f"sizes must list at least the input and output widths, e.g. [2, 3, 1]; got {list(sizes)}")
+        raise ValueError(
+            f"sizes must list at least the input and output widths, e.g. [2, 3, 1]; got {list(sizes)}"
+        )
     sizes = tuple(as_int(s, f"sizes[{i}]") for i, s in enumerate(sizes))
     n_hidden = len(sizes) - 2
     if isinstance(activation, (str, _act.Activation)):

@@ -22,7 +22,8 @@ Status codes are the package's (``fbackprop.status``): ``RUNNING``, ``MAX_EPOCHS
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -41,8 +42,9 @@ MODES = ("online", "batch", "minibatch")
 RUNNING, MAX_EPOCHS, GOAL, DIVERGED = Status.RUNNING, Status.MAX_EPOCHS, Status.GOAL, Status.DIVERGED
 NONFINITE_START = Status.NONFINITE_START
 STATUS = MESSAGES  # the old name of the table: int(status) -> message
-_RUNNING, _MAX_EPOCHS, _GOAL, _DIVERGED, _NONFINITE_START = map(int, (RUNNING, MAX_EPOCHS, GOAL, DIVERGED,
-                                                                       NONFINITE_START))
+_RUNNING, _MAX_EPOCHS, _GOAL, _DIVERGED, _NONFINITE_START = map(
+    int, (RUNNING, MAX_EPOCHS, GOAL, DIVERGED, NONFINITE_START)
+)
 #: Floating-point work (6 N P per epoch, summed) above which ``train`` shows a progress bar by
 #: default: about 2e10, a couple of seconds on a 2-core CPU.
 PROGRESS_WORK = 2e10
@@ -84,15 +86,21 @@ class Result(NamedTuple):
         """One line saying why the run stopped (for ``train_many``'s results: how many runs stopped how)."""
         if jnp.ndim(self.status):
             codes, counts = np.unique(np.asarray(self.status), return_counts=True)
-            return f"{self.status.size} runs: " + ", ".join(f"{c} {MESSAGES[int(k)]}" for k, c in zip(codes, counts))
+            return f"{self.status.size} runs: " + ", ".join(
+                f"{c} {MESSAGES[int(k)]}" for k, c in zip(codes, counts)
+            )
         code = int(self.status)
         if code == _NONFINITE_START:
-            return ("stopped before training: the loss is not finite at the initial parameters (params, x or y "
-                    "hold NaN/Inf, which fb.train refuses outside jit but cannot see under jit, or the loss "
-                    "overflows at these parameters)")
+            return (
+                "stopped before training: the loss is not finite at the initial parameters (params, x or y "
+                "hold NaN/Inf, which fb.train refuses outside jit but cannot see under jit, or the loss "
+                "overflows at these parameters)"
+            )
         if code == _DIVERGED:
-            return (f"diverged at step {int(self.diverged_step)}; params are those before that step, after "
-                    f"{int(self.epochs)} whole epochs (loss {float(self.history.loss[int(self.epochs)]):.4g})")
+            return (
+                f"diverged at step {int(self.diverged_step)}; params are those before that step, after "
+                f"{int(self.epochs)} whole epochs (loss {float(self.history.loss[int(self.epochs)]):.4g})"
+            )
         loss = float(self.history.loss[int(self.epochs)])
         return f"{MESSAGES[code]} after {int(self.epochs)} epochs, loss {loss:.4g}"
 
@@ -115,8 +123,22 @@ def _batches(mode: str, n: int, batch_size: int, key) -> jax.Array:
     return jax.random.permutation(key, n)[: steps * batch_size].reshape(steps, batch_size)
 
 
-def _fit(value_and_grad, cost, optimizer, params, x, y, key, val, *, epochs: int, mode: str,
-         batch_size: int, goal: float, on_epochs: Callable | None = None):
+def _fit(
+    value_and_grad,
+    cost,
+    optimizer,
+    params,
+    x,
+    y,
+    key,
+    val,
+    *,
+    epochs: int,
+    mode: str,
+    batch_size: int,
+    goal: float,
+    on_epochs: Callable | None = None,
+):
     """The whole run as one pure function: a scan over epochs (of a scan over steps).
 
     Each epoch starts by measuring C on the training set (in batch mode that is the step's own
@@ -158,11 +180,18 @@ def _fit(value_and_grad, cost, optimizer, params, x, y, key, val, *, epochs: int
         # stopping rules on the loss after the previous epoch; an undone epoch is not recorded
         undo = (status == _RUNNING) & ~jnp.isfinite(C0)
         record = jnp.where((status == _RUNNING) & ~undo, C0, nan)
-        val_record = jnp.where((status == _RUNNING) & ~undo, cost(params, *val), nan) if val is not None else nan
+        val_record = (
+            jnp.where((status == _RUNNING) & ~undo, cost(params, *val), nan) if val is not None else nan
+        )
         params = _select(undo, prev, params)
         diverged_step = jnp.where(undo, e * S - 1, diverged_step).astype(jnp.int32)
-        status = jnp.where(status == _RUNNING, jnp.where(undo, jnp.where(e == 0, _NONFINITE_START, _DIVERGED), jnp.where(C0 <= goal, _GOAL, _RUNNING)),
-                           status).astype(jnp.int32)
+        status = jnp.where(
+            status == _RUNNING,
+            jnp.where(
+                undo, jnp.where(e == 0, _NONFINITE_START, _DIVERGED), jnp.where(C0 <= goal, _GOAL, _RUNNING)
+            ),
+            status,
+        ).astype(jnp.int32)
         go = status == _RUNNING
         if mode == "batch":
             new_params, new_state, ok = update(params, opt_state, grads)
@@ -174,27 +203,37 @@ def _fit(value_and_grad, cost, optimizer, params, x, y, key, val, *, epochs: int
             idx = _batches(mode, n, batch_size, sub)
             steps = e * S + jnp.arange(S, dtype=jnp.int32)
             run = lambda c: jax.lax.scan(step, (*c, jnp.int32(-1)), (steps, idx))[0]
-            params, prev, opt_state, bad = jax.lax.cond(go, run, lambda c: (*c, jnp.int32(-1)), (params, prev, opt_state))
+            params, prev, opt_state, bad = jax.lax.cond(
+                go, run, lambda c: (*c, jnp.int32(-1)), (params, prev, opt_state)
+            )
         diverged_step = jnp.where(go & (bad >= 0), bad, diverged_step).astype(jnp.int32)
         status = jnp.where(go & (bad >= 0), _DIVERGED, status).astype(jnp.int32)
         if on_epochs is not None:  # a host callback (progress bar) every ~1% of the run
             every = max(1, epochs // 100)
-            jax.lax.cond((e + 1) % every == 0, lambda: jax.debug.callback(on_epochs, e + 1, record), lambda: None)
+            jax.lax.cond(
+                (e + 1) % every == 0, lambda: jax.debug.callback(on_epochs, e + 1, record), lambda: None
+            )
         return (params, prev, opt_state, key, status, diverged_step), (record, val_record)
 
     init = (params, params, optimizer.init(params), key, jnp.int32(_RUNNING), jnp.int32(-1))
-    (params, prev, _, _, status, diverged_step), (loss, val_loss) = jax.lax.scan(epoch, init, jnp.arange(epochs))
+    (params, prev, _, _, status, diverged_step), (loss, val_loss) = jax.lax.scan(
+        epoch, init, jnp.arange(epochs)
+    )
     # the loss after the last epoch, under the same rules
     C_end = cost(params, x, y)
     running = status == _RUNNING
     undo = running & ~jnp.isfinite(C_end)
     params = _select(undo, prev, params)
     diverged_step = jnp.where(undo, epochs * S - 1, diverged_step).astype(jnp.int32)
-    status = jnp.where(running, jnp.where(undo, _DIVERGED, jnp.where(C_end <= goal, _GOAL, _MAX_EPOCHS)), status)
+    status = jnp.where(
+        running, jnp.where(undo, _DIVERGED, jnp.where(C_end <= goal, _GOAL, _MAX_EPOCHS)), status
+    )
     loss = jnp.append(loss, jnp.where(running & ~undo, C_end, nan))
     val_end = jnp.where(running & ~undo, cost(params, *val), nan) if val is not None else nan
     val_loss = jnp.append(val_loss, val_end)
-    epochs_run = jnp.maximum(jnp.sum(~jnp.isnan(loss)) - 1, 0).astype(jnp.int32)  # loss[epochs] is the params' loss
+    epochs_run = jnp.maximum(jnp.sum(~jnp.isnan(loss)) - 1, 0).astype(
+        jnp.int32
+    )  # loss[epochs] is the params' loss
     return Result(params, History(loss, val_loss), status.astype(jnp.int32), epochs_run, diverged_step)
 
 
@@ -209,10 +248,13 @@ def _optimizer(optimizer, name: str = "optimizer"):
             _DEFAULT_OPTIMIZER.append(optax.sgd(0.1))
         return _DEFAULT_OPTIMIZER[0]
     if isinstance(optimizer, optax.GradientTransformation) or (
-            callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))):
+        callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))
+    ):
         return optimizer
-    raise TypeError(f"{name} must be an optax GradientTransformation such as optax.sgd(0.1) or optax.adam(1e-3); "
-                    f"got {optimizer!r} ({type(optimizer).__name__})")
+    raise TypeError(
+        f"{name} must be an optax GradientTransformation such as optax.sgd(0.1) or optax.adam(1e-3); "
+        f"got {optimizer!r} ({type(optimizer).__name__})"
+    )
 
 
 def _is_key(key, batch: int | None = None) -> bool:
@@ -229,7 +271,11 @@ def _is_key(key, batch: int | None = None) -> bool:
 
 def _check_key(key, name: str = "key"):
     if not _is_key(key):
-        got = f"an array of dtype {key.dtype} and shape {tuple(key.shape)}" if hasattr(key, "dtype") else repr(key)
+        got = (
+            f"an array of dtype {key.dtype} and shape {tuple(key.shape)}"
+            if hasattr(key, "dtype")
+            else repr(key)
+        )
         raise TypeError(f"{name} must be a jax.random key, e.g. jax.random.key(0); got {got}")
     return key
 
@@ -237,14 +283,19 @@ def _check_key(key, name: str = "key"):
 def _check_gradient(model, gradient):
     if isinstance(gradient, str):
         if gradient not in ("backprop", "autodiff"):
-            raise ValueError(f"gradient must be 'backprop', 'autodiff' or a (params, x, y) -> (C, grads) callable; "
-                             f"got {gradient!r}")
+            raise ValueError(
+                f"gradient must be 'backprop', 'autodiff' or a (params, x, y) -> (C, grads) callable; "
+                f"got {gradient!r}"
+            )
         if gradient == "backprop":
             require_network(model, 'fb.train(gradient="backprop")', 'gradient="autodiff"')
         return gradient
     if callable(gradient):
         return gradient
-    raise TypeError(f"gradient must be 'backprop', 'autodiff' or a (params, x, y) -> (C, grads) callable; got {gradient!r}")
+    raise TypeError(
+        "gradient must be 'backprop', 'autodiff' or a (params, x, y) -> (C, grads) callable; "
+        f"got {gradient!r}"
+    )
 
 
 def _goal(goal) -> float:
@@ -285,25 +336,46 @@ def _setup(model, loss, params, x, y, val, mode, batch_size, key, *, epochs, goa
     n = x.shape[0]
     if mode == "minibatch":
         if key is None:
-            raise ValueError("mode='minibatch' reshuffles every epoch and needs an explicit key=jax.random.key(...)")
+            raise ValueError(
+                "mode='minibatch' reshuffles every epoch and needs an explicit key=jax.random.key(...)"
+            )
         if batch_size is None:
             raise ValueError(f"mode='minibatch' needs batch_size, an integer from 1 to N = {n}")
         try:
             batch_size = as_int(batch_size, "batch_size", maximum=n)
         except ValueError:
-            raise ValueError(f"batch_size must be an integer from 1 to N = {n} for mode='minibatch'; "
-                             f"got {batch_size!r}") from None
+            raise ValueError(
+                f"batch_size must be an integer from 1 to N = {n} for mode='minibatch'; got {batch_size!r}"
+            ) from None
     elif batch_size is not None:
         steps = "the whole training set" if mode == "batch" else "one example"
-        raise ValueError(f"batch_size is used only by mode='minibatch'; got batch_size={batch_size!r} with "
-                         f"mode={mode!r}, whose every step uses {steps}: drop batch_size or use mode='minibatch'")
+        raise ValueError(
+            f"batch_size is used only by mode='minibatch'; got batch_size={batch_size!r} with "
+            f"mode={mode!r}, whose every step uses {steps}: drop batch_size or use mode='minibatch'"
+        )
     if key is not None:
         _check_key(key)
     val = _check_val(model, loss, params, val)
     # the values last, in one fused reduction: every static check above has passed
-    check_finite_named({"params": params, "x": x, "y": y, **({} if val is None else {"val=(x_val, y_val): x": val[0],
-                                                                               "val=(x_val, y_val): y": val[1]})})
-    return loss, x, y, val, (key if key is not None else jax.random.key(0)), epochs, batch_size, goal, gradient
+    check_finite_named(
+        {
+            "params": params,
+            "x": x,
+            "y": y,
+            **({} if val is None else {"val=(x_val, y_val): x": val[0], "val=(x_val, y_val): y": val[1]}),
+        }
+    )
+    return (
+        loss,
+        x,
+        y,
+        val,
+        (key if key is not None else jax.random.key(0)),
+        epochs,
+        batch_size,
+        goal,
+        gradient,
+    )
 
 
 def _value_and_grad(model, loss, gradient):
@@ -314,10 +386,24 @@ def _value_and_grad(model, loss, gradient):
     return gradient
 
 
-def train(model, loss, params, x, y, optimizer: optax.GradientTransformation = None, *, epochs: int,
-          mode: str = "batch", batch_size: int | None = None, key=None, goal: float | None = 0.0,
-          val: tuple | None = None, gradient: str | Callable = "backprop", data_parallel: bool = False,
-          progress: bool | None = None) -> Result:
+def train(
+    model,
+    loss,
+    params,
+    x,
+    y,
+    optimizer: optax.GradientTransformation = None,
+    *,
+    epochs: int,
+    mode: str = "batch",
+    batch_size: int | None = None,
+    key=None,
+    goal: float | None = 0.0,
+    val: tuple | None = None,
+    gradient: str | Callable = "backprop",
+    data_parallel: bool = False,
+    progress: bool | None = None,
+) -> Result:
     """Train ``params`` of ``model`` on ``(x, y)``; one compiled program for the whole run.
 
     Every argument is checked before anything is compiled: shapes, dtypes, option values, and
@@ -370,7 +456,8 @@ def train(model, loss, params, x, y, optimizer: optax.GradientTransformation = N
     """
     optimizer = _optimizer(optimizer)
     loss, x, y, val, key, epochs, batch_size, goal, gradient = _setup(
-        model, loss, params, x, y, val, mode, batch_size, key, epochs=epochs, goal=goal, gradient=gradient)
+        model, loss, params, x, y, val, mode, batch_size, key, epochs=epochs, goal=goal, gradient=gradient
+    )
     if data_parallel:
         x, y = shard_batch(x, y)
     config = (model, loss, gradient, optimizer, False, epochs, mode, batch_size, goal)
@@ -379,17 +466,31 @@ def train(model, loss, params, x, y, optimizer: optax.GradientTransformation = N
         with tqdm(total=epochs, unit="epoch", desc="train", leave=False) as bar:
             _BARS.append(bar)
             try:
-                return jax.block_until_ready(_compiled(*config, vmapped=False, progress=True)(
-                    params, x, y, key, val, None))
+                return jax.block_until_ready(
+                    _compiled(*config, vmapped=False, progress=True)(params, x, y, key, val, None)
+                )
             finally:
                 _BARS.remove(bar)
     return _compiled(*config, vmapped=False)(params, x, y, key, val, None)
 
 
-def train_many(model, loss, params, x, y, optimizer: optax.GradientTransformation | Callable = None, *,
-               epochs: int, hyper: jax.Array | None = None, keys=None, mode: str = "batch",
-               batch_size: int | None = None, goal: float | None = 0.0, val: tuple | None = None,
-               gradient: str | Callable = "backprop") -> Result:
+def train_many(
+    model,
+    loss,
+    params,
+    x,
+    y,
+    optimizer: optax.GradientTransformation | Callable = None,
+    *,
+    epochs: int,
+    hyper: jax.Array | None = None,
+    keys=None,
+    mode: str = "batch",
+    batch_size: int | None = None,
+    goal: float | None = 0.0,
+    val: tuple | None = None,
+    gradient: str | Callable = "backprop",
+) -> Result:
     """K independent runs vmapped into one compiled call; returns stacked params and histories.
 
     The same checks as ``train``, on the first run's params (and the stacking of the others).
@@ -428,17 +529,32 @@ def train_many(model, loss, params, x, y, optimizer: optax.GradientTransformatio
     leaves = jax.tree.leaves(params)
     leading = {tuple(jnp.shape(l)[:1]) for l in leaves}
     if not leaves or len(leading) != 1 or () in leading:
-        raise ValueError(f"train_many: params must be stacked, every leaf with the same leading run axis K "
-                         f"(fb.init_many(net, key, K)); got leading sizes {sorted(s[0] if s else None for s in leading)}")
+        raise ValueError(
+            f"train_many: params must be stacked, every leaf with the same leading run axis K "
+            f"(fb.init_many(net, key, K)); got leading sizes {sorted(s[0] if s else None for s in leading)}"
+        )
     K = jnp.shape(leaves[0])[0]
     first = jax.tree.map(lambda l: l[0], params)
     if keys is not None and not _is_key(keys, K):
         got = f"dtype {keys.dtype}, shape {tuple(keys.shape)}" if hasattr(keys, "dtype") else repr(keys)
-        raise TypeError(f"keys must hold K = {K} jax.random keys, e.g. jax.random.split(jax.random.key(0), {K}); "
-                        f"got {got}")
+        raise TypeError(
+            f"keys must hold K = {K} jax.random keys, e.g. jax.random.split(jax.random.key(0), {K}); "
+            f"got {got}"
+        )
     loss, x, y, val, key, epochs, batch_size, goal, gradient = _setup(
-        model, loss, first, x, y, val, mode, batch_size, keys[0] if keys is not None else jax.random.key(0),
-        epochs=epochs, goal=goal, gradient=gradient)
+        model,
+        loss,
+        first,
+        x,
+        y,
+        val,
+        mode,
+        batch_size,
+        keys[0] if keys is not None else jax.random.key(0),
+        epochs=epochs,
+        goal=goal,
+        gradient=gradient,
+    )
     keys = keys if keys is not None else jax.random.split(key, K)
     dtype = x.dtype
     if hyper is None:
@@ -446,8 +562,10 @@ def train_many(model, loss, params, x, y, optimizer: optax.GradientTransformatio
         hyper = jnp.zeros(K, dtype)
     else:
         if not callable(optimizer) or isinstance(optimizer, optax.GradientTransformation):
-            raise TypeError("with hyper=..., optimizer must be a function h -> GradientTransformation, e.g. optax.sgd; "
-                            f"got {optimizer!r}")
+            raise TypeError(
+                "with hyper=..., optimizer must be a function h -> GradientTransformation, e.g. optax.sgd; "
+                f"got {optimizer!r}"
+            )
         if jnp.shape(hyper) != (K,):
             raise ValueError(f"hyper must hold one value per run: shape ({K},); got shape {jnp.shape(hyper)}")
         hyper = jnp.asarray(hyper, dtype)
@@ -469,8 +587,19 @@ def _on_epochs(done, loss):
 
 
 @functools.lru_cache(maxsize=64)
-def _compiled(model, loss, gradient, optimizer, factory: bool, epochs, mode, batch_size, goal, vmapped,
-              progress: bool = False):
+def _compiled(
+    model,
+    loss,
+    gradient,
+    optimizer,
+    factory: bool,
+    epochs,
+    mode,
+    batch_size,
+    goal,
+    vmapped,
+    progress: bool = False,
+):
     """The jitted run for one static configuration, kept so that repeated calls reuse it.
 
     The key is what determines the program: the model, the loss, the gradient, the optimizer
@@ -484,8 +613,21 @@ def _compiled(model, loss, gradient, optimizer, factory: bool, epochs, mode, bat
     cost = lambda p, x, y: loss(apply(p, x), y)
 
     def one(p, x, y, k, val, h):
-        return _fit(value_and_grad, cost, make(h), p, x, y, k, val, epochs=epochs, mode=mode,
-                    batch_size=batch_size, goal=goal, on_epochs=_on_epochs if progress else None)
+        return _fit(
+            value_and_grad,
+            cost,
+            make(h),
+            p,
+            x,
+            y,
+            k,
+            val,
+            epochs=epochs,
+            mode=mode,
+            batch_size=batch_size,
+            goal=goal,
+            on_epochs=_on_epochs if progress else None,
+        )
 
     if vmapped:
         return jax.jit(jax.vmap(one, in_axes=(0, None, None, 0, None, 0)))
@@ -514,7 +656,10 @@ def shard_batch(x, y):
     if len(devices) == 1:
         return x, y
     if x.shape[0] % len(devices):
-        raise ValueError(f"data_parallel: the batch of {x.shape[0]} examples does not split evenly over {len(devices)} devices")
+        raise ValueError(
+            f"data_parallel: the batch of {x.shape[0]} examples does not split evenly over "
+            f"{len(devices)} devices"
+        )
     sharding = NamedSharding(Mesh(np.array(devices), ("batch",)), PartitionSpec("batch"))
     return jax.device_put(x, sharding), jax.device_put(y, sharding)
 
@@ -534,7 +679,11 @@ def shard_runs(tree):
     """
     devices = jax.local_devices()
     K = jax.tree.leaves(tree)[0].shape[0]
-    if len(devices) == 1 or K % len(devices) or any(isinstance(l, jax.core.Tracer) for l in jax.tree.leaves(tree)):
+    if (
+        len(devices) == 1
+        or K % len(devices)
+        or any(isinstance(l, jax.core.Tracer) for l in jax.tree.leaves(tree))
+    ):
         return tree
     sharding = NamedSharding(Mesh(np.array(devices), ("runs",)), PartitionSpec("runs"))
     return jax.device_put(tree, sharding)

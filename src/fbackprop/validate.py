@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import functools
 import operator
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
@@ -47,10 +48,14 @@ def as_int(value: Any, name: str, *, minimum: int | None = 1, maximum: int | Non
         TypeError: naming ``name``, what was expected and what came, for a non-integer.
         ValueError: likewise, for an integer out of range.
     """
-    if isinstance(value, (bool, np.bool_)) or (hasattr(value, "dtype") and not jnp.issubdtype(value.dtype, jnp.integer)):
+    if isinstance(value, (bool, np.bool_)) or (
+        hasattr(value, "dtype") and not jnp.issubdtype(value.dtype, jnp.integer)
+    ):
         raise TypeError(f"{name} must be an integer; got {value!r} ({type(value).__name__})")
     if isinstance(value, jax.core.Tracer):
-        raise TypeError(f"{name} must be a concrete integer (it fixes a shape or a loop length); got a traced value")
+        raise TypeError(
+            f"{name} must be a concrete integer (it fixes a shape or a loop length); got a traced value"
+        )
     try:
         out = operator.index(value)
     except TypeError:
@@ -62,9 +67,16 @@ def as_int(value: Any, name: str, *, minimum: int | None = 1, maximum: int | Non
     return out
 
 
-def as_float(value: Any, name: str, *, minimum: float | None = None, maximum: float | None = None,
-             open_min: bool = False, finite: bool = True) -> float:
-    """``value`` as a Python float (any real number, NumPy or 0-d JAX scalar; not a bool or a string), in range.
+def as_float(
+    value: Any,
+    name: str,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    open_min: bool = False,
+    finite: bool = True,
+) -> float:
+    """``value`` as a Python float in range: any real number, NumPy or 0-d JAX scalar (not a bool or str).
 
     Args:
         value: what the user passed.
@@ -89,13 +101,18 @@ def as_float(value: Any, name: str, *, minimum: float | None = None, maximum: fl
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be a real number; got {value!r} ({type(value).__name__})") from None
     if np.isnan(out) or (finite and not np.isfinite(out)):
-        raise ValueError(f"{name} must be a finite number; got {out}" if finite else
-                         f"{name} must be a real number, not NaN; got {out}")
+        raise ValueError(
+            f"{name} must be a finite number; got {out}"
+            if finite
+            else f"{name} must be a real number, not NaN; got {out}"
+        )
     below = minimum is not None and (out <= minimum if open_min else out < minimum)
     if below or (maximum is not None and out > maximum):
         lo = "(" if open_min else "["
-        raise ValueError(f"{name} must lie in {lo}{'-inf' if minimum is None else minimum}, "
-                         f"{'inf' if maximum is None else maximum}]; got {out}")
+        raise ValueError(
+            f"{name} must lie in {lo}{'-inf' if minimum is None else minimum}, "
+            f"{'inf' if maximum is None else maximum}]; got {out}"
+        )
     return out
 
 
@@ -134,7 +151,7 @@ def is_concrete(tree: Any) -> bool:
     return not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(tree))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _inexact(dtype) -> bool:
     return bool(jnp.issubdtype(dtype, jnp.inexact))
 
@@ -173,10 +190,12 @@ def _first_nonfinite(tree: Any, name: str) -> str | None:
         if bad.any():
             where = tuple(int(i) for i in np.argwhere(bad)[0]) if arr.ndim else ()
             count = int(bad.sum())
-            return (f"{name}{jax.tree_util.keystr(path)} holds {count} non-finite value{'s' * (count > 1)} "
-                    f"(the first, {arr[where]}, at index {where}); expected finite numbers. fbackprop checks "
-                    "params, x and y whenever they are concrete (outside jit); under jit they are not checked "
-                    "and NaN/Inf gives NaN results")
+            return (
+                f"{name}{jax.tree_util.keystr(path)} holds {count} non-finite value{'s' * (count > 1)} "
+                f"(the first, {arr[where]}, at index {where}); expected finite numbers. fbackprop checks "
+                "params, x and y whenever they are concrete (outside jit); under jit they are not checked "
+                "and NaN/Inf gives NaN results"
+            )
     return None
 
 
@@ -261,17 +280,20 @@ def params_dtype(params: Any, name: str = "params") -> Any:
     for path, leaf in jax.tree_util.tree_leaves_with_path(params):
         dt = _dtype(leaf)
         if not _floating(dt):
-            raise TypeError(f"{name}{jax.tree_util.keystr(path)} has dtype {dt}; parameters must be real floating "
-                            "point (float32 or float64): cast them, e.g. with "
-                            "jax.tree.map(lambda p: p.astype(jnp.float32), params)")
+            raise TypeError(
+                f"{name}{jax.tree_util.keystr(path)} has dtype {dt}; parameters must be real floating "
+                "point (float32 or float64): cast them, e.g. with "
+                "jax.tree.map(lambda p: p.astype(jnp.float32), params)"
+            )
         found.setdefault(jnp.dtype(dt).name, jax.tree_util.keystr(path))
     if len(found) > 1:
-        raise TypeError(f"{name} mixes dtypes {found} (dtype: first leaf with it); "
-                        "use one floating dtype for every leaf")
+        raise TypeError(
+            f"{name} mixes dtypes {found} (dtype: first leaf with it); use one floating dtype for every leaf"
+        )
     return jnp.dtype(next(iter(found))) if found else None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _floating(dtype) -> bool:
     return bool(jnp.issubdtype(dtype, jnp.floating))
 
@@ -360,7 +382,7 @@ def as_array(a: Any, dtype: Any = None) -> jax.Array:
     return jax.device_put(np.asarray(a) if dtype is None else np.asarray(a, dtype))
 
 
-def check_params(net: "Network", params: Any) -> None:
+def check_params(net: Network, params: Any) -> None:
     """``params`` must be the tuple of ``{"W", "b"}`` dicts with the shapes ``net`` needs.
 
     Args:
@@ -373,10 +395,14 @@ def check_params(net: "Network", params: Any) -> None:
     dense = net.dense
     sizes = list(net.sizes)
     if not isinstance(params, (tuple, list)) or len(params) != len(dense):
-        got = (f"a {type(params).__name__} of length {len(params)}"
-               if isinstance(params, (tuple, list)) else f"a {type(params).__name__}")
+        got = (
+            f"a {type(params).__name__} of length {len(params)}"
+            if isinstance(params, (tuple, list))
+            else f"a {type(params).__name__}"
+        )
         raise ValueError(
-            f"params must be a tuple of {len(dense)} dicts {{'W', 'b'}} for a network of sizes {sizes}; got {got}"
+            f"params must be a tuple of {len(dense)} dicts {{'W', 'b'}} for a network of sizes {sizes}; "
+            f"got {got}"
         )
     for i, (layer, theta) in enumerate(zip(dense, params)):
         if not isinstance(theta, dict) or set(theta) != {"W", "b"}:
@@ -391,7 +417,7 @@ def check_params(net: "Network", params: Any) -> None:
                 )
 
 
-def check_inputs(net: "Network", params: Any, x: Any) -> jax.Array:
+def check_inputs(net: Network, params: Any, x: Any) -> jax.Array:
     """``check_params`` and ``check_x`` for a network.
 
     Args:
@@ -406,7 +432,7 @@ def check_inputs(net: "Network", params: Any, x: Any) -> jax.Array:
     return check_x(x, net.n_in)
 
 
-def check_targets(loss: "Loss", y: Any, n_examples: int, n_out: int, dtype: Any) -> jax.Array:
+def check_targets(loss: Loss, y: Any, n_examples: int, n_out: int, dtype: Any) -> jax.Array:
     """``y`` in the ``(N, n_out)`` form ``loss`` takes, in ``x``'s float ``dtype``, with x's N rows.
 
     Args:
@@ -425,7 +451,8 @@ def check_targets(loss: "Loss", y: Any, n_examples: int, n_out: int, dtype: Any)
     if y.shape[0] != n_examples:
         raise ValueError(
             f"y has {y.shape[0]} rows but x has {n_examples}: one target per example is expected "
-            f"(y of shape ({n_examples}, {n_out}){' or integer labels (N,)' if loss.name == 'cross_entropy' else ''})"
+            f"(y of shape ({n_examples}, {n_out})"
+            f"{' or integer labels (N,)' if loss.name == 'cross_entropy' else ''})"
         )
     return y
 
@@ -460,10 +487,12 @@ def as_apply(model: Any):
         return model.apply
     if callable(model):
         return model
-    raise TypeError(f"expected an fbackprop Network or an apply(params, x) callable; got {type(model).__name__}")
+    raise TypeError(
+        f"expected an fbackprop Network or an apply(params, x) callable; got {type(model).__name__}"
+    )
 
 
-def require_network(model: Any, what: str, alternative: str = "fb.autodiff(apply, loss)") -> "Network":
+def require_network(model: Any, what: str, alternative: str = "fb.autodiff(apply, loss)") -> Network:
     """Hand-written derivatives walk the network's layers, so they need a Network, not any callable.
 
     Args:
@@ -485,8 +514,9 @@ def require_network(model: Any, what: str, alternative: str = "fb.autodiff(apply
     return model
 
 
-def check_call(model: Any, loss: "Loss", params: Any, x: Any, y: Any, *,
-               finite: bool = True) -> tuple[jax.Array, jax.Array]:
+def check_call(
+    model: Any, loss: Loss, params: Any, x: Any, y: Any, *, finite: bool = True
+) -> tuple[jax.Array, jax.Array]:
     """Validate ``(params, x, y)`` for ``model`` and ``loss``; returns ``x`` and the prepared ``y``.
 
     Args:
@@ -536,11 +566,13 @@ def check_like(v: Any, params: Any, name: str = "v") -> None:
         raise ValueError(f"{name} must be shaped like params, with structure {want}; got {got}")
     for (path, p), w in zip(jax.tree_util.tree_leaves_with_path(params), jax.tree.leaves(v)):
         if jnp.shape(w) != jnp.shape(p):
-            raise ValueError(f"{name}{jax.tree_util.keystr(path)} has shape {tuple(jnp.shape(w))}; "
-                             f"params{jax.tree_util.keystr(path)} has {tuple(jnp.shape(p))}")
+            raise ValueError(
+                f"{name}{jax.tree_util.keystr(path)} has shape {tuple(jnp.shape(w))}; "
+                f"params{jax.tree_util.keystr(path)} has {tuple(jnp.shape(p))}"
+            )
 
 
-def checked(model: Any, loss: "Loss", core, vectors: int = 0, doc: str | None = None):
+def checked(model: Any, loss: Loss, core, vectors: int = 0, doc: str | None = None):
     """The public ``(params, x, y, *args) -> ...`` function: the checks above, then ``jit(core)``.
 
     With concrete inputs the finiteness check runs inside the same compiled program as ``core``
@@ -558,8 +590,9 @@ def checked(model: Any, loss: "Loss", core, vectors: int = 0, doc: str | None = 
         The checked, compiled function.
     """
     compiled = jax.jit(core)
-    guarded = jax.jit(lambda params, x, y, *args: (core(params, x, y, *args),
-                                                   finite_flag((params, x, y, args[:vectors]))))
+    guarded = jax.jit(
+        lambda params, x, y, *args: (core(params, x, y, *args), finite_flag((params, x, y, args[:vectors])))
+    )
 
     def fn(params, x, y, *args):
         x, y = check_call(model, loss, params, x, y, finite=False)
@@ -569,7 +602,9 @@ def checked(model: Any, loss: "Loss", core, vectors: int = 0, doc: str | None = 
             return compiled(params, x, y, *args)
         out, ok = guarded(params, x, y, *args)
         if not bool(ok):
-            raise_nonfinite({"params": params, "x": x, "y": y, **{"v": v for v in args[:vectors]}})
+            named = {"params": params, "x": x, "y": y}
+            named.update({"v" if vectors == 1 else f"v{i}": v for i, v in enumerate(args[:vectors])})
+            raise_nonfinite(named)
         return out
 
     fn.__doc__ = doc if doc is not None else core.__doc__
