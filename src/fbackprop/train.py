@@ -231,9 +231,8 @@ def _fit(
     loss = jnp.append(loss, jnp.where(running & ~undo, C_end, nan))
     val_end = jnp.where(running & ~undo, cost(params, *val), nan) if val is not None else nan
     val_loss = jnp.append(val_loss, val_end)
-    epochs_run = jnp.maximum(jnp.sum(~jnp.isnan(loss)) - 1, 0).astype(
-        jnp.int32
-    )  # loss[epochs] is the params' loss
+    # loss[epochs] is the params' loss
+    epochs_run = jnp.maximum(jnp.sum(~jnp.isnan(loss)) - 1, 0).astype(jnp.int32)
     return Result(params, History(loss, val_loss), status.astype(jnp.int32), epochs_run, diverged_step)
 
 
