@@ -90,7 +90,7 @@ def test_divergence_stops_and_keeps_the_last_finite_params(mode):
     assert step >= 0
     # replaying the same updates: the step reported is the first whose loss or update is not finite
     steps_per_epoch = 1 if mode == "batch" else 6
-    p, grad = P0, fb.backprop(NET, "squared_error")  # built once: each build compiles anew
+    p, grad = P0, fb.backprop(NET, "squared_error")  # (cached: an inline fb.backprop(...) would reuse it)
     for s in range(step):
         idx = slice(None) if mode == "batch" else slice(s % 6, s % 6 + 1)
         p = jax.tree.map(lambda w, g: w - 1e3 * g, p, grad(p, X[idx], Y[idx]))
