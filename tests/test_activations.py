@@ -7,8 +7,9 @@ import pytest
 
 from fbackprop import activations as A
 
-MAGNITUDES = np.array([1e-8, 1e-6, 1e-4, 1e-2, 0.1, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0,
-                       50.0, 100.0, 1e3, 1e4])
+MAGNITUDES = np.array(
+    [1e-8, 1e-6, 1e-4, 1e-2, 0.1, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 50.0, 100.0, 1e3, 1e4]
+)
 GRID = np.concatenate([-MAGNITUDES[::-1], [0.0], MAGNITUDES])
 
 

@@ -61,3 +61,41 @@ def test_a_leaf_that_is_zero_up_to_rounding_is_judged_against_the_whole_tree():
     assert fb.compare(rounding, ref).ok()
     wrong = ({"W": np.array([[0.3, -0.2]]), "b": np.array([2e-4])},)
     assert not fb.compare(wrong, ({"W": np.array([[0.3, -0.2]]), "b": np.array([1e-4])},)).ok()
+
+
+def _fd_problem():
+    import jax
+
+    net = fb.mlp([3, 6, 2], activation="tanh")
+    params = net.init(jax.random.key(0))
+    x = jax.random.normal(jax.random.key(1), (8, 3))
+    y = jax.random.normal(jax.random.key(2), (8, 2))
+    return fb.numerical_grad(net, "squared_error")(params, x, y), fb.backprop(net, "squared_error")(
+        params, x, y
+    )
+
+
+def test_a_correct_finite_difference_gradient_is_judged_by_its_method():
+    fd, exact = _fd_problem()
+    exact_method = fb.compare(fd, exact)
+    assert 1e-12 < exact_method.max_rel < 1e-7  # O(h^2) + rounding: far above 1e-10, far below 1e-6
+    assert not exact_method.ok() and "MISMATCH" in str(exact_method)
+    report = fb.compare(fd, exact, method="finite_difference")
+    assert report.ok() and report.tolerance == fb.tolerance(jnp.float64, finite_differences=True) == 1e-6
+    assert report.method == "finite_difference" and report.rtol is None
+    assert "tolerance 1e-06, finite_difference method, float64: ok" in str(report)
+    assert fb.compare(fd, exact, method="numerical_grad").ok()
+
+
+def test_rtol_overrides_and_the_table_says_so():
+    fd, exact = _fd_problem()
+    report = fb.compare(fd, exact, rtol=1e-3)
+    assert report.ok() and report.tolerance == 1e-3 and "tolerance 1e-03, rtol: ok" in str(report)
+    assert not fb.compare(fd, exact, rtol=1e-14).ok()
+    assert report.ok(tol=1e-14) is False  # ok(tol) still overrides both
+
+
+def test_tolerance_takes_dtype_names_and_refuses_others():
+    assert fb.tolerance("float32") == fb.tolerance(np.float32) == 1e-4
+    with pytest.raises(ValueError, match=r"tolerance: dtype must be one of the floating dtypes \['float64'"):
+        fb.tolerance(jnp.int32)

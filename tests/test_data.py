@@ -7,7 +7,6 @@ import pytest
 
 from fbackprop import data
 
-
 # --- Shapes and dtypes ---------------------------------------------------------------------------
 
 SETS = [  # (maker, x shape, y shape, labels are integers)
@@ -35,7 +34,7 @@ def test_shapes_and_dtypes(make, x_shape, y_shape, labels, dtype):
 
 
 def test_default_dtype_is_float32():
-    for x, y in [data.xor(), data.parity(2), data.two_spirals(), data.sine(), data.peaks(), data.two_moons()]:
+    for x, _ in [data.xor(), data.parity(2), data.two_spirals(), data.sine(), data.peaks(), data.two_moons()]:
         assert x.dtype == np.float32
 
 
@@ -68,7 +67,7 @@ def test_parity_bipolar_targets(n):
 
 @pytest.mark.parametrize("n", [0, 1, 9, 12])
 def test_parity_rejects_n_out_of_range(n):
-    with pytest.raises(ValueError, match=r"2 <= n <= 8"):
+    with pytest.raises(ValueError, match=r"parity: n must be an integer from 2 to 8; got "):
         data.parity(n)
 
 
@@ -250,3 +249,22 @@ def test_standardize_constant_column(dtype):
 def test_standardize_train_only():
     mean, std, z = data.standardize(np.array([[1.0], [3.0]]))
     np.testing.assert_allclose(z[:, 0], [-1.0, 1.0])
+
+
+def test_sizes_and_seeds_accept_any_integer_type():
+    import jax.numpy as jnp
+
+    np.testing.assert_array_equal(data.parity(np.int64(3))[0], data.parity(3)[0])
+    np.testing.assert_array_equal(
+        data.sine(jnp.int32(7), 0.1, seed=np.uint8(2))[1], data.sine(7, 0.1, seed=2)[1]
+    )
+    assert data.two_moons(np.int16(10))[0].shape == (10, 2)
+    assert data.peaks(np.int64(4))[0].shape == (16, 2)
+
+
+def test_split_keeps_every_part_non_empty_at_the_smallest_size():
+    x, y = np.arange(5.0)[:, None], np.arange(5)
+    parts = data.split(x, y)
+    assert [len(p[0]) for p in parts] == [3, 1, 1]
+    with pytest.raises(ValueError, match="empty"):
+        data.split(x[:2], y[:2])

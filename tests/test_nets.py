@@ -1,4 +1,4 @@
-"""Networks: parameter layout (DESIGN.md contract), forward pass, initializers, composition."""
+"""Networks: the parameter layout (the package's convention), forward pass, initializers, composition."""
 
 import jax
 import jax.numpy as jnp
@@ -13,7 +13,7 @@ def test_params_layout_is_the_contract():
     params = net.init(jax.random.key(0))
     assert isinstance(params, tuple) and len(params) == 2
     assert [set(p) for p in params] == [{"W", "b"}, {"W", "b"}]
-    assert params[0]["W"].shape == (3, 2) and params[0]["b"].shape == (3,)   # (fan_out, fan_in)
+    assert params[0]["W"].shape == (3, 2) and params[0]["b"].shape == (3,)  # (fan_out, fan_in)
     assert params[1]["W"].shape == (1, 3) and params[1]["b"].shape == (1,)
     assert net.sizes == (2, 3, 1) and net.n_params == 3 * 3 + 4
     assert params[0]["W"].dtype == jnp.float64  # the suite runs with x64 on
@@ -43,12 +43,21 @@ def test_single_layer_network():
     np.testing.assert_allclose(net.apply(params, x), x @ params[0]["W"].T + params[0]["b"])
 
 
-@pytest.mark.parametrize("init, check", [
-    ("uniform", lambda W, b, fan_in, fan_out: W.min() >= -1 and W.max() <= 1 and abs(b).max() > 0),
-    ("glorot", lambda W, b, fan_in, fan_out: abs(W).max() <= np.sqrt(6 / (fan_in + fan_out)) and not b.any()),
-    ("he", lambda W, b, fan_in, fan_out: abs(W.std() / np.sqrt(2 / fan_in) - 1) < 0.05 and not b.any()),
-    ("lecun", lambda W, b, fan_in, fan_out: abs(W.std() / np.sqrt(1 / fan_in) - 1) < 0.05 and not b.any()),
-])
+@pytest.mark.parametrize(
+    "init, check",
+    [
+        ("uniform", lambda W, b, fan_in, fan_out: W.min() >= -1 and W.max() <= 1 and abs(b).max() > 0),
+        (
+            "glorot",
+            lambda W, b, fan_in, fan_out: abs(W).max() <= np.sqrt(6 / (fan_in + fan_out)) and not b.any(),
+        ),
+        ("he", lambda W, b, fan_in, fan_out: abs(W.std() / np.sqrt(2 / fan_in) - 1) < 0.05 and not b.any()),
+        (
+            "lecun",
+            lambda W, b, fan_in, fan_out: abs(W.std() / np.sqrt(1 / fan_in) - 1) < 0.05 and not b.any(),
+        ),
+    ],
+)
 def test_initializers(init, check):
     params = fb.mlp([400, 300, 10], init=init).init(jax.random.key(0))
     W, b = np.asarray(params[0]["W"]), np.asarray(params[0]["b"])
@@ -63,7 +72,7 @@ def test_init_is_deterministic_and_dtype_selectable():
     assert not np.array_equal(net.init(jax.random.key(8))[0]["W"], a[0]["W"])
 
 
-def test_seed_example_params_follow_the_seed_draw():
+def test_seed_example_params_follow_the_tutorial_draw():
     import numpy.random as npr
 
     npr.seed(1)
@@ -71,3 +80,12 @@ def test_seed_example_params_follow_the_seed_draw():
     W, b = fb.data.seed_example_params(np.float64)[0].values()
     np.testing.assert_array_equal(W, hidden[1:].T)
     np.testing.assert_array_equal(b, hidden[0])
+
+
+def test_sizes_accept_any_integer_type():
+    """``fb.mlp([3, 8, labels.max() + 1])`` with NumPy or JAX labels: the same network as Python ints."""
+    labels_np, labels_jax = np.array([0, 2, 1]), jnp.array([0, 2, 1])
+    net = fb.mlp([3, np.int64(8), labels_np.max() + 1])
+    assert net == fb.mlp([3, 8, 3]) == fb.mlp([jnp.int32(3), 8, labels_jax.max() + 1])
+    assert all(type(s) is int for s in net.sizes) and hash(net) == hash(fb.mlp([3, 8, 3]))
+    assert net.init(jax.random.key(0))[1]["W"].shape == (3, 8)

@@ -2,10 +2,10 @@
 
 Each activation is an ``Activation(name, f, df, d2f)`` of elementwise functions of the
 pre-activation ``z`` (any shape): ``a = f(z)``, ``f'(z)`` and ``f''(z)``. The first
-derivative enters the backward pass, seed 000 "Matrix multiplication":
-``delta^{l-1} = f'(z^{l-1}) * (delta^l @ W^l)``; the second enters the second-order
-recursion, seed 000 "Second-order gradient descent":
-``H^l = f'(z^l) f'(z^l)^T * A^l + diag(f''(z^l) * dC/da^l)``.
+derivative enters the backward recursion (BP2) of backpropagation (Rumelhart, Hinton & Williams
+1986): ``delta^{l-1} = f'(z^{l-1}) * (delta^l @ W^l)``; the second enters the recursion of
+second-order backpropagation for the Hessian's diagonal blocks (Bishop 1992; Dangel, Harmeling
+& Hennig 2020): ``H^l = f'(z^l) f'(z^l)^T * A^l + diag(f''(z^l) * dC/da^l)``.
 
 All three are finite for |z| up to 1e4 in float32 and float64: exponentials only ever see
 arguments that cannot overflow (``sigmoid(-z)`` instead of ``1 - sigmoid(z)``,
@@ -16,7 +16,8 @@ zero. ``jax.grad`` of each ``f`` is the reference the tests compare ``df`` and `
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -26,7 +27,14 @@ Elementwise = Callable[[jax.Array], jax.Array]
 
 
 class Activation(NamedTuple):
-    """An elementwise activation ``a = f(z)`` with its hand-written ``f'(z)`` and ``f''(z)``."""
+    """An elementwise activation ``a = f(z)`` with its hand-written ``f'(z)`` and ``f''(z)``.
+
+    Attributes:
+        name: the name ``get`` and ``fb.mlp`` know it by.
+        f: ``z -> f(z)``, elementwise, any shape.
+        df: ``z -> f'(z)``, same shape.
+        d2f: ``z -> f''(z)``, same shape.
+    """
 
     name: str
     f: Elementwise
@@ -180,8 +188,7 @@ gelu = Activation(
 
 
 ACTIVATIONS: dict[str, Activation] = {
-    a.name: a
-    for a in (identity, sigmoid, tanh, relu, leaky_relu, softplus, swish, mish, gaussian, elu, gelu)
+    a.name: a for a in (identity, sigmoid, tanh, relu, leaky_relu, softplus, swish, mish, gaussian, elu, gelu)
 }
 
 #: Points where f' (relu, leaky_relu) or f'' (elu) jumps; derivative tests avoid them.
@@ -189,7 +196,18 @@ KINKS: dict[str, tuple[float, ...]] = {"relu": (0.0,), "leaky_relu": (0.0,), "el
 
 
 def get(activation: str | Activation) -> Activation:
-    """Look an activation up by name (or pass an ``Activation`` through)."""
+    """Look an activation up by name, or pass an ``Activation`` through.
+
+    Args:
+        activation: a name from ``ACTIVATIONS`` (``"sigmoid"``, ``"tanh"``, ``"relu"``, ...) or an
+            ``Activation(name, f, df, d2f)``.
+
+    Returns:
+        The ``Activation``.
+
+    Raises:
+        ValueError: for an unknown name, listing the known ones.
+    """
     if isinstance(activation, Activation):
         return activation
     if isinstance(activation, str) and activation in ACTIVATIONS:

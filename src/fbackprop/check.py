@@ -13,7 +13,9 @@ Errors are measured per leaf ``a`` (the one under test) against ``b`` (the refer
 Tolerances per dtype (``tolerance``), for ``max_rel`` of two exact methods (hand-written vs
 autodiff; forward vs reverse mode): float64 1e-10 (measured ~1e-15), float32 1e-4 (measured
 ~1e-6: summation order differs in long reductions), bfloat16/float16 5e-2. Finite differences
-are approximate: ``FD_TOLERANCE`` (float64 1e-6, float32 5e-2).
+are approximate: ``FD_TOLERANCE`` (float64 1e-6, float32 5e-2). ``compare(a, b,
+method="finite_difference")`` judges with the latter; ``rtol=`` sets any tolerance; the report
+remembers which one it uses and its table says so.
 """
 
 from __future__ import annotations
@@ -24,17 +26,48 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .validate import as_float, check_choice
+
 TOLERANCE = {"float64": 1e-10, "float32": 1e-4, "bfloat16": 5e-2, "float16": 5e-2}
 FD_TOLERANCE = {"float64": 1e-6, "float32": 5e-2, "bfloat16": 0.5, "float16": 0.5}
+#: How each gradient method is judged: as exact (``TOLERANCE``) or finite differences (``FD_TOLERANCE``).
+METHODS = {
+    "exact": False,
+    "backprop": False,
+    "autodiff": False,
+    "forward_mode": False,
+    "finite_difference": True,
+    "numerical_grad": True,
+}
 
 
 def tolerance(dtype: Any, finite_differences: bool = False) -> float:
-    """The largest ``max_rel`` accepted between two gradients computed in ``dtype``."""
+    """The largest ``max_rel`` accepted between two gradients computed in ``dtype``.
+
+    Args:
+        dtype: a floating dtype or its name (``jnp.float32``, ``"float64"``).
+        finite_differences: the tolerance for a finite-difference gradient against an exact one
+            (``FD_TOLERANCE``) instead of two exact methods (``TOLERANCE``). Default False.
+
+    Returns:
+        The tolerance, a float.
+
+    Raises:
+        ValueError: for a dtype without a tolerance (an integer dtype, say), listing those known.
+    """
     table = FD_TOLERANCE if finite_differences else TOLERANCE
-    return table[jnp.dtype(dtype).name]
+    try:
+        name = jnp.dtype(dtype).name
+    except TypeError:
+        name = None
+    if name not in table:
+        raise ValueError(f"tolerance: dtype must be one of the floating dtypes {list(table)}; got {dtype!r}")
+    return table[name]
 
 
 class LeafError(NamedTuple):
+    """The errors of one leaf: ``max_abs``, ``max_rel`` (against the leaf's scale) and ``cosine``."""
+
     name: str
     shape: tuple
     max_abs: float
@@ -43,37 +76,73 @@ class LeafError(NamedTuple):
 
 
 class GradReport(NamedTuple):
-    """Per-leaf errors of ``a`` against ``b``; ``str()`` is a table."""
+    """Per-leaf errors of ``a`` against ``b``; ``str()`` is a table ending with the verdict.
+
+    Attributes:
+        leaves: one ``LeafError`` per leaf, in tree order.
+        dtype: the dtype the gradients were computed in (``a``'s).
+        method: how ``a`` was computed, ``"exact"`` or ``"finite_difference"``: it picks the default
+            tolerance.
+        rtol: the tolerance set by the caller, or ``None`` for ``tolerance(dtype, method)``.
+    """
 
     leaves: tuple[LeafError, ...]
     dtype: str
+    method: str = "exact"
+    rtol: float | None = None
 
     @property
     def max_abs(self) -> float:
+        """The largest absolute error over all leaves."""
         return max(l.max_abs for l in self.leaves)
 
     @property
     def max_rel(self) -> float:
+        """The largest relative error over all leaves (what ``ok`` judges)."""
         return max(l.max_rel for l in self.leaves)
 
     @property
     def min_cosine(self) -> float:
+        """The smallest per-leaf cosine."""
         return min(l.cosine for l in self.leaves)
 
+    @property
+    def tolerance(self) -> float:
+        """The tolerance ``ok()`` uses by default: ``rtol``, or the dtype's for ``method``."""
+        if self.rtol is not None:
+            return self.rtol
+        return tolerance(self.dtype, finite_differences=METHODS[self.method])
+
     def ok(self, tol: float | None = None) -> bool:
-        """``max_rel <= tol`` (default: ``tolerance(dtype)``) and nothing non-finite."""
-        tol = tolerance(self.dtype) if tol is None else tol
+        """Whether ``max_rel <= tol`` and nothing is non-finite.
+
+        Args:
+            tol: the tolerance; default the report's own (``self.tolerance``).
+
+        Returns:
+            The verdict, a bool.
+        """
+        tol = self.tolerance if tol is None else tol
         return bool(np.isfinite(self.max_rel) and self.max_rel <= tol)
 
     def __str__(self) -> str:
         rows = [("leaf", "shape", "max abs err", "max rel err", "cosine")]
-        rows += [(l.name, "x".join(map(str, l.shape)) or "scalar", f"{l.max_abs:.2e}",
-                  f"{l.max_rel:.2e}", f"{l.cosine:.12f}") for l in self.leaves]
+        rows += [
+            (
+                l.name,
+                "x".join(map(str, l.shape)) or "scalar",
+                f"{l.max_abs:.2e}",
+                f"{l.max_rel:.2e}",
+                f"{l.cosine:.12f}",
+            )
+            for l in self.leaves
+        ]
         widths = [max(len(r[i]) for r in rows) for i in range(5)]
         lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))
         verdict = "ok" if self.ok() else "MISMATCH"
-        lines.append(f"max rel err {self.max_rel:.2e} ({self.dtype}, tolerance {tolerance(self.dtype):.0e}: {verdict})")
+        source = "rtol" if self.rtol is not None else f"{self.method} method, {self.dtype}"
+        lines.append(f"max rel err {self.max_rel:.2e} (tolerance {self.tolerance:.0e}, {source}: {verdict})")
         return "\n".join(lines)
 
 
@@ -94,12 +163,37 @@ def _leaf_error(name, a, b, floor: float) -> LeafError:
     max_abs = float(diff.max()) if diff.size else 0.0
     scale = max(_scale(b64), _scale(a64), floor, np.finfo(np.float64).tiny)
     na, nb = np.linalg.norm(a64), np.linalg.norm(b64)
-    cosine = 1.0 if na == 0 and nb == 0 else float(np.vdot(a64, b64) / max(na * nb, np.finfo(np.float64).tiny))
+    cosine = (
+        1.0 if na == 0 and nb == 0 else float(np.vdot(a64, b64) / max(na * nb, np.finfo(np.float64).tiny))
+    )
     return LeafError(name, tuple(np.shape(a)), max_abs, max_abs / scale, cosine)
 
 
-def compare(a: Any, b: Any) -> GradReport:
-    """Errors of the pytree ``a`` against the reference ``b`` (same structure and shapes)."""
+def compare(a: Any, b: Any, method: str = "exact", *, rtol: float | None = None) -> GradReport:
+    """Errors of the pytree ``a`` against the reference ``b`` (same structure and shapes).
+
+    Args:
+        a: the gradient under test (any pytree of arrays).
+        b: the reference, with ``a``'s structure and leaf shapes.
+        method: how ``a`` was computed, which sets the default tolerance: ``"exact"`` (default;
+            also ``"backprop"``, ``"autodiff"``, ``"forward_mode"``) or ``"finite_difference"``
+            (also ``"numerical_grad"``).
+        rtol: a tolerance on ``max_rel`` that overrides the method's (``None``: the method's).
+
+    Returns:
+        A ``GradReport``; ``report.ok()`` is the verdict under its tolerance, ``print(report)``
+        the table.
+
+    Raises:
+        ValueError: for trees of different structure or shapes, an unknown ``method`` or a negative ``rtol``.
+
+    Example:
+        >>> fd = fb.numerical_grad(net, loss)(params, x, y)
+        >>> fb.compare(fd, fb.backprop(net, loss)(params, x, y), method="finite_difference").ok()
+        True
+    """
+    check_choice(method, "method", list(METHODS))
+    rtol = None if rtol is None else as_float(rtol, "rtol", minimum=0.0)
     la, ta = jax.tree_util.tree_flatten_with_path(a)
     lb, tb = jax.tree_util.tree_flatten(b)
     if ta != tb:
@@ -110,4 +204,4 @@ def compare(a: Any, b: Any) -> GradReport:
     floor = 1e-3 * max([_scale(x) for _, x in la] + [_scale(y) for y in lb] + [0.0])
     leaves = tuple(_leaf_error(_leaf_name(p), x, y, floor) for (p, x), y in zip(la, lb))
     dtype = jnp.result_type(*[x for _, x in la]).name if la else "float64"
-    return GradReport(leaves, dtype)
+    return GradReport(leaves, dtype, method, rtol)

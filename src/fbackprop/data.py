@@ -1,6 +1,10 @@
-"""Small data sets, all in memory and offline. Shapes: ``x: (N, n_in)``, ``y: (N, n_out)``, or class labels ``(N,)``.
+"""Small data sets, all in memory and offline.
+
+Shapes: ``x: (N, n_in)``, ``y: (N, n_out)``, or class labels ``(N,)``.
 
 Pure NumPy; every random set is a function of its ``seed`` (``np.random.default_rng(seed)``).
+Sizes and seeds are integers (Python, NumPy or 0-d JAX integers; floats are refused), ``noise``
+is a standard deviation (``>= 0``).
 """
 
 from __future__ import annotations
@@ -9,21 +13,38 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .validate import as_float, as_int
+
 
 def seed_example(dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
-    """Seed 001's code example: 6 examples x 3 inputs; targets ``(0 1 0 1 1 0)`` as a column ``(6, 1)``."""
+    """The 6-example, 3-input toy of the classic NumPy backpropagation tutorial.
+
+    Args:
+        dtype: the arrays' dtype (default float32).
+
+    Returns:
+        ``(x, y)``: ``x: (6, 3)`` of 0/1 inputs and targets ``(0 1 0 1 1 0)`` as a column ``(6, 1)``.
+    """
     x = np.array([[0, 0, 1], [0, 1, 1], [1, 0, 0], [1, 1, 0], [1, 0, 1], [1, 1, 1]], dtype=dtype)
     y = np.array([[0, 1, 0, 1, 1, 0]], dtype=dtype).T
     return x, y
 
 
 def seed_example_params(dtype=np.float32, seed: int = 1) -> tuple[dict, dict]:
-    """Seed 001's initial weights, drawn as its code draws them, in fbackprop's layout.
+    """The initial weights of the classic NumPy tutorial's toy, drawn as its code draws them.
 
-    The seed draws ``hidden_weights: (1 + 3, 3)`` and ``output_weights: (1 + 3, 1)`` after
-    ``np.random.seed(1)``, bias in row 0; here ``W = weights[1:].T`` and ``b = weights[0]``, for
-    ``fb.mlp([3, 3, 1], activation="sigmoid")``.
+    The tutorial draws ``hidden_weights: (1 + 3, 3)`` and ``output_weights: (1 + 3, 1)`` uniform on
+    [-1, 1] after ``np.random.seed(1)``, bias in row 0; here ``W = weights[1:].T`` and
+    ``b = weights[0]``, fbackprop's layout for ``fb.mlp([3, 3, 1], activation="sigmoid")``.
+
+    Args:
+        dtype: the arrays' dtype (default float32).
+        seed: the legacy NumPy seed (default 1, the tutorial's).
+
+    Returns:
+        ``({"W": (3, 3), "b": (3,)}, {"W": (1, 3), "b": (1,)})``.
     """
+    seed = as_int(seed, "seed", minimum=0)
     rng = np.random.RandomState(seed)  # the legacy global generator's stream, without touching it
     hidden = 2 * rng.random_sample((4, 3)) - 1
     output = 2 * rng.random_sample((4, 1)) - 1
@@ -44,7 +65,14 @@ def _labels(y) -> np.ndarray:
 
 
 def xor(dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
-    """XOR on the 4 points of ``{0, 1}^2``: ``x: (4, 2)``, ``y: (4, 1)``."""
+    """XOR on the 4 points of ``{0, 1}^2``.
+
+    Args:
+        dtype: the arrays' dtype (default float32).
+
+    Returns:
+        ``(x, y)``: ``x: (4, 2)``, ``y: (4, 1)`` with 1 where the two inputs differ.
+    """
     x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=dtype)
     return x, (x[:, :1] != x[:, 1:]).astype(dtype)
 
@@ -57,9 +85,16 @@ def parity(n: int, coding: str = "binary", dtype=np.float32) -> tuple[np.ndarray
 
     ``"binary"``: inputs and targets in ``{0, 1}``, target 1 for an odd number of ones;
     ``"bipolar"``: the same with 0 -> -1 and 1 -> +1. Rows count up in binary, most significant bit first.
+
+    Args:
+        n: the number of bits, an integer from 2 to 8.
+        coding: ``"binary"`` (default) or ``"bipolar"``.
+        dtype: the arrays' dtype (default float32).
+
+    Returns:
+        ``(x, y)``: ``x: (2^n, n)``, ``y: (2^n, 1)``.
     """
-    if not (isinstance(n, (int, np.integer)) and 2 <= n <= 8):
-        raise ValueError(f"parity needs 2 <= n <= 8, got n={n!r}")
+    n = as_int(n, "parity: n", minimum=2, maximum=8)
     if coding not in PARITY_CODINGS:
         raise ValueError(f"unknown coding {coding!r}; valid codings: {', '.join(PARITY_CODINGS)}")
     bits = (np.arange(2**n)[:, None] >> np.arange(n - 1, -1, -1)) & 1  # (2^n, n)
@@ -72,15 +107,30 @@ def parity(n: int, coding: str = "binary", dtype=np.float32) -> tuple[np.ndarray
 # --- Synthetic two-dimensional and curve-fitting problems ---------------------------------------
 
 
+def _noise_and_seed(noise, seed) -> tuple[float, int]:
+    return as_float(noise, "noise", minimum=0.0), as_int(seed, "seed", minimum=0)
+
+
 def two_spirals(
     n_points: int = 97, noise: float = 0.0, seed: int = 0, dtype=np.float32
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Lang & Witbrock's two interleaved spirals: ``x: (2 n_points, 2)``, ``y: (2 n_points, 1)`` in ``{0, 1}``.
+    """Lang & Witbrock's (1988) two interleaved spirals, labels in ``{0, 1}``.
 
     Spiral 1 (label 1) is ``r (sin a, cos a)`` with ``a = i pi / 16``, ``r = 6.5 (104 - i) / 104``
     for ``i = 0 .. 96`` (``n_points`` evenly spaced values of ``i``; the classic set at 97); spiral 0 is
     its point reflection ``-x``. ``noise`` is the standard deviation of Gaussian noise on each coordinate.
+
+    Args:
+        n_points: points per spiral, a positive integer (default 97, the classic set).
+        noise: standard deviation of the noise, ``>= 0`` (default 0).
+        seed: the noise's random seed, an integer ``>= 0``.
+        dtype: the arrays' dtype (default float32).
+
+    Returns:
+        ``(x, y)``: ``x: (2 n_points, 2)``, ``y: (2 n_points, 1)`` in ``{0, 1}``.
     """
+    n_points = as_int(n_points, "n_points")
+    noise, seed = _noise_and_seed(noise, seed)
     i = np.linspace(0.0, 96.0, n_points)
     angle, radius = i * np.pi / 16, 6.5 * (104 - i) / 104
     one = np.stack([radius * np.sin(angle), radius * np.cos(angle)], axis=1)
@@ -92,7 +142,19 @@ def two_spirals(
 
 
 def sine(n: int = 200, noise: float = 0.0, seed: int = 0, dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
-    """``y = sin(x)`` on ``n`` evenly spaced points of ``[-pi, pi]``, plus Gaussian noise of sd ``noise``: ``(n, 1)``, ``(n, 1)``."""
+    """``y = sin(x)`` on ``n`` evenly spaced points of ``[-pi, pi]``, plus Gaussian noise.
+
+    Args:
+        n: the number of points, a positive integer (default 200).
+        noise: standard deviation of the noise on ``y``, ``>= 0`` (default 0).
+        seed: the noise's random seed, an integer ``>= 0``.
+        dtype: the arrays' dtype (default float32).
+
+    Returns:
+        ``(x, y)``: ``x: (n, 1)``, ``y: (n, 1)``.
+    """
+    n = as_int(n, "n")
+    noise, seed = _noise_and_seed(noise, seed)
     x = np.linspace(-np.pi, np.pi, n)[:, None]
     y = np.sin(x)
     if noise > 0:
@@ -101,7 +163,15 @@ def sine(n: int = 200, noise: float = 0.0, seed: int = 0, dtype=np.float32) -> t
 
 
 def peaks_function(x, y):
-    """MATLAB's ``peaks`` surface at points ``(x, y)`` (any matching shapes)."""
+    """MATLAB's ``peaks`` surface at points ``(x, y)``.
+
+    Args:
+        x: first coordinates, any shape.
+        y: second coordinates, broadcastable with ``x``.
+
+    Returns:
+        The surface's height, of the broadcast shape.
+    """
     return (
         3 * (1 - x) ** 2 * np.exp(-(x**2) - (y + 1) ** 2)
         - 10 * (x / 5 - x**3 - y**5) * np.exp(-(x**2) - y**2)
@@ -110,28 +180,51 @@ def peaks_function(x, y):
 
 
 def peaks(n: int = 30, dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
-    """MATLAB's ``peaks`` on an ``n x n`` grid over ``[-3, 3]^2``: ``x: (n n, 2)`` as ``(x, y)``, ``y: (n n, 1)``.
+    """MATLAB's ``peaks`` on an ``n x n`` grid over ``[-3, 3]^2``: ``x: (n n, 2)`` as ``(x, y)``.
 
     Row ``k`` is grid point ``(t[k % n], t[k // n])`` with ``t = linspace(-3, 3, n)``.
+
+    Args:
+        n: grid points per axis, a positive integer (default 30).
+        dtype: the arrays' dtype (default float32).
+
+    Returns:
+        ``(x, y)``: ``x: (n n, 2)``, ``y: (n n, 1)``.
     """
+    n = as_int(n, "n")
     gx, gy = np.meshgrid(np.linspace(-3.0, 3.0, n), np.linspace(-3.0, 3.0, n))
     x = np.stack([gx.ravel(), gy.ravel()], axis=1)
     return x.astype(dtype), peaks_function(x[:, :1], x[:, 1:]).astype(dtype)
 
 
-def two_moons(n: int = 200, noise: float = 0.1, seed: int = 0, dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
-    """Two interleaved half circles, as scikit-learn's ``make_moons`` (shuffled): ``x: (n, 2)``, labels ``(n,)`` in ``{0, 1}``.
+def two_moons(
+    n: int = 200, noise: float = 0.1, seed: int = 0, dtype=np.float32
+) -> tuple[np.ndarray, np.ndarray]:
+    """Two interleaved half circles, as scikit-learn's ``make_moons`` (shuffled), labels in ``{0, 1}``.
 
     ``n // 2`` points on the upper moon (label 0), the rest on the lower one (label 1);
     ``noise`` is the standard deviation of Gaussian noise on each coordinate.
+
+    Args:
+        n: the number of points, an integer ``>= 2`` (default 200).
+        noise: standard deviation of the noise, ``>= 0`` (default 0.1).
+        seed: the shuffle's and the noise's random seed, an integer ``>= 0``.
+        dtype: ``x``'s dtype (default float32).
+
+    Returns:
+        ``(x, labels)``: ``x: (n, 2)``, integer labels ``(n,)``.
     """
+    n = as_int(n, "n", minimum=2)
+    noise, seed = _noise_and_seed(noise, seed)
     n_out = n // 2
     n_in = n - n_out
     t_out, t_in = np.linspace(0.0, np.pi, n_out), np.linspace(0.0, np.pi, n_in)
-    x = np.concatenate([
-        np.stack([np.cos(t_out), np.sin(t_out)], axis=1),
-        np.stack([1 - np.cos(t_in), 0.5 - np.sin(t_in)], axis=1),
-    ])
+    x = np.concatenate(
+        [
+            np.stack([np.cos(t_out), np.sin(t_out)], axis=1),
+            np.stack([1 - np.cos(t_in), 0.5 - np.sin(t_in)], axis=1),
+        ]
+    )
     labels = np.concatenate([np.zeros(n_out), np.ones(n_in)])
     rng = np.random.default_rng(seed)
     order = rng.permutation(n)
@@ -153,13 +246,27 @@ def _sklearn_datasets(caller: str):
 
 
 def digits(dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
-    """scikit-learn's 8x8 handwritten digits, pixels scaled to ``[0, 1]``: ``x: (1797, 64)``, labels ``(1797,)`` in ``0..9``."""
+    """scikit-learn's 8x8 handwritten digits, pixels scaled to ``[0, 1]`` (needs the ``data`` extra).
+
+    Args:
+        dtype: ``x``'s dtype (default float32).
+
+    Returns:
+        ``(x, labels)``: ``x: (1797, 64)``, integer labels ``(1797,)`` in ``0..9``.
+    """
     data = _sklearn_datasets("digits").load_digits()
     return (data.data / 16.0).astype(dtype), _labels(data.target)
 
 
 def breast_cancer(dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
-    """scikit-learn's Wisconsin diagnostic breast cancer set, raw features: ``x: (569, 30)``, labels ``(569,)`` in ``{0, 1}``."""
+    """scikit-learn's Wisconsin diagnostic breast cancer set, raw features (needs the ``data`` extra).
+
+    Args:
+        dtype: ``x``'s dtype (default float32).
+
+    Returns:
+        ``(x, labels)``: ``x: (569, 30)``, integer labels ``(569,)`` in ``{0, 1}``.
+    """
     data = _sklearn_datasets("breast_cancer").load_breast_cancer()
     return data.data.astype(dtype), _labels(data.target)
 
@@ -176,25 +283,71 @@ class Split(NamedTuple):
 
 
 def split(x, y, fractions=(0.6, 0.2, 0.2), seed: int = 0) -> Split:
-    """Shuffle ``N`` examples and cut them into train/val/test of about ``fractions`` of ``N`` each; ``x: (N, ...)``, ``y: (N, ...)``."""
+    """Shuffle ``N`` examples and cut them into train/val/test of about ``fractions`` of ``N`` each.
+
+    Args:
+        x: inputs ``(N, ...)``.
+        y: targets ``(N, ...)``.
+        fractions: three positive numbers summing to 1 (default ``(0.6, 0.2, 0.2)``).
+        seed: the shuffle's random seed, an integer ``>= 0``.
+
+    Returns:
+        ``Split(train, val, test)``, each an ``(x, y)`` pair; every part holds at least one example.
+
+    Raises:
+        ValueError: for mismatched ``x``/``y``, bad fractions, or a part that would be empty.
+    """
+    seed = as_int(seed, "seed", minimum=0)
     x, y = np.asarray(x), np.asarray(y)
     if len(x) != len(y):
         raise ValueError(f"x and y hold different numbers of examples: {len(x)} and {len(y)}")
     fractions = np.asarray(fractions, dtype=np.float64)
     if fractions.shape != (3,) or np.any(fractions <= 0) or not np.isclose(fractions.sum(), 1.0):
-        raise ValueError(f"fractions must be 3 positive numbers summing to 1, got {tuple(fractions.tolist())}")
+        raise ValueError(
+            f"fractions must be 3 positive numbers summing to 1, got {tuple(fractions.tolist())}"
+        )
     order = np.random.default_rng(seed).permutation(len(x))
     cuts = np.rint(np.cumsum(fractions)[:2] * len(x)).astype(int)  # monotone, so the parts never overlap
     parts = np.split(order, cuts)
+    sizes = [len(p) for p in parts]
+    if min(sizes) == 0:
+        empty = ["train", "val", "test"][sizes.index(0)]
+        raise ValueError(
+            f"split: {len(x)} examples cut by fractions {tuple(fractions.tolist())} give an empty "
+            f"{empty} part (sizes {sizes}); expected at least one example in each: use more "
+            "examples or larger fractions"
+        )
     return Split(*((x[idx], y[idx]) for idx in parts))
 
 
 def standardize(x_train, *others) -> tuple[np.ndarray, ...]:
-    """Scale features by the train set's statistics: ``(mean: (n_in,), std: (n_in,), x_train', *others')``, each ``x: (N, n_in)``.
+    """Scale features by the train set's statistics (each ``x: (N, n_in)``).
 
     A constant train feature gets ``std = 1`` (and its exact value as mean), so it maps to 0 and stays finite.
+
+    Args:
+        x_train: ``(N, n_in)``, whose per-feature mean and standard deviation are used.
+        *others: more arrays ``(M, n_in)`` (validation, test), scaled by the same statistics.
+
+    Returns:
+        ``(mean: (n_in,), std: (n_in,), x_train', *others')``, ``x' = (x - mean) / std``.
+
+    Raises:
+        ValueError: for an ``x_train`` that is not ``(N, n_in)`` with ``N >= 1``, or another array of
+            a different width.
     """
     x_train = np.asarray(x_train)
+    if x_train.ndim != 2 or x_train.shape[0] == 0:
+        raise ValueError(
+            f"standardize: x_train must have shape (N, n_in) with N >= 1; got shape {x_train.shape}"
+        )
+    for i, a in enumerate(others):
+        shape = np.shape(a)
+        if len(shape) != 2 or shape[1] != x_train.shape[1]:
+            raise ValueError(
+                f"standardize: others[{i}] must have shape (M, {x_train.shape[1]}), the width of "
+                f"x_train; got shape {shape}"
+            )
     if not np.issubdtype(x_train.dtype, np.floating):
         x_train = x_train.astype(np.float64)
     mean, std = x_train.mean(axis=0), x_train.std(axis=0)

@@ -1,16 +1,25 @@
 """Checks at the API boundary: clear errors from static shapes and dtypes, never an XLA trace.
 
 Every public function that takes ``(params, x, y)`` runs these before it calls its compiled
-core. They read only shapes and dtypes, which are static under ``jit`` (so they cost nothing
-there), except the range of integer class labels, which is checked whenever the labels are
-concrete arrays (not tracers).
+core. Most read only shapes and dtypes, which are static under ``jit`` (so they cost nothing
+there). Two read values, and only when the arrays are concrete (outside ``jit``, not tracers):
+the range of integer class labels, and NaN/Inf in ``params``, ``x`` and ``y``.
+
+The finiteness check and ``jit``: outside ``jit`` a NaN or Inf in ``params``, ``x`` or ``y`` is a
+``ValueError`` naming the array, the leaf and the first bad index. It costs one fused reduction
+computed in the same compiled program as the result (``checked``) or one small program
+(``check_call``), and one read of a bool per call. Under ``jit`` (the user's own, or ``jax.jit`` of
+an fbackprop function) the values are unknown at trace time and are not checked: non-finite inputs
+then give non-finite results, and the training loops report a loss that is not finite at the start
+through their status (``Status.NONFINITE_START``).
 """
 
 from __future__ import annotations
 
 import functools
 import operator
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
@@ -26,14 +35,27 @@ def as_int(value: Any, name: str, *, minimum: int | None = 1, maximum: int | Non
     """``value`` as a Python int: Python, NumPy and 0-d JAX integers are accepted (anything with
     ``__index__``), bools and floats are refused, and ``minimum <= value <= maximum`` is checked.
 
+    Args:
+        value: what the user passed.
+        name: the argument's name, for messages (``"epochs"``).
+        minimum: the smallest value accepted (default 1; ``None``: no bound).
+        maximum: the largest value accepted (default ``None``: no bound).
+
+    Returns:
+        The value as a Python ``int`` (hashable and equal across integer types).
+
     Raises:
         TypeError: naming ``name``, what was expected and what came, for a non-integer.
         ValueError: likewise, for an integer out of range.
     """
-    if isinstance(value, (bool, np.bool_)) or (hasattr(value, "dtype") and not jnp.issubdtype(value.dtype, jnp.integer)):
+    if isinstance(value, (bool, np.bool_)) or (
+        hasattr(value, "dtype") and not jnp.issubdtype(value.dtype, jnp.integer)
+    ):
         raise TypeError(f"{name} must be an integer; got {value!r} ({type(value).__name__})")
     if isinstance(value, jax.core.Tracer):
-        raise TypeError(f"{name} must be a concrete integer (it fixes a shape or a loop length); got a traced value")
+        raise TypeError(
+            f"{name} must be a concrete integer (it fixes a shape or a loop length); got a traced value"
+        )
     try:
         out = operator.index(value)
     except TypeError:
@@ -45,31 +67,69 @@ def as_int(value: Any, name: str, *, minimum: int | None = 1, maximum: int | Non
     return out
 
 
-def as_float(value: Any, name: str, *, minimum: float | None = None, maximum: float | None = None,
-             open_min: bool = False, finite: bool = True) -> float:
-    """``value`` as a Python float (any real number, NumPy or 0-d JAX scalar; not a bool), in range.
+def as_float(
+    value: Any,
+    name: str,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    open_min: bool = False,
+    finite: bool = True,
+) -> float:
+    """``value`` as a Python float in range: any real number, NumPy or 0-d JAX scalar (not a bool or str).
 
-    ``open_min``: ``minimum`` itself is refused (``> minimum`` rather than ``>=``); ``finite``: NaN and
-    infinities are refused. Raises ``TypeError``/``ValueError`` naming ``name``.
+    Args:
+        value: what the user passed.
+        name: the argument's name, for messages.
+        minimum: the lower bound (default ``None``: none).
+        maximum: the upper bound, inclusive (default ``None``: none).
+        open_min: refuse ``minimum`` itself (``> minimum`` rather than ``>=``; default False).
+        finite: refuse infinities (default True); NaN is always refused.
+
+    Returns:
+        The value as a Python ``float``.
+
+    Raises:
+        TypeError: for a non-number (naming ``name``, what was expected and what came).
+        ValueError: for NaN, an infinity when ``finite``, or a value out of range.
     """
-    if isinstance(value, (bool, np.bool_)) or isinstance(value, jax.core.Tracer):
-        raise TypeError(f"{name} must be a concrete real number; got {value!r} ({type(value).__name__})")
+    if isinstance(value, (bool, np.bool_, str, bytes)) or isinstance(value, jax.core.Tracer):
+        kind = "concrete real number" if isinstance(value, jax.core.Tracer) else "real number"
+        raise TypeError(f"{name} must be a {kind}; got {value!r} ({type(value).__name__})")
     try:
         out = float(value)
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be a real number; got {value!r} ({type(value).__name__})") from None
     if np.isnan(out) or (finite and not np.isfinite(out)):
-        raise ValueError(f"{name} must be a finite number; got {out}")
+        raise ValueError(
+            f"{name} must be a finite number; got {out}"
+            if finite
+            else f"{name} must be a real number, not NaN; got {out}"
+        )
     below = minimum is not None and (out <= minimum if open_min else out < minimum)
     if below or (maximum is not None and out > maximum):
         lo = "(" if open_min else "["
-        raise ValueError(f"{name} must lie in {lo}{'-inf' if minimum is None else minimum}, "
-                         f"{'inf' if maximum is None else maximum}]; got {out}")
+        raise ValueError(
+            f"{name} must lie in {lo}{'-inf' if minimum is None else minimum}, "
+            f"{'inf' if maximum is None else maximum}]; got {out}"
+        )
     return out
 
 
 def check_choice(value: Any, name: str, choices: Sequence[Any]) -> Any:
-    """``value`` must be one of ``choices`` (strings, usually); ``ValueError`` listing them otherwise."""
+    """``value`` must be one of ``choices`` (strings, usually).
+
+    Args:
+        value: what the user passed.
+        name: the argument's name, for messages.
+        choices: the accepted values.
+
+    Returns:
+        ``value``.
+
+    Raises:
+        ValueError: listing ``choices`` and showing what came.
+    """
     try:
         ok = value in choices
     except TypeError:  # an unhashable value against a set
@@ -80,31 +140,119 @@ def check_choice(value: Any, name: str, choices: Sequence[Any]) -> Any:
 
 
 def is_concrete(tree: Any) -> bool:
-    """True when no leaf of ``tree`` is a tracer (so its values can be read: outside ``jit``)."""
+    """True when no leaf of ``tree`` is a tracer (so its values can be read: outside ``jit``).
+
+    Args:
+        tree: any pytree.
+
+    Returns:
+        ``False`` as soon as one leaf is a ``jax.core.Tracer``.
+    """
     return not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(tree))
 
 
-def check_finite(tree: Any, name: str) -> None:
-    """Refuse NaN/Inf in ``tree`` when its values are concrete, naming the leaf and the first bad index.
+@functools.cache
+def _inexact(dtype) -> bool:
+    return bool(jnp.issubdtype(dtype, jnp.inexact))
 
-    Under ``jit`` the values are not known at trace time, so nothing is checked there: non-finite
-    inputs then give non-finite results (and ``train``/``levenberg_marquardt`` report a non-finite
-    start through their status).
+
+def _dtype(leaf: Any):
+    dt = getattr(leaf, "dtype", None)
+    return np.dtype(dt) if dt is not None else jnp.result_type(leaf)
+
+
+def finite_flag(tree: Any) -> jax.Array:
+    """``True`` (a 0-d bool array) when every float leaf of ``tree`` is finite: one fused reduction.
+
+    Traceable, so it can run inside a compiled program beside the computation it guards (``checked``
+    does this: the check costs one extra output, not one extra dispatch).
+
+    Args:
+        tree: a pytree of arrays; integer and bool leaves are skipped.
+
+    Returns:
+        A 0-d bool array.
     """
-    if not is_concrete(tree):
-        return
+    flags = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree) if _inexact(_dtype(leaf))]
+    return jnp.all(jnp.stack(flags)) if flags else jnp.array(True)
+
+
+_finite_flag = jax.jit(finite_flag)
+
+
+def _first_nonfinite(tree: Any, name: str) -> str | None:
+    """The message for the first leaf of ``tree`` holding NaN/Inf (host side, only on failure)."""
     for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
         arr = np.asarray(leaf)
-        if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.complexfloating)):
+        if not _inexact(arr.dtype):
             continue
         bad = ~np.isfinite(arr)
         if bad.any():
             where = tuple(int(i) for i in np.argwhere(bad)[0]) if arr.ndim else ()
             count = int(bad.sum())
-            raise ValueError(
+            return (
                 f"{name}{jax.tree_util.keystr(path)} holds {count} non-finite value{'s' * (count > 1)} "
-                f"(the first, {arr[where]}, at index {where}); fbackprop needs finite inputs"
+                f"(the first, {arr[where]}, at index {where}); expected finite numbers. fbackprop checks "
+                "params, x and y whenever they are concrete (outside jit); under jit they are not checked "
+                "and NaN/Inf gives NaN results"
             )
+    return None
+
+
+def raise_nonfinite(named: dict[str, Any]) -> None:
+    """Raise the ``ValueError`` of ``check_finite`` for the first named tree holding NaN/Inf.
+
+    Args:
+        named: ``{"params": params, "x": x, ...}``, searched in order.
+
+    Raises:
+        ValueError: naming the argument, the leaf and the index of the first non-finite value.
+    """
+    for name, tree in named.items():
+        msg = _first_nonfinite(tree, name)
+        if msg is not None:
+            raise ValueError(msg)
+    raise ValueError(f"one of {', '.join(named)} holds a non-finite value; expected finite numbers")
+
+
+def check_finite(tree: Any, name: str) -> None:
+    """Refuse NaN/Inf in ``tree`` when its values are concrete, naming the leaf and the first bad index.
+
+    The common case costs one fused on-device reduction (``finite_flag``) and one read of a bool;
+    the index is computed on the host only when something is not finite. NumPy leaves are checked
+    with NumPy (no transfer). Under ``jit`` the values are not known at trace time, so nothing is
+    checked there: non-finite inputs then give non-finite results (and ``train``/
+    ``levenberg_marquardt`` report a non-finite start through their status).
+
+    Args:
+        tree: a pytree of arrays (``params``, ``x``, ``y``); integer and bool leaves are skipped.
+        name: the argument's name, for the message (``"x"``).
+
+    Raises:
+        ValueError: ``"x holds 1 non-finite value (the first, nan, at index (2, 1)); expected finite
+            numbers ..."``.
+    """
+    check_finite_named({name: tree})
+
+
+def check_finite_named(named: dict[str, Any]) -> None:
+    """``check_finite`` for several arguments at once, in one fused reduction.
+
+    Args:
+        named: ``{"params": params, "x": x, "y": y}``: the argument names (for the message) and
+            their trees. Nothing is checked unless every leaf is concrete.
+
+    Raises:
+        ValueError: naming the first argument (in the dict's order) holding NaN/Inf, its leaf and index.
+    """
+    if not is_concrete(named):
+        return
+    leaves = [leaf for leaf in jax.tree.leaves(named) if _inexact(_dtype(leaf))]
+    host = [leaf for leaf in leaves if not isinstance(leaf, jax.Array)]
+    device = [leaf for leaf in leaves if isinstance(leaf, jax.Array)]
+    ok = all(np.isfinite(leaf).all() for leaf in host) and (not device or bool(_finite_flag(device)))
+    if not ok:
+        raise_nonfinite(named)
 
 
 def params_dtype(params: Any, name: str = "params") -> Any:
@@ -113,18 +261,41 @@ def params_dtype(params: Any, name: str = "params") -> Any:
     The rule for the whole package: ``x`` and float targets are cast to this dtype at the boundary;
     integer, complex or mixed-precision parameter leaves are refused (an integer leaf would never
     learn).
+
+    Args:
+        params: the parameter pytree.
+        name: its name in messages.
+
+    Returns:
+        The dtype (``None`` for a tree without leaves).
+
+    Raises:
+        TypeError: for a non-floating leaf or for leaves of different dtypes.
     """
-    dtypes = {}
+    leaves = jax.tree.leaves(params)
+    dtypes = {_dtype(leaf) for leaf in leaves}
+    if len(dtypes) == 1 and _floating(next(iter(dtypes))):  # the common case, without paths
+        return next(iter(dtypes))
+    found = {}
     for path, leaf in jax.tree_util.tree_leaves_with_path(params):
-        dt = jnp.result_type(leaf)
-        if not jnp.issubdtype(dt, jnp.floating):
-            raise TypeError(f"{name}{jax.tree_util.keystr(path)} has dtype {dt}; parameters must be real floating "
-                            "point (float32 or float64): cast them, e.g. with jax.tree.map(lambda p: p.astype(jnp.float32), params)")
-        dtypes.setdefault(jnp.dtype(dt).name, jax.tree_util.keystr(path))
-    if len(dtypes) > 1:
-        raise TypeError(f"{name} mixes dtypes {dict((d, p) for d, p in dtypes.items())} (dtype: first leaf with it); "
-                        "use one floating dtype for every leaf")
-    return jnp.dtype(next(iter(dtypes))) if dtypes else None
+        dt = _dtype(leaf)
+        if not _floating(dt):
+            raise TypeError(
+                f"{name}{jax.tree_util.keystr(path)} has dtype {dt}; parameters must be real floating "
+                "point (float32 or float64): cast them, e.g. with "
+                "jax.tree.map(lambda p: p.astype(jnp.float32), params)"
+            )
+        found.setdefault(jnp.dtype(dt).name, jax.tree_util.keystr(path))
+    if len(found) > 1:
+        raise TypeError(
+            f"{name} mixes dtypes {found} (dtype: first leaf with it); use one floating dtype for every leaf"
+        )
+    return jnp.dtype(next(iter(found))) if found else None
+
+
+@functools.cache
+def _floating(dtype) -> bool:
+    return bool(jnp.issubdtype(dtype, jnp.floating))
 
 
 def cached_transformation(factory):
@@ -134,6 +305,12 @@ def cached_transformation(factory):
     ``jax.jit`` does for one function: equal networks (``fb.mlp`` with equal arguments), the same loss
     and equal options give the same function object. Unhashable arguments (a model held in a list,
     say) skip the cache: each such call builds, and compiles, anew.
+
+    Args:
+        factory: the transformation to cache.
+
+    Returns:
+        The cached factory, with ``cache_info()`` and ``cache_clear()``.
     """
     cache = functools.lru_cache(maxsize=256)(factory)
 
@@ -150,11 +327,25 @@ def cached_transformation(factory):
 
 
 def check_x(x: Any, n_in: int | None = None) -> jax.Array:
-    """``x`` must be a non-empty real floating ``(N, n_in)`` batch."""
-    x = x if isinstance(x, jax.Array) else jnp.asarray(x)
-    if not jnp.issubdtype(x.dtype, jnp.floating):
+    """``x`` must be a non-empty real floating ``(N, n_in)`` batch.
+
+    Args:
+        x: the inputs (any array-like).
+        n_in: the width the model expects (``None``: any).
+
+    Returns:
+        ``x`` as a JAX array (placed without compiling, see ``as_array``).
+
+    Raises:
+        TypeError: for a non-floating dtype.
+        ValueError: for another rank or width, or no rows.
+    """
+    if not hasattr(x, "dtype"):
+        x = np.asarray(x)
+    dtype = _dtype(x)
+    if not _floating(dtype):
         raise TypeError(
-            f"x must be a real floating-point array (float32 or float64); got dtype {x.dtype}. "
+            f"x must be a real floating-point array (float32 or float64); got dtype {dtype}. "
             "Convert it, e.g. x.astype(jnp.float32)"
         )
     width = "n_in" if n_in is None else n_in
@@ -170,18 +361,48 @@ def check_x(x: Any, n_in: int | None = None) -> jax.Array:
         )
     if x.shape[0] == 0:
         raise ValueError(f"x is an empty batch: shape {tuple(x.shape)}; expected at least one row")
-    return x
+    return as_array(x)
 
 
-def check_params(net: "Network", params: Any) -> None:
-    """``params`` must be the tuple of ``{"W", "b"}`` dicts with the shapes ``net`` needs."""
+def as_array(a: Any, dtype: Any = None) -> jax.Array:
+    """``a`` as a JAX array (of ``dtype`` if given) without compiling anything for host data.
+
+    ``jnp.asarray`` of a NumPy array compiles a small program per shape; NumPy data is cast on the
+    host and placed with ``jax.device_put`` instead. JAX arrays and tracers pass through (cast if needed).
+
+    Args:
+        a: an array-like.
+        dtype: the dtype wanted (``None``: keep ``a``'s).
+
+    Returns:
+        A JAX array (or the tracer).
+    """
+    if isinstance(a, (jax.Array, jax.core.Tracer)):
+        return a if dtype is None or a.dtype == dtype else a.astype(dtype)
+    return jax.device_put(np.asarray(a) if dtype is None else np.asarray(a, dtype))
+
+
+def check_params(net: Network, params: Any) -> None:
+    """``params`` must be the tuple of ``{"W", "b"}`` dicts with the shapes ``net`` needs.
+
+    Args:
+        net: the network.
+        params: what the user passed as its parameters.
+
+    Raises:
+        ValueError: naming the first leaf of the wrong structure or shape.
+    """
     dense = net.dense
     sizes = list(net.sizes)
     if not isinstance(params, (tuple, list)) or len(params) != len(dense):
-        got = (f"a {type(params).__name__} of length {len(params)}"
-               if isinstance(params, (tuple, list)) else f"a {type(params).__name__}")
+        got = (
+            f"a {type(params).__name__} of length {len(params)}"
+            if isinstance(params, (tuple, list))
+            else f"a {type(params).__name__}"
+        )
         raise ValueError(
-            f"params must be a tuple of {len(dense)} dicts {{'W', 'b'}} for a network of sizes {sizes}; got {got}"
+            f"params must be a tuple of {len(dense)} dicts {{'W', 'b'}} for a network of sizes {sizes}; "
+            f"got {got}"
         )
     for i, (layer, theta) in enumerate(zip(dense, params)):
         if not isinstance(theta, dict) or set(theta) != {"W", "b"}:
@@ -196,45 +417,94 @@ def check_params(net: "Network", params: Any) -> None:
                 )
 
 
-def check_inputs(net: "Network", params: Any, x: Any) -> jax.Array:
-    """Both of the above; returns ``x`` as an array."""
+def check_inputs(net: Network, params: Any, x: Any) -> jax.Array:
+    """``check_params`` and ``check_x`` for a network.
+
+    Args:
+        net: the network.
+        params: its parameters.
+        x: the inputs.
+
+    Returns:
+        ``x`` as a JAX array.
+    """
     check_params(net, params)
     return check_x(x, net.n_in)
 
 
-def check_targets(loss: "Loss", y: Any, n_examples: int, n_out: int, dtype: Any) -> jax.Array:
-    """``y`` in the ``(N, n_out)`` form ``loss`` takes, in ``x``'s float ``dtype``, with x's N rows."""
-    y = loss.prepare(y, n_out).astype(dtype)
+def check_targets(loss: Loss, y: Any, n_examples: int, n_out: int, dtype: Any) -> jax.Array:
+    """``y`` in the ``(N, n_out)`` form ``loss`` takes, in ``x``'s float ``dtype``, with x's N rows.
+
+    Args:
+        loss: the ``Loss`` (its ``prepare`` checks the target form).
+        y: the targets.
+        n_examples: N, the rows of ``x``.
+        n_out: the model's output width.
+        dtype: the computation's dtype.
+
+    Returns:
+        ``y: (N, n_out)`` in ``dtype``.
+    """
+    y = loss.prepare(y, n_out)
+    if y.dtype != dtype:
+        y = y.astype(dtype)
     if y.shape[0] != n_examples:
         raise ValueError(
             f"y has {y.shape[0]} rows but x has {n_examples}: one target per example is expected "
-            f"(y of shape ({n_examples}, {n_out}){' or integer labels (N,)' if loss.name == 'cross_entropy' else ''})"
+            f"(y of shape ({n_examples}, {n_out})"
+            f"{' or integer labels (N,)' if loss.name == 'cross_entropy' else ''})"
         )
     return y
 
 
 def is_network(model: Any) -> bool:
+    """Whether ``model`` is an fbackprop ``Network`` (rather than an ``apply`` callable).
+
+    Args:
+        model: anything.
+
+    Returns:
+        A bool.
+    """
     from .nets import Network
 
     return isinstance(model, Network)
 
 
 def as_apply(model: Any):
-    """``apply(params, x)`` of a Network, or the callable itself (a Flax/Equinox apply works)."""
+    """``apply(params, x)`` of a Network, or the callable itself (a Flax/Equinox apply works).
+
+    Args:
+        model: a ``Network`` or a callable.
+
+    Returns:
+        The ``(params, x) -> yhat`` function.
+
+    Raises:
+        TypeError: for anything else.
+    """
     if is_network(model):
         return model.apply
     if callable(model):
         return model
-    raise TypeError(f"expected an fbackprop Network or an apply(params, x) callable; got {type(model).__name__}")
+    raise TypeError(
+        f"expected an fbackprop Network or an apply(params, x) callable; got {type(model).__name__}"
+    )
 
 
-def require_network(model: Any, what: str, alternative: str = "fb.autodiff(apply, loss)") -> "Network":
+def require_network(model: Any, what: str, alternative: str = "fb.autodiff(apply, loss)") -> Network:
     """Hand-written derivatives walk the network's layers, so they need a Network, not any callable.
 
     Args:
         model: what the user passed.
         what: the function refusing it (``"fb.backprop"``).
         alternative: the call that does accept ``model`` (``'fb.hvp(apply, loss, method="autodiff")'``).
+
+    Returns:
+        ``model``, when it is a Network.
+
+    Raises:
+        TypeError: saying what came and naming ``alternative``.
     """
     if not is_network(model):
         raise TypeError(
@@ -244,11 +514,27 @@ def require_network(model: Any, what: str, alternative: str = "fb.autodiff(apply
     return model
 
 
-def check_call(model: Any, loss: "Loss", params: Any, x: Any, y: Any) -> tuple[jax.Array, jax.Array]:
-    """Validate ``(params, x, y)`` for ``model`` and ``loss``; returns ``x`` and the prepared ``y``."""
+def check_call(
+    model: Any, loss: Loss, params: Any, x: Any, y: Any, *, finite: bool = True
+) -> tuple[jax.Array, jax.Array]:
+    """Validate ``(params, x, y)`` for ``model`` and ``loss``; returns ``x`` and the prepared ``y``.
+
+    Args:
+        model: a ``Network`` or an ``apply(params, x)`` callable.
+        loss: a ``Loss``.
+        params: the parameters; their (one, floating) dtype is the computation's dtype.
+        x: ``(N, n_in)`` floating inputs, cast to the params' dtype.
+        y: targets in any form ``loss.prepare`` accepts.
+        finite: also refuse NaN/Inf in concrete ``params``, ``x`` and ``y`` (``check_finite``).
+
+    Returns:
+        ``(x, y)``: ``x: (N, n_in)`` and ``y: (N, n_out)``, both in the params' dtype.
+    """
     dtype = params_dtype(params)
-    if dtype is not None and hasattr(x, "dtype") and jnp.issubdtype(jnp.result_type(x), jnp.floating):
-        x = jnp.asarray(x, dtype)  # the params' dtype is the computation's dtype
+    if dtype is not None and hasattr(x, "dtype") and _floating(_dtype(x)) and _dtype(x) != dtype:
+        x = as_array(x, dtype)  # the params' dtype is the computation's dtype
+    if not isinstance(y, (jax.Array, jax.core.Tracer)):
+        y = as_array(y)  # placed without compiling (loss.prepare takes it from here)
     if is_network(model):
         x = check_inputs(model, params, x)
         n_out = model.n_out
@@ -258,33 +544,68 @@ def check_call(model: Any, loss: "Loss", params: Any, x: Any, y: Any) -> tuple[j
         if len(out.shape) != 2:
             raise ValueError(f"apply(params, x) must return (N, n_out); it returned shape {out.shape}")
         n_out = out.shape[1]
-    return x, check_targets(loss, y, x.shape[0], n_out, x.dtype)
+    y = check_targets(loss, y, x.shape[0], n_out, x.dtype)
+    if finite:
+        check_finite_named({"params": params, "x": x, "y": y})
+    return x, y
 
 
 def check_like(v: Any, params: Any, name: str = "v") -> None:
-    """A tangent ``v`` (for ``H v``) must have the tree structure and leaf shapes of ``params``."""
+    """A tangent ``v`` (for ``H v``) must have the tree structure and leaf shapes of ``params``.
+
+    Args:
+        v: the tangent.
+        params: the parameters it must be shaped like.
+        name: its name in messages.
+
+    Raises:
+        ValueError: naming the first leaf of another structure or shape.
+    """
     want, got = jax.tree.structure(params), jax.tree.structure(v)
     if want != got:
         raise ValueError(f"{name} must be shaped like params, with structure {want}; got {got}")
     for (path, p), w in zip(jax.tree_util.tree_leaves_with_path(params), jax.tree.leaves(v)):
         if jnp.shape(w) != jnp.shape(p):
-            raise ValueError(f"{name}{jax.tree_util.keystr(path)} has shape {tuple(jnp.shape(w))}; "
-                             f"params{jax.tree_util.keystr(path)} has {tuple(jnp.shape(p))}")
+            raise ValueError(
+                f"{name}{jax.tree_util.keystr(path)} has shape {tuple(jnp.shape(w))}; "
+                f"params{jax.tree_util.keystr(path)} has {tuple(jnp.shape(p))}"
+            )
 
 
-def checked(model: Any, loss: "Loss", core, vectors: int = 0, doc: str | None = None):
+def checked(model: Any, loss: Loss, core, vectors: int = 0, doc: str | None = None):
     """The public ``(params, x, y, *args) -> ...`` function: the checks above, then ``jit(core)``.
 
-    ``vectors``: how many of ``args`` are tangents that must be shaped like params (``v`` of ``H v``);
-    ``doc``: the returned function's docstring (with ``Args:``/``Returns:``), shown by ``help()``.
+    With concrete inputs the finiteness check runs inside the same compiled program as ``core``
+    (one dispatch, one extra bool output), and a NaN/Inf in ``params``, ``x``, ``y`` or a tangent
+    raises ``ValueError`` naming it; under an outer ``jit`` only the static checks run.
+
+    Args:
+        model: a ``Network`` or an ``apply(params, x)`` callable.
+        loss: a ``Loss``.
+        core: ``(params, x, y, *args) -> result``, traceable.
+        vectors: how many of ``args`` are tangents that must be shaped like params (``v`` of ``H v``).
+        doc: the returned function's docstring (with ``Args:``/``Returns:``), shown by ``help()``.
+
+    Returns:
+        The checked, compiled function.
     """
     compiled = jax.jit(core)
+    guarded = jax.jit(
+        lambda params, x, y, *args: (core(params, x, y, *args), finite_flag((params, x, y, args[:vectors])))
+    )
 
     def fn(params, x, y, *args):
-        x, y = check_call(model, loss, params, x, y)
+        x, y = check_call(model, loss, params, x, y, finite=False)
         for v in args[:vectors]:
             check_like(v, params)
-        return compiled(params, x, y, *args)
+        if not is_concrete((params, x, y, args)):
+            return compiled(params, x, y, *args)
+        out, ok = guarded(params, x, y, *args)
+        if not bool(ok):
+            named = {"params": params, "x": x, "y": y}
+            named.update({"v" if vectors == 1 else f"v{i}": v for i, v in enumerate(args[:vectors])})
+            raise_nonfinite(named)
+        return out
 
     fn.__doc__ = doc if doc is not None else core.__doc__
     return fn
