@@ -104,9 +104,14 @@ def _as_array(y: Any, name: str, what: str = "y"):
     """``y`` as an array (NumPy arrays stay NumPy, so that their values stay readable under a trace)."""
     if not isinstance(y, (jax.Array, np.ndarray)):
         try:
-            y = jnp.asarray(y)
-        except (TypeError, ValueError) as err:
-            raise TypeError(f"{name}: {what} must be an array of numbers; got {type(y).__name__} ({err})") from None
+            y = np.asarray(y)                      # lists of numbers: concrete NumPy values
+        except Exception:                           # noqa: BLE001 (e.g. a list holding tracers)
+            y = None
+        if y is None or y.dtype == object:
+            try:
+                y = jnp.asarray(y)
+            except (TypeError, ValueError) as err:
+                raise TypeError(f"{name}: {what} must be an array of numbers; got {type(y).__name__} ({err})") from None
     dt = y.dtype
     if not (jnp.issubdtype(dt, jnp.floating) or jnp.issubdtype(dt, jnp.integer) or jnp.issubdtype(dt, jnp.bool_)):
         raise TypeError(f"{name}: {what} must hold real numbers (float, integer or bool); got dtype {dt}")
