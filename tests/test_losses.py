@@ -4,10 +4,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from problems import LOSS_NAMES, targets
 
 import fbackprop as fb
 from fbackprop import losses as L
-from problems import LOSS_NAMES, targets
 
 
 def batch(loss_name, n=7, k=4, seed=0, scale=3.0):
@@ -27,9 +27,13 @@ def per_example(loss, fn):
 @pytest.mark.parametrize("name", LOSS_NAMES)
 def test_gradient_matches_autodiff(name):
     loss, yhat, y, _ = batch(name)
-    np.testing.assert_allclose(loss.grad(yhat, y), per_example(loss, jax.grad)(yhat, y), rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(
+        loss.grad(yhat, y), per_example(loss, jax.grad)(yhat, y), rtol=1e-10, atol=1e-14
+    )
     # the batch-mean convention: dC/dyhat = grad / N
-    np.testing.assert_allclose(jax.grad(loss)(yhat, y), loss.grad(yhat, y) / yhat.shape[0], rtol=1e-10, atol=1e-15)
+    np.testing.assert_allclose(
+        jax.grad(loss)(yhat, y), loss.grad(yhat, y) / yhat.shape[0], rtol=1e-10, atol=1e-15
+    )
 
 
 @pytest.mark.parametrize("name", LOSS_NAMES)
@@ -60,7 +64,9 @@ def test_values():
     z = jnp.array([[0.0, 0.0]])
     np.testing.assert_allclose(L.cross_entropy(z, L.cross_entropy.prepare(jnp.array([1]), 2)), np.log(2.0))
     np.testing.assert_allclose(L.binary_cross_entropy(jnp.array([[0.0]]), jnp.array([[1.0]])), np.log(2.0))
-    np.testing.assert_allclose(L.squared_error(jnp.array([[3.0], [1.0]]), jnp.array([[1.0], [1.0]])), 1.0)  # (4/2 + 0)/2
+    np.testing.assert_allclose(
+        L.squared_error(jnp.array([[3.0], [1.0]]), jnp.array([[1.0], [1.0]])), 1.0
+    )  # (4/2 + 0)/2
 
 
 def test_integer_labels_equal_one_hot():
@@ -104,8 +110,13 @@ def np_reference(name, z, Y, v):
         p = np_softmax(z)
         H = np.array([np.diag(q) - np.outer(q, q) for q in p])
         S = np.array([np.diag(np.sqrt(q)) - np.outer(q, np.sqrt(q)) for q in p])
-        return dict(value=-np.sum(Y * np.log(p), axis=1), grad=p - Y, hessian=H, hvp=np.einsum("nij,nj->ni", H, v),
-                    hessian_sqrt=S)
+        return dict(
+            value=-np.sum(Y * np.log(p), axis=1),
+            grad=p - Y,
+            hessian=H,
+            hvp=np.einsum("nij,nj->ni", H, v),
+            hessian_sqrt=S,
+        )
     s = np_sigmoid(z)
     H = np.array([np.diag(c) for c in s * (1 - s)])
     S = np.array([np.diag(np.sqrt(c)) for c in s * (1 - s)])
@@ -117,28 +128,47 @@ def target_form(name, form, n, k, rng):
     """``(y as passed, Y as the (N, k) float rows it means)`` for one accepted target form."""
     if name == "squared_error":
         Y = rng.normal(size=(n, k))
-        return {"rows": (Y, Y), "int rows": (np.round(3 * Y).astype(np.int32), np.round(3 * Y)),
-                "flat column": (Y[:, 0], Y), "list": (Y.tolist(), Y)}[form]
+        return {
+            "rows": (Y, Y),
+            "int rows": (np.round(3 * Y).astype(np.int32), np.round(3 * Y)),
+            "flat column": (Y[:, 0], Y),
+            "list": (Y.tolist(), Y),
+        }[form]
     if name == "binary_cross_entropy":
         P = rng.uniform(size=(n, k))
         B = P > 0.5
-        return {"rows": (P, P), "bool rows": (B, B.astype(float)), "int rows": (B.astype(np.int64), B.astype(float)),
-                "flat column": (P[:, 0], P), "flat int labels": (B[:, 0].astype(np.int32), B.astype(float))}[form]
+        return {
+            "rows": (P, P),
+            "bool rows": (B, B.astype(float)),
+            "int rows": (B.astype(np.int64), B.astype(float)),
+            "flat column": (P[:, 0], P),
+            "flat int labels": (B[:, 0].astype(np.int32), B.astype(float)),
+        }[form]
     labels = rng.integers(0, k, size=n)
     one_hot = np.eye(k)[labels]
     smooth = 0.9 * one_hot + 0.1 / k
-    return {"labels": (labels, one_hot), "jax labels": (jnp.asarray(labels), one_hot), "one-hot": (one_hot, one_hot),
-            "int one-hot": (one_hot.astype(np.int32), one_hot), "smoothed": (smooth, smooth)}[form]
+    return {
+        "labels": (labels, one_hot),
+        "jax labels": (jnp.asarray(labels), one_hot),
+        "one-hot": (one_hot, one_hot),
+        "int one-hot": (one_hot.astype(np.int32), one_hot),
+        "smoothed": (smooth, smooth),
+    }[form]
 
 
-FORMS = [("squared_error", f, k) for f, k in [("rows", 3), ("int rows", 3), ("list", 3), ("rows", 1), ("flat column", 1)]]
-FORMS += [("binary_cross_entropy", f, k)
-          for f, k in [("rows", 3), ("bool rows", 3), ("int rows", 3), ("flat column", 1), ("flat int labels", 1)]]
+FORMS = [
+    ("squared_error", f, k)
+    for f, k in [("rows", 3), ("int rows", 3), ("list", 3), ("rows", 1), ("flat column", 1)]
+]
+FORMS += [
+    ("binary_cross_entropy", f, k)
+    for f, k in [("rows", 3), ("bool rows", 3), ("int rows", 3), ("flat column", 1), ("flat int labels", 1)]
+]
 FORMS += [("cross_entropy", f, 3) for f in ["labels", "jax labels", "one-hot", "int one-hot", "smoothed"]]
 CALLABLES = ["__call__", "value", "grad", "hessian", "hvp", "hessian_sqrt"]
 
 
-@pytest.mark.parametrize("n", [3, 5])            # n == n_out == 3 is where broadcasting used to hide the bug
+@pytest.mark.parametrize("n", [3, 5])  # n == n_out == 3 is where broadcasting used to hide the bug
 @pytest.mark.parametrize("fn", CALLABLES)
 @pytest.mark.parametrize("name,form,k", FORMS)
 def test_every_callable_matches_the_textbook_formula_for_every_target_form(name, form, k, fn, n):
@@ -159,7 +189,9 @@ def test_every_callable_matches_the_textbook_formula_for_every_target_form(name,
 def test_the_reported_cases_now_give_the_right_number():
     # cross_entropy with integer labels and N == n_classes: 0.181, not 1.681
     z = jnp.array([[2.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 2.0]])
-    np.testing.assert_allclose(L.cross_entropy(z, jnp.array([0, 1, 2])), np.log(np.exp(2) + 2) - 2, rtol=1e-14)
+    np.testing.assert_allclose(
+        L.cross_entropy(z, jnp.array([0, 1, 2])), np.log(np.exp(2) + 2) - 2, rtol=1e-14
+    )
     # squared_error of an exact fit with y (N,) against yhat (N, 1): 0, not 2.0
     assert float(L.squared_error(jnp.array([[1.0], [2.0], [3.0]]), jnp.array([1.0, 2.0, 3.0]))) == 0.0
 
@@ -168,7 +200,9 @@ def test_the_reported_cases_now_give_the_right_number():
 def test_hessian_sqrt_factors_the_hessian(name):
     loss, yhat, y, _ = batch(name)
     S = loss.hessian_sqrt(yhat, y)
-    np.testing.assert_allclose(jnp.einsum("nij,nkj->nik", S, S), loss.hessian(yhat, y), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(
+        jnp.einsum("nij,nkj->nik", S, S), loss.hessian(yhat, y), rtol=1e-12, atol=1e-15
+    )
 
 
 @pytest.mark.parametrize("name,form,k", FORMS)
@@ -185,10 +219,19 @@ def test_prepare_is_idempotent(name, form, k):
 def test_prepared_targets_cost_nothing_under_jit(name, fn):
     """The checks are static: the traced program of a public callable is its core's, equation for equation."""
     loss, yhat, y, v = batch(name)
-    core = getattr(L, {"squared_error": "_se_", "cross_entropy": "_ce_", "binary_cross_entropy": "_bce_"}[name]
-                   + {"value": "value", "grad": "grad", "hessian": "hessian", "hvp": "hvp",
-                      "hessian_sqrt": "hessian_sqrt"}[fn], None)
-    if core is None:            # squared error's Hessian square root is its Hessian, I
+    core = getattr(
+        L,
+        {"squared_error": "_se_", "cross_entropy": "_ce_", "binary_cross_entropy": "_bce_"}[name]
+        + {
+            "value": "value",
+            "grad": "grad",
+            "hessian": "hessian",
+            "hvp": "hvp",
+            "hessian_sqrt": "hessian_sqrt",
+        }[fn],
+        None,
+    )
+    if core is None:  # squared error's Hessian square root is its Hessian, I
         core = L._se_hessian
     args = (yhat, y, v) if fn == "hvp" else (yhat, y)
     assert str(jax.make_jaxpr(getattr(loss, fn))(*args)) == str(jax.make_jaxpr(core)(*args))
@@ -205,29 +248,94 @@ def test_targets_take_the_outputs_dtype():
 # --- bad targets and outputs: a clear error from every callable --------------------------------------
 Z3 = np.zeros((4, 3))
 BAD = {
-    "se flat y for a 3-wide output": ("squared_error", Z3, np.zeros(4), ValueError, r"y has shape \(4,\).*\(N, 3\)"),
+    "se flat y for a 3-wide output": (
+        "squared_error",
+        Z3,
+        np.zeros(4),
+        ValueError,
+        r"y has shape \(4,\).*\(N, 3\)",
+    ),
     "se too few rows": ("squared_error", Z3, np.zeros((3, 3)), ValueError, r"y has 3 rows but yhat has 4"),
-    "se non-finite target": ("squared_error", Z3, np.array([[0, 0, 0]] * 3 + [[0, np.nan, 0]]), ValueError,
-                             r"y must be finite; y\[3, 1\] is nan"),
+    "se non-finite target": (
+        "squared_error",
+        Z3,
+        np.array([[0, 0, 0]] * 3 + [[0, np.nan, 0]]),
+        ValueError,
+        r"y must be finite; y\[3, 1\] is nan",
+    ),
     "se complex target": ("squared_error", Z3, np.zeros((4, 3), complex), TypeError, "real numbers"),
     "se string target": ("squared_error", Z3, [["a"] * 3] * 4, TypeError, "must hold real numbers.*<U1"),
-    "se 1-d output": ("squared_error", np.zeros(4), np.zeros(4), ValueError,
-                      r"yhat must have shape \(N, n_out\).*got shape \(4,\).*yhat\[:, None\]"),
-    "se integer output": ("squared_error", np.zeros((4, 3), int), np.zeros((4, 3)), TypeError, "floating point"),
+    "se 1-d output": (
+        "squared_error",
+        np.zeros(4),
+        np.zeros(4),
+        ValueError,
+        r"yhat must have shape \(N, n_out\).*got shape \(4,\).*yhat\[:, None\]",
+    ),
+    "se integer output": (
+        "squared_error",
+        np.zeros((4, 3), int),
+        np.zeros((4, 3)),
+        TypeError,
+        "floating point",
+    ),
     "ce float labels": ("cross_entropy", Z3, np.array([0.0, 1.0, 2.0, 1.0]), TypeError, "must be integers"),
-    "ce label too large": ("cross_entropy", Z3, np.array([0, 1, 3, 1]), ValueError,
-                           r"\[0, 3\).*from 0 to 3 .*y\[2\] = 3"),
-    "ce negative label": ("cross_entropy", Z3, np.array([0, -1, 2, 1]), ValueError, r"from -1 to 2.*y\[1\] = -1"),
-    "ce labels as a column": ("cross_entropy", Z3, np.array([[0], [1], [2], [1]]), ValueError, r"pass y\[:, 0\]"),
-    "ce negative probability": ("cross_entropy", Z3, np.array([[1, 0, 0]] * 3 + [[1.2, -0.2, 0]]), ValueError,
-                                r"y\[3\] = .* has a negative entry"),
-    "ce row not summing to 1": ("cross_entropy", Z3, np.array([[1, 0, 0]] * 2 + [[0.5, 0.4, 0]] + [[0, 0, 1]]),
-                                ValueError, r"y\[2\] sums to 0.9, so it is not a probability vector"),
-    "ce one output": ("cross_entropy", np.zeros((4, 1)), np.zeros(4, int), ValueError,
-                      "at least 2 outputs.*binary_cross_entropy"),
-    "bce target above 1": ("binary_cross_entropy", Z3, np.array([[0, 1, 1]] * 3 + [[0, 2, 1]]), ValueError,
-                           r"\[0, 1\].*y\[3, 1\] = 2"),
-    "bce negative target": ("binary_cross_entropy", Z3, -np.ones((4, 3)), ValueError, r"y\[0, 0\] = -1.0 \(12 outside\)"),
+    "ce label too large": (
+        "cross_entropy",
+        Z3,
+        np.array([0, 1, 3, 1]),
+        ValueError,
+        r"\[0, 3\).*from 0 to 3 .*y\[2\] = 3",
+    ),
+    "ce negative label": (
+        "cross_entropy",
+        Z3,
+        np.array([0, -1, 2, 1]),
+        ValueError,
+        r"from -1 to 2.*y\[1\] = -1",
+    ),
+    "ce labels as a column": (
+        "cross_entropy",
+        Z3,
+        np.array([[0], [1], [2], [1]]),
+        ValueError,
+        r"pass y\[:, 0\]",
+    ),
+    "ce negative probability": (
+        "cross_entropy",
+        Z3,
+        np.array([[1, 0, 0]] * 3 + [[1.2, -0.2, 0]]),
+        ValueError,
+        r"y\[3\] = .* has a negative entry",
+    ),
+    "ce row not summing to 1": (
+        "cross_entropy",
+        Z3,
+        np.array([[1, 0, 0]] * 2 + [[0.5, 0.4, 0]] + [[0, 0, 1]]),
+        ValueError,
+        r"y\[2\] sums to 0.9, so it is not a probability vector",
+    ),
+    "ce one output": (
+        "cross_entropy",
+        np.zeros((4, 1)),
+        np.zeros(4, int),
+        ValueError,
+        "at least 2 outputs.*binary_cross_entropy",
+    ),
+    "bce target above 1": (
+        "binary_cross_entropy",
+        Z3,
+        np.array([[0, 1, 1]] * 3 + [[0, 2, 1]]),
+        ValueError,
+        r"\[0, 1\].*y\[3, 1\] = 2",
+    ),
+    "bce negative target": (
+        "binary_cross_entropy",
+        Z3,
+        -np.ones((4, 3)),
+        ValueError,
+        r"y\[0, 0\] = -1.0 \(12 outside\)",
+    ),
     "bce nan target": ("binary_cross_entropy", Z3, np.full((4, 3), np.nan), ValueError, r"\[0, 1\].*nan"),
     "bce flat y for a 3-wide output": ("binary_cross_entropy", Z3, np.zeros(4), ValueError, r"\(N, 3\)"),
 }
@@ -238,8 +346,10 @@ BAD = {
 def test_bad_targets_are_refused_by_every_callable(case, fn):
     name, yhat, y, error, message = BAD[case]
     loss = L.get(name)
-    call = {"__call__": lambda: loss(yhat, y), "hvp": lambda: loss.hvp(yhat, y, np.zeros(np.shape(yhat)))}.get(
-        fn, lambda: getattr(loss, fn)(yhat, y))
+    call = {
+        "__call__": lambda: loss(yhat, y),
+        "hvp": lambda: loss.hvp(yhat, y, np.zeros(np.shape(yhat))),
+    }.get(fn, lambda: getattr(loss, fn)(yhat, y))
     with pytest.raises(error, match=message):
         call()
 
@@ -259,7 +369,9 @@ def test_cross_entropy_on_a_one_output_network_is_refused_by_backprop():
 def test_binary_targets_out_of_range_are_refused_by_backprop():
     net = fb.mlp([2, 1])
     with pytest.raises(ValueError, match=r"binary_cross_entropy: targets must lie in \[0, 1\]"):
-        fb.backprop(net, "binary_cross_entropy")(net.init(jax.random.key(0)), jnp.ones((3, 2)), jnp.array([0.0, 1.0, 3.0]))
+        fb.backprop(net, "binary_cross_entropy")(
+            net.init(jax.random.key(0)), jnp.ones((3, 2)), jnp.array([0.0, 1.0, 3.0])
+        )
 
 
 # --- out-of-range labels under the user's own jit: NaN for that example, never a wrong finite number ----
@@ -281,5 +393,5 @@ def test_out_of_range_label_under_jit_makes_backprop_nan():
     bad = jnp.array([0, 1, 7, 2, 1])
     C, grads = jax.jit(fb.value_and_backprop(net, "cross_entropy"))(params, x, bad)
     assert np.isnan(C) and all(np.all(np.isnan(g)) for g in jax.tree.leaves(grads))
-    with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\)"):   # outside jit: refused
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\)"):  # outside jit: refused
         fb.value_and_backprop(net, "cross_entropy")(params, x, bad)

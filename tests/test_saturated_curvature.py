@@ -24,7 +24,6 @@ mpmath (hyper-dual numbers: ``C(theta + e1 u + e2 w)`` carries ``u^T H w`` exact
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import mpmath as mp
 import numpy as np
@@ -41,17 +40,19 @@ TOL_NET = 1e-13
 PSD_TOL = 4 * EPS
 
 # logits up to +-40: one winner, ties, a near tie, a moderate row, and two winners far from the rest
-LOGITS = np.array([
-    [0.0, 0.0, 40.0],
-    [0.0, 0.0, 30.0],
-    [0.0, 0.0, 20.0],
-    [40.0, -40.0, 0.0],
-    [-40.0, 40.0, 39.0],
-    [40.0, 40.0, -40.0],
-    [-40.0, -40.0, -40.0],
-    [1.5, -0.3, 0.7],
-    [-40.0, 3.0, 40.0],
-])
+LOGITS = np.array(
+    [
+        [0.0, 0.0, 40.0],
+        [0.0, 0.0, 30.0],
+        [0.0, 0.0, 20.0],
+        [40.0, -40.0, 0.0],
+        [-40.0, 40.0, 39.0],
+        [40.0, 40.0, -40.0],
+        [-40.0, -40.0, -40.0],
+        [1.5, -0.3, 0.7],
+        [-40.0, 3.0, 40.0],
+    ]
+)
 V = np.array([[1.0, -2.0, 0.5], [0.3, 1.0, -1.0], [2.0, 0.1, -0.7]] * 3)
 
 
@@ -72,8 +73,10 @@ def mp_ce_hessian(z):
 def mp_ce_sqrt(z):
     with mp.workdps(DPS):
         p = mp_softmax(z)
-        return [[(mp.sqrt(p[i]) if i == j else 0) - p[i] * mp.sqrt(p[j]) for j in range(len(p))]
-                for i in range(len(p))]
+        return [
+            [(mp.sqrt(p[i]) if i == j else 0) - p[i] * mp.sqrt(p[j]) for j in range(len(p))]
+            for i in range(len(p))
+        ]
 
 
 def mp_ce_grad(z, label):
@@ -89,7 +92,11 @@ def mp_sigmoid_curvature(z):
 
 
 def to_np(m):
-    return np.array([[float(v) for v in row] for row in m]) if isinstance(m[0], list) else np.array([float(v) for v in m])
+    return (
+        np.array([[float(v) for v in row] for row in m])
+        if isinstance(m[0], list)
+        else np.array([float(v) for v in m])
+    )
 
 
 def mp_matvec(m, v):
@@ -113,7 +120,7 @@ def test_cross_entropy_hessian_accurate_and_psd_where_softmax_saturates():
     for z, h in zip(LOGITS, H):
         ref = to_np(mp_ce_hessian(z))
         assert scaled_error(h, ref, np.max(np.abs(ref))) <= TOL_LOSS, z
-        assert np.all(np.diag(h) > 0), (z, np.diag(h))          # the winner's p_k (1 - p_k) is not 0
+        assert np.all(np.diag(h) > 0), (z, np.diag(h))  # the winner's p_k (1 - p_k) is not 0
         lam = exact_eigenvalues(h)
         assert lam[0] >= -PSD_TOL * lam[-1], (z, lam)
 
@@ -200,8 +207,12 @@ class HD:
 
     def __mul__(self, o):
         o = o if isinstance(o, HD) else HD(o)
-        return HD(self.a * o.a, self.a * o.b + self.b * o.a, self.a * o.c + self.c * o.a,
-                  self.a * o.d + self.b * o.c + self.c * o.b + self.d * o.a)
+        return HD(
+            self.a * o.a,
+            self.a * o.b + self.b * o.a,
+            self.a * o.c + self.c * o.a,
+            self.a * o.d + self.b * o.c + self.c * o.b + self.d * o.a,
+        )
 
     __rmul__ = __mul__
 
@@ -214,7 +225,7 @@ class HD:
         return self.chain(e, e, e)
 
     def log(self):
-        return self.chain(mp.log(self.a), 1 / self.a, -1 / self.a ** 2)
+        return self.chain(mp.log(self.a), 1 / self.a, -1 / self.a**2)
 
     def tanh(self):
         t = mp.tanh(self.a)
@@ -223,9 +234,9 @@ class HD:
 
 def mp_logits(theta, x):
     """The network's logits ``(N, 3)`` at flat params ``theta`` (a list of HD), in ``flatten``'s order."""
-    W1 = [theta[2 * i:2 * i + 2] for i in range(3)]            # the 2-3 layer's W: (3, 2), row-major
+    W1 = [theta[2 * i : 2 * i + 2] for i in range(3)]  # the 2-3 layer's W: (3, 2), row-major
     b1 = theta[6:9]
-    W2 = [theta[9 + 3 * i:12 + 3 * i] for i in range(3)]
+    W2 = [theta[9 + 3 * i : 12 + 3 * i] for i in range(3)]
     b2 = theta[18:21]
     out = []
     for row in x:
@@ -262,7 +273,7 @@ def mp_ggn(theta0, x, labels):
         for i in range(P):
             e = np.eye(P)[i]
             z = mp_logits(hd_params(theta0, e, np.zeros(P)), xs)
-            cols.append([[zk.b for zk in zn] for zn in z])               # J[:, n, k] = dz_nk/dtheta_i
+            cols.append([[zk.b for zk in zn] for zn in z])  # J[:, n, k] = dz_nk/dtheta_i
         z0 = [[zk.a for zk in zn] for zn in mp_logits(hd_params(theta0, np.zeros(P), np.zeros(P)), xs)]
         G = mp.zeros(P, P)
         for n, zn in enumerate(z0):
@@ -270,7 +281,7 @@ def mp_ggn(theta0, x, labels):
             s = mp.fsum(e)
             p = [v / s for v in e]
             H = [[(p[i] if i == j else 0) - p[i] * p[j] for j in range(3)] for i in range(3)]
-            J = [[cols[i][n][k] for i in range(P)] for k in range(3)]   # (3, P)
+            J = [[cols[i][n][k] for i in range(P)] for k in range(3)]  # (3, P)
             HJ = [[mp.fsum(H[k][m] * J[m][i] for m in range(3)) for i in range(P)] for k in range(3)]
             for i in range(P):
                 for j in range(P):
@@ -291,15 +302,24 @@ def network():
     G = mp_ggn(theta0, X, labels)
     gv = to_np(mp_matvec([[G[i, j] for j in range(P)] for i in range(P)], v))
     gd = np.array([float(G[i, i]) for i in range(P)])
-    return dict(params=params, labels=labels, logits=logits, v=v, hv=hv, hd=hd, gv=gv, gd=gd,
-                unflatten=ravel_pytree(params)[1])
+    return dict(
+        params=params,
+        labels=labels,
+        logits=logits,
+        v=v,
+        hv=hv,
+        hd=hd,
+        gv=gv,
+        gd=gd,
+        unflatten=ravel_pytree(params)[1],
+    )
 
 
 def test_the_network_saturates(network):
     z = network["logits"]
     assert np.max(np.abs(z)) >= 35 and np.max(np.abs(z)) <= 41
     gaps = np.sort(z, axis=1)[:, -1] - np.sort(z, axis=1)[:, -2]
-    assert np.all(gaps > 25)          # every example's winner has p >= 1 - 3e-11
+    assert np.all(gaps > 25)  # every example's winner has p >= 1 - 3e-11
 
 
 @pytest.mark.parametrize("quantity", ["hvp_backprop", "ggn_vp", "hessian_diag", "ggn_diag"])

@@ -54,7 +54,8 @@ rounding of its entries, and its product is ``(H v)_k = p_k sum_j p_j (v_k - v_j
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -104,16 +105,20 @@ def _as_array(y: Any, name: str, what: str = "y"):
     """``y`` as an array (NumPy arrays stay NumPy, so that their values stay readable under a trace)."""
     if not isinstance(y, (jax.Array, np.ndarray)):
         try:
-            y = np.asarray(y)                      # lists of numbers: concrete NumPy values
-        except Exception:                           # noqa: BLE001 (e.g. a list holding tracers)
+            y = np.asarray(y)  # lists of numbers: concrete NumPy values
+        except Exception:  # noqa: BLE001 (e.g. a list holding tracers)
             y = None
         if y is None or y.dtype == object:
             try:
                 y = jnp.asarray(y)
             except (TypeError, ValueError) as err:
-                raise TypeError(f"{name}: {what} must be an array of numbers; got {type(y).__name__} ({err})") from None
+                raise TypeError(
+                    f"{name}: {what} must be an array of numbers; got {type(y).__name__} ({err})"
+                ) from None
     dt = y.dtype
-    if not (jnp.issubdtype(dt, jnp.floating) or jnp.issubdtype(dt, jnp.integer) or jnp.issubdtype(dt, jnp.bool_)):
+    if not (
+        jnp.issubdtype(dt, jnp.floating) or jnp.issubdtype(dt, jnp.integer) or jnp.issubdtype(dt, jnp.bool_)
+    ):
         raise TypeError(f"{name}: {what} must hold real numbers (float, integer or bool); got dtype {dt}")
     return y
 
@@ -157,11 +162,14 @@ def _output(yhat: Any, name: str, fn: str):
     """``yhat`` must be a floating ``(N, n_out)`` array: the network output, one example per row."""
     yhat = _as_array(yhat, f"{name}.{fn}", "yhat")
     if not jnp.issubdtype(yhat.dtype, jnp.floating):
-        raise TypeError(f"{name}.{fn}: yhat (the network output) must be floating point; got dtype {yhat.dtype}")
+        raise TypeError(
+            f"{name}.{fn}: yhat (the network output) must be floating point; got dtype {yhat.dtype}"
+        )
     if yhat.ndim != 2:
         hint = "; for a single-output network pass yhat[:, None]" if yhat.ndim == 1 else ""
         raise ValueError(
-            f"{name}.{fn}: yhat must have shape (N, n_out) (one example per row); got shape {tuple(yhat.shape)}{hint}"
+            f"{name}.{fn}: yhat must have shape (N, n_out) (one example per row); "
+            f"got shape {tuple(yhat.shape)}{hint}"
         )
     return jnp.asarray(yhat)
 
@@ -186,7 +194,9 @@ def _public(loss_name: str, prepare, fn: str, core, tangent: bool = False):
             yhat, y = _pair(loss_name, prepare, fn, yhat, y)
             v = _as_array(v, f"{loss_name}.{fn}", "v")
             if v.shape != yhat.shape:
-                raise ValueError(f"{loss_name}.{fn}: v must have yhat's shape {tuple(yhat.shape)}; got {tuple(v.shape)}")
+                raise ValueError(
+                    f"{loss_name}.{fn}: v must have yhat's shape {tuple(yhat.shape)}; got {tuple(v.shape)}"
+                )
             return core(yhat, y, jnp.asarray(v, yhat.dtype))
     else:
 
@@ -311,8 +321,9 @@ def _se_sample(key, yhat):
     return yhat + jax.random.normal(key, yhat.shape, yhat.dtype)
 
 
-squared_error = _make("squared_error", _se_value, _se_grad, _se_hessian, _se_hvp, _se_hessian, _se_prepare,
-                      _se_sample)
+squared_error = _make(
+    "squared_error", _se_value, _se_grad, _se_hessian, _se_hvp, _se_hessian, _se_prepare, _se_sample
+)
 
 
 # --- cross_entropy: softmax from logits; l = -sum_k y_k log p_k, grad p - y, H diag(p) - p p^T -----
@@ -358,8 +369,8 @@ def _check_probability_rows(y, n_out: int):
     if np.any(off):
         i = _first_bad_row(off)
         raise ValueError(
-            f"cross_entropy: y[{i}] sums to {sums[i]:.6g}, so it is not a probability vector (rows must sum to 1 "
-            f"within {tol:.2g}); expected {forms}"
+            f"cross_entropy: y[{i}] sums to {sums[i]:.6g}, so it is not a probability vector "
+            f"(rows must sum to 1 within {tol:.2g}); expected {forms}"
         )
 
 
@@ -400,9 +411,10 @@ def _ce_prepare(y: Any, n_out: int) -> jax.Array:
     n_out = as_int(n_out, "n_out")
     if n_out == 1:
         raise ValueError(
-            "cross_entropy needs a network with at least 2 outputs (one logit per class); this one has 1, and a "
-            "softmax over one logit is the constant 1 (loss and gradient 0 whatever the data). For two classes "
-            "use loss='binary_cross_entropy' with 1 output and targets 0/1, or 2 outputs with cross_entropy"
+            "cross_entropy needs a network with at least 2 outputs (one logit per class); this one has 1, "
+            "and a softmax over one logit is the constant 1 (loss and gradient 0 whatever the data). "
+            "For two classes use loss='binary_cross_entropy' with 1 output and targets 0/1, "
+            "or 2 outputs with cross_entropy"
         )
     y = _as_array(y, "cross_entropy")
     forms = f"integer labels (N,) in [0, {n_out}) or rows of class probabilities (N, {n_out})"
@@ -440,13 +452,13 @@ def _ce_value(z, y):
         ``(N,)``; their mean is the cost ``C`` (``cross_entropy(z, y)``).
     """
     m = jnp.argmax(z, axis=-1, keepdims=True)
-    z_m = jnp.take_along_axis(z, m, axis=-1)        # the derivative flows to that entry alone
+    z_m = jnp.take_along_axis(z, m, axis=-1)  # the derivative flows to that entry alone
     rest = jnp.where(jnp.arange(z.shape[-1]) == m, 0.0, jnp.exp(z - z_m))
     return jnp.sum(y * (z_m - z), axis=-1) + jnp.sum(y, axis=-1) * jnp.log1p(jnp.sum(rest, axis=-1))
 
 
 def _ce_grad(z, y):
-    """``dl_n/dz_n = softmax(z_n) - y_n``, with ``p_k - y_k = (1 - y_k) - sum_{j != k} p_j`` where ``p_k > 1/2``.
+    """``dl_n/dz_n = softmax(z_n) - y_n``, as ``(1 - y_k) - sum_{j != k} p_j`` where ``p_k > 1/2``.
 
     Args:
         z: ``(N, n_out)`` logits.
@@ -523,8 +535,9 @@ def _ce_sample(key, z):
     return jax.nn.one_hot(jax.random.categorical(key, z, axis=-1), z.shape[-1], dtype=z.dtype)
 
 
-cross_entropy = _make("cross_entropy", _ce_value, _ce_grad, _ce_hessian, _ce_hvp, _ce_hessian_sqrt, _ce_prepare,
-                      _ce_sample)
+cross_entropy = _make(
+    "cross_entropy", _ce_value, _ce_grad, _ce_hessian, _ce_hvp, _ce_hessian_sqrt, _ce_prepare, _ce_sample
+)
 
 
 # --- binary_cross_entropy: logistic from logits, each output independent ---------------------------
@@ -655,8 +668,16 @@ def _bce_sample(key, z):
     return jax.random.bernoulli(key, jax.nn.sigmoid(z)).astype(z.dtype)
 
 
-binary_cross_entropy = _make("binary_cross_entropy", _bce_value, _bce_grad, _bce_hessian, _bce_hvp,
-                             _bce_hessian_sqrt, _bce_prepare, _bce_sample)
+binary_cross_entropy = _make(
+    "binary_cross_entropy",
+    _bce_value,
+    _bce_grad,
+    _bce_hessian,
+    _bce_hvp,
+    _bce_hessian_sqrt,
+    _bce_prepare,
+    _bce_sample,
+)
 
 
 LOSSES: dict[str, Loss] = {l.name: l for l in (squared_error, cross_entropy, binary_cross_entropy)}
