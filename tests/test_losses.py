@@ -395,3 +395,16 @@ def test_out_of_range_label_under_jit_makes_backprop_nan():
     assert np.isnan(C) and all(np.all(np.isnan(g)) for g in jax.tree.leaves(grads))
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\)"):  # outside jit: refused
         fb.value_and_backprop(net, "cross_entropy")(params, x, bad)
+
+
+@pytest.mark.parametrize("name", ["cross_entropy", "binary_cross_entropy"])
+def test_autodiff_twin_at_tied_and_zero_logits(name):
+    """The values are written around the largest logit (and the sign of z): their autodiff derivatives
+    must still be right where logits tie or are exactly 0 (zero-initialized output layers)."""
+    z = jnp.array([[0.0, 0.0, 0.0], [1.0, 1.0, -1.0], [2.0, -1.0, 2.0]])
+    y = jnp.array([[0.2, 0.3, 0.5], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    loss = L.get(name)
+    np.testing.assert_allclose(per_example(loss, jax.grad)(z, y), loss.grad(z, y), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(
+        per_example(loss, jax.hessian)(z, y), loss.hessian(z, y), rtol=1e-12, atol=1e-15
+    )

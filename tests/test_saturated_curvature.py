@@ -337,3 +337,19 @@ def test_network_curvature_accurate_where_softmax_saturates(network, quantity):
         got, ref = fb.ggn_diag(NET, "cross_entropy")(params, x, labels), network["gd"]
     got = np.asarray(ravel_pytree(got)[0])
     assert scaled_error(got, ref, np.max(np.abs(ref))) <= TOL_NET
+
+
+def test_values_keep_their_digits_where_the_fit_is_confident():
+    """A well-fit example's loss (about 4e-18 at a logit gap of 40) is not rounded to 0."""
+    labels = np.argmax(LOGITS, axis=1)
+    got = np.asarray(L.cross_entropy.value(jnp.asarray(LOGITS), labels))
+    for z, k, l in zip(LOGITS, labels, got):
+        with mp.workdps(DPS):
+            ref = float(mp.log(mp.fsum(mp.exp(mp.mpf(float(v))) for v in z)) - mp.mpf(float(z[k])))
+        assert abs(l - ref) <= TOL_LOSS * ref, (z, l, ref)
+    z = np.array([[-40.0, -30.0, -1.0, 0.0, 2.5, 30.0, 40.0]])
+    for y in ((z > 0).astype(np.float64), (z < 0).astype(np.float64)):  # right and wrong confident answers
+        got = np.asarray(L.binary_cross_entropy.value(z.T, y.T))
+        with mp.workdps(DPS):
+            ref = np.array([float(mp.log(1 + mp.exp(mp.mpf(float(v)))) - t * v) for v, t in zip(z[0], y[0])])
+        np.testing.assert_array_less(np.abs(got - ref) / ref, TOL_LOSS)
