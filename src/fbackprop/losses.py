@@ -39,9 +39,9 @@ checks are static, so the internal callers (which pass prepared targets, under `
 only when the targets are concrete arrays (outside ``jit``). Under a ``jax.jit`` of the user's own,
 the values are unknown at trace time; there integer labels are clamped-and-flagged instead: an
 out-of-range label becomes a row of NaN, so that example's loss, gradient and curvature are NaN
-(never a wrong finite number), and ``fb.train`` / ``fb.levenberg_marquardt`` report a non-finite
-loss. This costs one comparison per label and needs no ``checkify``. Probability rows and binary
-targets are not checked under ``jit`` (their values pass as they are); check them outside it.
+(never a wrong finite number), which the training loops then report as a non-finite loss. This
+costs one comparison per label and needs no ``checkify``. Probability rows and binary targets are
+not checked under ``jit`` (their values pass as they are); check them outside it.
 
 **Accuracy.** Values, gradients and curvatures stay finite for huge logits (log-sum-exp for the
 softmax, ``exp(-|z|)`` for the logistic) and keep their relative accuracy where a softmax or
@@ -80,6 +80,10 @@ class Loss(NamedTuple):
         prepare: ``(y, n_out) -> (N, n_out)``, the accepted target forms as float rows.
         sample: ``(key, yhat) -> (N, n_out)``, targets drawn from the model's predictive distribution.
         hessian_sqrt: ``(yhat, y) -> (N, n_out, n_out)``, ``S_n`` with ``H_n = S_n S_n^T``.
+
+    Every callable taking ``(yhat, y)`` prepares ``y`` with ``prepare`` (module docstring: the
+    accepted forms) and raises ``ValueError``/``TypeError`` for targets it refuses, for a ``yhat``
+    that is not a floating ``(N, n_out)`` array, or for ``y`` with another number of rows.
     """
 
     name: str
@@ -213,6 +217,8 @@ def _public(loss_name: str, prepare, fn: str, core, tangent: bool = False):
 
 
 def _make(name, value, grad, hessian, hvp, hessian_sqrt, prepare, sample) -> Loss:
+    for fn, what in ((prepare, "prepare"), (sample, "sample")):
+        fn.__name__ = fn.__qualname__ = f"{name}.{what}"
     return Loss(
         name,
         value=_public(name, prepare, "value", value),
@@ -325,8 +331,21 @@ def _se_sample(key, yhat):
     return yhat + jax.random.normal(key, yhat.shape, yhat.dtype)
 
 
+def _se_hessian_sqrt(yhat, y):
+    """``S_n = I`` (so ``S_n S_n^T = I = H_n``).
+
+    Args:
+        yhat: ``(N, n_out)`` network output.
+        y: ``(N, n_out)`` real targets, or ``(N,)`` when ``n_out == 1``.
+
+    Returns:
+        ``(N, n_out, n_out)``: one identity per example.
+    """
+    return _se_hessian(yhat, y)
+
+
 squared_error = _make(
-    "squared_error", _se_value, _se_grad, _se_hessian, _se_hvp, _se_hessian, _se_prepare, _se_sample
+    "squared_error", _se_value, _se_grad, _se_hessian, _se_hvp, _se_hessian_sqrt, _se_prepare, _se_sample
 )
 
 
