@@ -225,11 +225,19 @@ def test_prepared_targets_cost_nothing_under_jit(name, fn):
 
 
 def test_targets_take_the_outputs_dtype():
-    z32 = jnp.zeros((3, 2), jnp.float32)
+    z32, v = jnp.zeros((3, 2), jnp.float32), np.ones((3, 2))
+    y = np.eye(2)[[0, 1, 1]]  # float64 targets: computed in the output's float32
     for name in LOSS_NAMES:
-        y = np.eye(2)[[0, 1, 1]]
-        assert L.get(name).value(z32, y).dtype == jnp.float32
-        assert L.get(name).grad(z32, y).dtype == jnp.float32
+        loss = L.get(name)
+        outs = [
+            loss(z32, y),
+            loss.value(z32, y),
+            loss.grad(z32, y),
+            loss.hessian(z32, y),
+            loss.hvp(z32, y, v),
+            loss.hessian_sqrt(z32, y),
+        ]
+        assert all(out.dtype == jnp.float32 for out in outs), (name, [out.dtype for out in outs])
 
 
 # --- bad targets and outputs: a clear error from every callable --------------------------------------
