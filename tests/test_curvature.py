@@ -95,3 +95,62 @@ def test_flatten_order_is_w_row_major_then_b_per_layer():
     theta, unflatten = fb.flatten(params)
     np.testing.assert_array_equal(theta, np.arange(1.0, 10.0))
     assert rel(unflatten(theta), params) == 0.0
+
+
+# --- issue 11: inline calls compile once; every function and what it returns is documented --------
+def _inline_calls(pb, v):
+    args = (pb.params, pb.x, pb.y)
+    return {
+        "hvp": lambda: fb.hvp(pb.net, pb.loss)(*args, v),
+        "hvp backprop": lambda: fb.hvp(pb.net, pb.loss, method="backprop")(*args, v),
+        "ggn_vp": lambda: fb.ggn_vp(pb.net, pb.loss)(*args, v),
+        "fisher_vp": lambda: fb.fisher_vp(pb.net, pb.loss)(*args, v),
+        "fisher_vp mc": lambda: fb.fisher_vp(pb.net, pb.loss, kind="mc", n_samples=2)(*args, v, jax.random.key(0)),
+        "hessian": lambda: fb.hessian(pb.net, pb.loss)(*args),
+        "ggn": lambda: fb.ggn(pb.net, pb.loss)(*args),
+    }
+
+
+@pytest.mark.parametrize("name", list(_inline_calls(make_problem([2, 3, 1], ["tanh"], "squared_error", n=4), None)))
+def test_inline_factory_calls_compile_once(name, compiles):
+    """``fb.hvp(net, loss)(params, x, y, v)`` written inline in a loop: one compile, then none."""
+    pb = make_problem([2, 3, 2], ["tanh"], "squared_error", n=5, seed=11)
+    call = _inline_calls(pb, tangent(pb.params))[name]
+    first = call()
+    after_first = compiles()
+    again = [call() for _ in range(3)]
+    assert compiles() == after_first, f"{name}: {compiles() - after_first} compiles after the first call"
+    assert all(rel(out, first) == 0.0 for out in again)
+    assert fb.hvp(pb.net, pb.loss) is fb.hvp(pb.net, pb.loss)
+
+
+def _documented(fn):
+    doc = fn.__doc__ or ""
+    return "Args:" in doc and "Returns:" in doc
+
+
+def test_every_public_function_and_every_function_a_factory_returns_has_args_and_returns():
+    import inspect
+
+    import importlib
+
+    names = ["curvature", "jacobian", "second_order", "spectra"] + [
+        f"optim.{m}" for m in ("levenberg_marquardt", "gauss_newton", "hessian_free", "least_squares", "damping", "solvers")]
+    modules = [importlib.import_module(f"fbackprop.{name}") for name in names]
+    missing = []
+    for module in modules:
+        for name, fn in vars(module).items():
+            if name.startswith("_") or not inspect.isfunction(fn) or not fn.__module__.startswith("fbackprop"):
+                continue
+            if fn.__module__ == module.__name__ and not _documented(fn):
+                missing.append(f"{module.__name__}.{name}")
+    assert not missing, missing
+    pb = make_problem([2, 3, 1], ["tanh"], "squared_error", n=4)
+    returned = [fb.hvp(pb.net, pb.loss), fb.hvp(pb.net, pb.loss, method="backprop"), fb.ggn_vp(pb.net, pb.loss),
+                fb.fisher_vp(pb.net, pb.loss), fb.fisher_vp(pb.net, pb.loss, kind="mc"), fb.hessian(pb.net, pb.loss),
+                fb.ggn(pb.net, pb.loss), fb.hessian_diag(pb.net, pb.loss), fb.ggn_diag(pb.net, pb.loss, per_example=True),
+                fb.hessian_blocks(pb.net, pb.loss), fb.jacobian(pb.net), fb.jacobian(pb.net, "autodiff"),
+                fb.jacobian_gram(pb.net), fb.jacobian_gram(pb.net, "autodiff")]
+    assert all(_documented(fn) for fn in returned), [fn.__doc__ for fn in returned if not _documented(fn)]
+    assert "v: a tangent shaped like params" in fb.hvp(pb.net, pb.loss).__doc__
+    assert "key: a JAX PRNG key" in fb.fisher_vp(pb.net, pb.loss, kind="mc").__doc__

@@ -48,3 +48,17 @@ def test_autodiff_takes_any_apply_and_backprop_refuses_it():
         fb.jacobian(pb_net, "forward")
     with pytest.raises(ValueError, match="x has 3 features but the network expects 2"):
         fb.jacobian(pb_net)(params, np.ones((4, 3)))
+
+
+# --- issue 11: inline calls compile once ------------------------------------------------------------
+@pytest.mark.parametrize("factory, method", [(fb.jacobian, "backprop"), (fb.jacobian, "autodiff"),
+                                             (fb.jacobian_gram, "backprop"), (fb.jacobian_gram, "autodiff")])
+def test_inline_factory_calls_compile_once(factory, method, compiles):
+    net = fb.mlp([2, 3, 2], activation="tanh")
+    params, x = net.init(jax.random.key(0)), jax.random.normal(jax.random.key(1), (4, 2))
+    first = factory(net, method)(params, x)
+    after_first = compiles()
+    again = [factory(net, method)(params, x) for _ in range(3)]
+    assert compiles() == after_first and factory(net, method) is factory(net, method)
+    for out in again:
+        jax.tree.map(np.testing.assert_array_equal, out, first)

@@ -271,3 +271,104 @@ def test_runs_vmapped_over_seeds_equal_the_runs_one_by_one():
         chex.assert_trees_all_close(jax.tree.map(lambda a: a[i], together.params), alone.params, rtol=1e-10)
         np.testing.assert_allclose(together.history.loss[i], alone.history.loss, rtol=1e-10)
         assert int(together.status[i]) == int(alone.status) and int(together.iterations[i]) == int(alone.iterations)
+
+
+# --- issue 11: the package's status codes, a non-finite start, the params' dtype, integer options ---
+def test_status_codes_are_the_packages_and_gauss_newton_leaves_the_table_alone():
+    import importlib
+
+    from fbackprop.status import MESSAGES, Status
+
+    gn_module = importlib.import_module("fbackprop.optim.gauss_newton")      # the modules, not the functions
+    lm_module = importlib.import_module("fbackprop.optim.levenberg_marquardt")
+
+    assert lm_module.STATUS is MESSAGES and gn_module.STATUS is MESSAGES
+    assert (GOAL, MIN_GRAD, MAX_FAIL, MAX_STEPS) == (Status.GOAL, Status.MIN_GRAD, Status.MAX_FAIL, Status.MAX_STEPS)
+    assert (int(MIN_GRAD), int(gn_module.LINE_SEARCH), int(lm_module.NONFINITE_START)) == (4, 7, 8)
+    assert set(MESSAGES) == set(int(s) for s in Status)                      # nothing added at import
+
+
+def nonfinite_x():
+    x, y = fb.data.sine(12, dtype=np.float64)
+    x = np.array(x)
+    x[3, 0] = np.nan
+    return x, y
+
+
+SECOND_ORDER = {
+    "levenberg_marquardt": lambda net, p, x, y: fb.levenberg_marquardt(net, p, x, y, max_steps=4),
+    "newton": lambda net, p, x, y: fb.newton(net, p, x, y, max_steps=4),
+    "gauss_newton": lambda net, p, x, y: fb.gauss_newton(net, p, x, y, max_steps=4),
+    "hessian_free": lambda net, p, x, y: fb.hessian_free(net, p, x, y, max_steps=4, cg_iters=5),
+}
+
+
+@pytest.mark.parametrize("method", sorted(SECOND_ORDER))
+def test_nan_data_under_jit_stops_at_once_with_nonfinite_start(method):
+    """Under jit the data cannot be read at the boundary: the run stops before its first step, the
+    params unchanged, and the message says so (not "rejects 14 steps, loss nan -> nan")."""
+    from fbackprop.status import Status
+
+    net = fb.mlp([1, 4, 1], activation="tanh")
+    p = net.init(jax.random.key(0))
+    x, y = nonfinite_x()
+    run = SECOND_ORDER[method]
+    r = jax.jit(lambda p, x: run(net, p, x, y))(p, x)
+    assert int(r.status) == Status.NONFINITE_START and int(r.iterations) == 0
+    chex.assert_trees_all_equal(r.params, p)
+    assert np.isnan(float(r.history.loss[0])) and np.all(np.isnan(np.asarray(r.history.loss[1:])))
+    assert r.message.startswith("the loss is not finite at the start") and "no step was taken" in r.message
+    assert "the params are finite, so x, y (or val) hold NaN/Inf" in r.message
+    with pytest.raises(ValueError, match=r"x holds 1 non-finite value \(the first, nan, at index \(3, 0\)\)"):
+        run(net, p, x, y)                                                    # outside jit: refused, x named
+
+
+def test_nan_params_under_jit_are_named_in_the_message():
+    net = fb.mlp([1, 4, 1], activation="tanh")
+    p = net.init(jax.random.key(0))
+    p = (p[0], {"W": p[1]["W"].at[0, 2].set(jnp.inf), "b": p[1]["b"]})
+    x, y = fb.data.sine(12, dtype=np.float64)
+    r = jax.jit(lambda p: fb.levenberg_marquardt(net, p, x, y, max_steps=4))(p)
+    assert int(r.status) == 8 and "params[1]['W'] holds 1 non-finite value" in r.message
+
+
+def test_an_overflowing_start_loss_stops_with_nonfinite_start_outside_jit_too():
+    """Finite inputs whose loss overflows (x = 1e200 through a linear model): no step, status 8."""
+    net = fb.mlp([1, 1], output="identity")
+    p = net.init(jax.random.key(0))
+    x, y = np.full((3, 1), 1e200), np.zeros((3, 1))
+    for run in (lambda: fb.levenberg_marquardt(net, p, x, y, max_steps=5), lambda: fb.gauss_newton(net, p, x, y),
+                lambda: fb.least_squares(lambda q: net.apply(q, x) - y, p, max_steps=5)):
+        r = run()
+        assert int(r.status) == 8 and int(r.iterations) == 0 and np.isinf(float(r.history.loss[0]))
+        assert "the loss is not finite at the start" in r.message and "loss inf" in r.message
+
+
+@pytest.mark.parametrize("solver", ["dense", "accumulate", "cg", "dual"])
+def test_float32_params_with_float64_data_run_in_float32(solver):
+    """The params' dtype is the computation's: x and y are cast to it, the loop state is held in it
+    (no carry-type error, no dtype-promotion warning), and the loss falls."""
+    import warnings
+
+    net = fb.mlp([1, 4, 1], activation="tanh")
+    p = jax.tree.map(lambda a: a.astype(jnp.float32), net.init(jax.random.key(0)))
+    x, y = fb.data.sine(20, dtype=np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = fb.levenberg_marquardt(net, p, x, y, solver=solver, scaling="marquardt", chunk_size=8, max_steps=10,
+                                   val=(x, y))
+    assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(r.params))
+    assert all(h.dtype == jnp.float32 for h in r.history)
+    loss = np.asarray(r.history.loss)[: int(r.iterations) + 1]
+    assert np.all(np.diff(loss) <= 0) and loss[-1] < 0.5 * loss[0]
+
+
+def test_numpy_and_jax_integers_are_accepted_as_counts():
+    net = fb.mlp([1, 4, 1], activation="tanh")
+    p = net.init(jax.random.key(0))
+    x, y = fb.data.sine(12, dtype=np.float64)
+    a = fb.levenberg_marquardt(net, p, x, y, solver="accumulate", max_steps=np.int64(3), chunk_size=jnp.int32(5),
+                               max_fail=np.int32(2), val=(x, y))
+    b = fb.levenberg_marquardt(net, p, x, y, solver="accumulate", max_steps=3, chunk_size=5, max_fail=2, val=(x, y))
+    np.testing.assert_array_equal(a.history.loss, b.history.loss)
+    assert a.history.loss.shape == (4,)

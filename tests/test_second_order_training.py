@@ -105,3 +105,60 @@ def test_bad_options_are_named():
         fb.gauss_newton(NET.apply, P0, X, Y)
     with pytest.raises(TypeError, match="must return a floating array"):
         fb.least_squares(lambda p: jnp.array([1, 2]), P0)
+
+
+# --- issue 11: dtypes, the least-squares loss convention, the alternative named --------------------
+@pytest.mark.parametrize("method", ["gauss_newton", "newton", "hessian_free", "least_squares"])
+def test_float32_params_with_float64_data_run_in_float32(method):
+    """The params' dtype is the computation's: float64 x (or a float64 residual) is cast to float32,
+    the loop state is float32, there is no carry-type error or promotion warning, the loss falls."""
+    import warnings
+
+    p32 = jax.tree.map(lambda a: a.astype(jnp.float32), P0)
+    runs = {
+        "gauss_newton": lambda: fb.gauss_newton(NET, p32, X, Y, max_steps=10),
+        "newton": lambda: fb.newton(NET, p32, X, Y, mu=1.0, max_steps=10),
+        "hessian_free": lambda: fb.hessian_free(NET, p32, X, Y, max_steps=10, precondition=True),
+        "least_squares": lambda: fb.least_squares(lambda p: NET.apply(jax.tree.map(lambda a: a.astype(jnp.float64), p), X)
+                                                  - Y, p32, max_steps=10),
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = runs[method]()
+    assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(r.params))
+    assert all(h.dtype == jnp.float32 for h in r.history)
+    loss = losses(r)
+    assert np.all(np.diff(loss) <= 1e-6 * loss[0]) and loss[-1] < 0.5 * loss[0], r.message
+
+
+def test_least_squares_reports_the_same_cost_as_levenberg_marquardt_with_several_outputs():
+    """With D = 3 outputs both report C = 0.5 ||r||^2 / N (squared error's batch mean), not / (N D)."""
+    net = fb.mlp([2, 4, 3], activation="tanh")
+    kx, ky, kp = jax.random.split(jax.random.key(5), 3)
+    x, y = jax.random.normal(kx, (10, 2)), jax.random.normal(ky, (10, 3))
+    p = net.init(kp)
+    r_ls = fb.least_squares(lambda q: net.apply(q, x) - y, p, max_steps=4)
+    r_lm = fb.levenberg_marquardt(net, p, x, y, solver="dense", max_steps=4)
+    C0 = 0.5 * float(jnp.sum((net.apply(p, x) - y) ** 2)) / 10                       # the formula, by hand
+    np.testing.assert_allclose([r_ls.history.loss[0], r_lm.history.loss[0]], [C0, C0], rtol=1e-13)
+    np.testing.assert_allclose(float(fb.losses.squared_error(net.apply(p, x), y)), C0, rtol=1e-13)
+    np.testing.assert_array_equal(r_ls.history.accepted, r_lm.history.accepted)
+    np.testing.assert_allclose(r_ls.history.loss, r_lm.history.loss, rtol=1e-8)
+    np.testing.assert_allclose(r_ls.history.grad_norm, r_lm.history.grad_norm, rtol=1e-6)
+
+
+def test_least_squares_loss_divides_by_the_leading_axis():
+    """A scalar residual is one row; a (4,) residual four; a (2, 3) residual two."""
+    for shape, n in (((), 1), ((4,), 4), ((2, 3), 2)):
+        target = jnp.ones(shape)
+        r = fb.least_squares(lambda p: p - target, jnp.zeros(shape), max_steps=1)
+        np.testing.assert_allclose(float(r.history.loss[0]), 0.5 * target.size / n, rtol=1e-15)
+
+
+def test_the_optimizers_point_a_flax_style_apply_to_least_squares_and_it_works():
+    apply = lambda p, x: NET.apply(p, x)                                          # any apply(params, x)
+    for fn in (fb.levenberg_marquardt, fb.newton, fb.gauss_newton, fb.hessian_free):
+        with pytest.raises(TypeError, match=r"fb\.least_squares\(residual, params\)"):
+            fn(apply, P0, X, Y)
+    r = fb.least_squares(lambda p: apply(p, X) - Y, P0, max_steps=20)              # the call it names
+    assert final(r) < 0.1 * float(r.history.loss[0])

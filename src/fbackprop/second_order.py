@@ -59,7 +59,14 @@ _V = """
 
 
 def chunk_option(chunk_size) -> int | None:
-    """``chunk_size``: ``None`` (the whole batch at once) or an integer >= 1."""
+    """Check a ``chunk_size`` option.
+
+    Args:
+        chunk_size: ``None`` (the whole batch at once) or an integer >= 1 (NumPy/JAX integers too).
+
+    Returns:
+        ``None`` or a Python int.
+    """
     return None if chunk_size is None else as_int(chunk_size, "chunk_size")
 
 

@@ -61,6 +61,13 @@ def check_matvec(matvec: Callable, like) -> None:
     """``matvec(v)`` must return a pytree of ``like``'s structure and leaf shapes (checked by
     ``jax.eval_shape``: traced, not compiled, not run), with real floating leaves.
 
+    Args:
+        matvec: ``v -> M v``.
+        like: a pytree shaped like ``v`` (the params).
+
+    Returns:
+        None; it raises for a bad ``matvec`` or ``like``.
+
     Raises:
         TypeError: ``matvec`` is not callable, or ``like`` or its output is not real floating.
         ValueError: the output's structure or shapes differ from ``like``'s, saying what came.

@@ -23,7 +23,7 @@ from jax.flatten_util import ravel_pytree
 from .. import losses as _losses
 from ..backprop import forward
 from ..validate import as_int
-from . import options as O
+from . import _options as O
 from . import solvers as S
 from .levenberg_marquardt import (GOAL, LINE_SEARCH, MAX_STEPS, MIN_GRAD, NONFINITE_START, STATUS, LMHistory,
                                   LMResult, _like, start_is_finite)

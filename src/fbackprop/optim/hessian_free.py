@@ -32,7 +32,7 @@ from ..backprop import forward
 from ..second_order import diag_core
 from ..spectra import check_key
 from ..validate import as_int
-from . import options as O
+from . import _options as O
 from .levenberg_marquardt import GOAL, MAX_STEPS, MIN_GRAD, NONFINITE_START, LMHistory, LMResult, _like, start_is_finite
 
 

@@ -22,14 +22,21 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from ..validate import check_choice, check_finite, params_dtype
-from . import options as O
+from . import _options as O
 from . import solvers as S
 from .damping import Damping
 from .levenberg_marquardt import SCALINGS, LMResult, _scalars, lm_loop
 
 
 def residual_rows(shape: tuple) -> int:
-    """The N that divides ``0.5 ||r||^2`` in the reported loss: ``shape[0]``, or 1 for a scalar."""
+    """The N that divides ``0.5 ||r||^2`` in the reported loss.
+
+    Args:
+        shape: the residual's shape.
+
+    Returns:
+        ``shape[0]`` (the rows), or 1 for a scalar residual.
+    """
     return int(shape[0]) if len(shape) else 1
 
 

@@ -43,7 +43,7 @@ from ..backprop import forward
 from ..status import MESSAGES, Status
 from ..train import shard_batch
 from ..validate import as_float, as_int, check_choice
-from . import options as O
+from . import _options as O
 from . import solvers as S
 from .damping import Damping
 
@@ -219,13 +219,16 @@ def _run(net, loss, params, x, y, *, solver, damping, scaling, mu, mu_dec, mu_in
 
 
 def print_progress(k, C, mu, accepted):
-    """One line per Levenberg-Marquardt iteration (``progress=True``).
+    """Print one line per Levenberg-Marquardt iteration (``progress=True``).
 
     Args:
         k: the iteration (1-based).
         C: the cost after it.
         mu: the damping its trial used.
         accepted: whether its step was taken.
+
+    Returns:
+        None (it prints to stdout).
     """
     print(f"LM {int(k):5d}  loss {float(C):.6e}  mu {float(mu):.1e}  {'accepted' if accepted else 'rejected'}", flush=True)
 
@@ -243,7 +246,16 @@ def _scalars(dtype, *values):
 
 
 def start_is_finite(E0, g0, v0=None):
-    """Whether a run may start: the cost, its gradient (and the validation cost, if given) finite."""
+    """Whether a run may start: the cost, its gradient (and the validation cost, if given) finite.
+
+    Args:
+        E0: the cost at the start (a scalar).
+        g0: its gradient ``(P,)``.
+        v0: the validation cost, or ``None`` without validation data.
+
+    Returns:
+        A bool scalar (traceable); where it is False the run stops with ``NONFINITE_START``.
+    """
     ok = jnp.isfinite(E0) & jnp.all(jnp.isfinite(g0))
     return ok if v0 is None else ok & jnp.isfinite(v0)
 

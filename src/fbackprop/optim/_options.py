@@ -38,8 +38,8 @@ def real(value: Any, name: str, **bounds) -> Any:
 
 def open_interval(value: Any, name: str, lo: float, hi: float, why: str) -> float:
     """A concrete float strictly between ``lo`` and ``hi`` (``why``: what the bound is for)."""
-    out = as_float(value, name, minimum=lo, open_min=True, finite=hi != np.inf)
-    if not out < hi:
+    out = as_float(value, name)
+    if not lo < out < hi:
         raise ValueError(f"{name} must lie in ({lo}, {hi}) ({why}); got {out}")
     return out
 
