@@ -189,6 +189,8 @@ CASES = [
      r"kind must be one of \['empirical', 'mc'\]; got 'true'"),
     ("fisher_vp n_samples=0", lambda: fb.fisher_vp(NET, "squared_error", kind="mc", n_samples=0), ValueError,
      r"n_samples must be an integer from 1 to inf; got 0"),
+    ("fisher_vp mc key=0", lambda: fb.fisher_vp(NET, "squared_error", kind="mc")(P, X, Y, P, 0), TypeError,
+     r"key must be a JAX PRNG key such as jax\.random\.key\(0\); got "),
     ("as_matrix of params", lambda: fb.as_matrix(P[0]["b"]), ValueError,
      r"as_matrix takes what fb\.jacobian returns: .*got leaf shapes \[\(3,\)\]"),
     ("auto_solver n_rows=0", lambda: fb.optim.auto_solver(0, 10), ValueError, r"n_rows must be an integer from 1"),

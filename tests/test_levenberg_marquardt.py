@@ -318,7 +318,8 @@ def test_nan_data_under_jit_stops_at_once_with_nonfinite_start(method):
     chex.assert_trees_all_equal(r.params, p)
     assert np.isnan(float(r.history.loss[0])) and np.all(np.isnan(np.asarray(r.history.loss[1:])))
     assert r.message.startswith("the loss is not finite at the start") and "no step was taken" in r.message
-    assert "the params are finite, so x, y (or val) hold NaN/Inf" in r.message
+    assert "the params are finite, so the data (x, y, val, or what a residual function closes over) hold NaN/Inf" \
+        in r.message
     with pytest.raises(ValueError, match=r"x holds 1 non-finite value \(the first, nan, at index \(3, 0\)\)"):
         run(net, p, x, y)                                                    # outside jit: refused, x named
 

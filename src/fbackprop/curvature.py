@@ -38,6 +38,7 @@ from jax.flatten_util import ravel_pytree
 
 from . import losses as _losses
 from .second_order import _V, function_doc, hvp_backprop
+from .spectra import check_key
 from .validate import as_apply, as_int, cached_transformation, check_choice, checked
 
 HVP_METHODS = ("autodiff", "backprop")
@@ -149,6 +150,7 @@ def fisher_vp(model: Any, loss: str | _losses.Loss, kind: str = "empirical", n_s
                            "``F v``, shaped like params.", _V))
 
     def fv(params, x, y, v, key):
+        check_key(key)                                       # static: the key's dtype, at trace time
         def cotangent(yhat, Jv):
             samples = jax.vmap(lambda k: loss.sample(k, jax.lax.stop_gradient(yhat)))(jax.random.split(key, n_samples))
             return jnp.mean(jax.vmap(lambda ys: _outer_cotangent(loss, ys)(yhat, Jv))(samples), axis=0)

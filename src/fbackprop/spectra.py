@@ -102,7 +102,11 @@ class Lanczos(NamedTuple):
     Q: jax.Array
 
     def ritz(self) -> tuple[jax.Array, jax.Array]:
-        """Ritz values ascending ``(m,)`` and flat Ritz vectors ``(m, P)``."""
+        """The eigenpairs of ``T``, mapped back through ``Q``.
+
+        Returns:
+            ``(theta (m,), V (m, P))``: the Ritz values ascending and the flat Ritz vectors as rows.
+        """
         T = jnp.diag(self.alpha) + jnp.diag(self.beta[:-1], 1) + jnp.diag(self.beta[:-1], -1)
         theta, S = jnp.linalg.eigh(T)
         return theta, S.T @ self.Q

@@ -13,7 +13,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..status import MESSAGES, Status
 from ..validate import as_float, as_int, check_call, check_choice, check_finite, require_network
 
 #: What to call instead when an optimizer is given a Flax/Equinox ``apply`` rather than a Network.
@@ -110,8 +109,8 @@ def nonfinite_start(params, loss0, grad0, val0=float("nan")) -> str:
         parts.append(f"validation loss {float(val0):.3e}")
     try:
         check_finite(params, "params")
-        where = ("the params are finite, so x, y (or val) hold NaN/Inf, or the loss overflows at these params; "
-                 "call outside jax.jit to have a non-finite input named")
+        where = ("the params are finite, so the data (x, y, val, or what a residual function closes over) hold "
+                 "NaN/Inf, or the loss overflows at these params; call outside jax.jit to have a non-finite input named")
     except ValueError as err:
         where = str(err)
-    return f"{MESSAGES[Status.NONFINITE_START]}; no step was taken (at the start: {', '.join(parts)}). {where}"
+    return f"the loss is not finite at the start; no step was taken (at the start: {', '.join(parts)}). {where}"
