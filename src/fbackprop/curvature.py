@@ -79,9 +79,17 @@ def hvp(model: Any, loss: str | _losses.Loss, method: str = "autodiff"):
     loss = _losses.get(loss)
     apply = as_apply(model)
     grad = jax.grad(lambda params, x, y: loss(apply(params, x), y))
-    return checked(model, loss, lambda params, x, y, v: jax.jvp(lambda p: grad(p, x, y), (params,), (v,))[1], vectors=1,
-                   doc=function_doc("``H v`` for ``H = d2C/dtheta^2``, by forward-over-reverse autodiff.",
-                                    "``H v``, shaped like params.", _V))
+    return checked(
+        model,
+        loss,
+        lambda params, x, y, v: jax.jvp(lambda p: grad(p, x, y), (params,), (v,))[1],
+        vectors=1,
+        doc=function_doc(
+            "``H v`` for ``H = d2C/dtheta^2``, by forward-over-reverse autodiff.",
+            "``H v``, shaped like params.",
+            _V,
+        ),
+    )
 
 
 def _j_then_jt(apply, params, x, v, cotangent):
@@ -110,16 +118,26 @@ def ggn_vp(model: Any, loss: str | _losses.Loss):
     def gv(params, x, y, v):
         return _j_then_jt(apply, params, x, v, lambda yhat, Jv: loss.hvp(yhat, y, Jv) / x.shape[0])
 
-    return checked(model, loss, gv, vectors=1, doc=function_doc(
-        "``G v`` for the generalized Gauss-Newton matrix ``G = (1/N) sum_n J_n^T H_n J_n``.",
-        "``G v``, shaped like params.", _V))
+    return checked(
+        model,
+        loss,
+        gv,
+        vectors=1,
+        doc=function_doc(
+            "``G v`` for the generalized Gauss-Newton matrix ``G = (1/N) sum_n J_n^T H_n J_n``.",
+            "``G v``, shaped like params.",
+            _V,
+        ),
+    )
 
 
 def _outer_cotangent(loss, y):
     """``(1/N) sum_n e_n (e_n . J_n v)`` as a cotangent on yhat, ``e_n = dl_n/dyhat_n``."""
+
     def cotangent(yhat, Jv):
         e = loss.grad(yhat, y)
         return e * jnp.sum(e * Jv, axis=-1, keepdims=True) / yhat.shape[0]
+
     return cotangent
 
 
@@ -144,22 +162,42 @@ def fisher_vp(model: Any, loss: str | _losses.Loss, kind: str = "empirical", n_s
     loss = _losses.get(loss)
     apply = as_apply(model)
     if kind == "empirical":
-        return checked(model, loss, lambda params, x, y, v: _j_then_jt(apply, params, x, v, _outer_cotangent(loss, y)),
-                       vectors=1, doc=function_doc(
-                           "``F v`` for the empirical Fisher ``F = (1/N) sum_n g_n g_n^T`` (the data's targets).",
-                           "``F v``, shaped like params.", _V))
+        return checked(
+            model,
+            loss,
+            lambda params, x, y, v: _j_then_jt(apply, params, x, v, _outer_cotangent(loss, y)),
+            vectors=1,
+            doc=function_doc(
+                "``F v`` for the empirical Fisher ``F = (1/N) sum_n g_n g_n^T`` (the data's targets).",
+                "``F v``, shaped like params.",
+                _V,
+            ),
+        )
 
     def fv(params, x, y, v, key):
-        check_key(key)                                       # static: the key's dtype, at trace time
+        check_key(key)  # static: the key's dtype, at trace time
+
         def cotangent(yhat, Jv):
-            samples = jax.vmap(lambda k: loss.sample(k, jax.lax.stop_gradient(yhat)))(jax.random.split(key, n_samples))
+            samples = jax.vmap(lambda k: loss.sample(k, jax.lax.stop_gradient(yhat)))(
+                jax.random.split(key, n_samples)
+            )
             return jnp.mean(jax.vmap(lambda ys: _outer_cotangent(loss, ys)(yhat, Jv))(samples), axis=0)
+
         return _j_then_jt(apply, params, x, v, cotangent)
 
-    return checked(model, loss, fv, vectors=1, doc=function_doc(
-        f"``F v`` for the Monte-Carlo Fisher ({n_samples} target draw(s) per example from the model).",
-        "``F v``, shaped like params.", _V + """
-        key: a JAX PRNG key for the draws (the same key gives the same estimate)."""))
+    return checked(
+        model,
+        loss,
+        fv,
+        vectors=1,
+        doc=function_doc(
+            f"``F v`` for the Monte-Carlo Fisher ({n_samples} target draw(s) per example from the model).",
+            "``F v``, shaped like params.",
+            _V
+            + """
+        key: a JAX PRNG key for the draws (the same key gives the same estimate).""",
+        ),
+    )
 
 
 @cached_transformation
@@ -181,8 +219,14 @@ def hessian(model: Any, loss: str | _losses.Loss):
         theta, unflatten = flatten(params)
         return jax.hessian(lambda t: loss(apply(unflatten(t), x), y))(theta)
 
-    return checked(model, loss, dense, doc=function_doc(
-        "The dense Hessian ``d2C/dtheta^2`` by autodiff.", "``(P, P)``, in ``fb.flatten``'s order."))
+    return checked(
+        model,
+        loss,
+        dense,
+        doc=function_doc(
+            "The dense Hessian ``d2C/dtheta^2`` by autodiff.", "``(P, P)``, in ``fb.flatten``'s order."
+        ),
+    )
 
 
 @cached_transformation
@@ -204,9 +248,15 @@ def ggn(model: Any, loss: str | _losses.Loss):
     def dense(params, x, y):
         theta, unflatten = flatten(params)
         yhat = apply(params, x)
-        J = jax.jacfwd(lambda t: apply(unflatten(t), x))(theta)          # (N, n_out, P)
+        J = jax.jacfwd(lambda t: apply(unflatten(t), x))(theta)  # (N, n_out, P)
         return jnp.einsum("nop,noq,nqr->pr", J, loss.hessian(yhat, y), J) / x.shape[0]
 
-    return checked(model, loss, dense, doc=function_doc(
-        "The dense generalized Gauss-Newton matrix ``G = (1/N) sum_n J_n^T H_n J_n``.",
-        "``(P, P)``, in ``fb.flatten``'s order."))
+    return checked(
+        model,
+        loss,
+        dense,
+        doc=function_doc(
+            "The dense generalized Gauss-Newton matrix ``G = (1/N) sum_n J_n^T H_n J_n``.",
+            "``(P, P)``, in ``fb.flatten``'s order.",
+        ),
+    )

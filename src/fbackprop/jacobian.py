@@ -26,7 +26,15 @@ import jax.numpy as jnp
 
 from .backprop import jacobian_gram as _gram
 from .backprop import jacobian_rows
-from .validate import as_apply, cached_transformation, check_choice, check_inputs, check_x, is_network, require_network
+from .validate import (
+    as_apply,
+    cached_transformation,
+    check_choice,
+    check_inputs,
+    check_x,
+    is_network,
+    require_network,
+)
 
 JACOBIAN_METHODS = ("backprop", "autodiff")
 
@@ -59,7 +67,9 @@ def jacobian(model: Any, method: str = "backprop"):
     """
     check_choice(method, "method", JACOBIAN_METHODS)
     if method == "backprop":
-        net = require_network(model, 'fb.jacobian(net, method="backprop")', 'fb.jacobian(apply, method="autodiff")')
+        net = require_network(
+            model, 'fb.jacobian(net, method="backprop")', 'fb.jacobian(apply, method="autodiff")'
+        )
         core = jax.jit(lambda params, x: jacobian_rows(net, params, x))
     else:
         apply = as_apply(model)
@@ -69,8 +79,11 @@ def jacobian(model: Any, method: str = "backprop"):
     def fn(params, x):
         return core(params, _check_x(model, params, x))
 
-    fn.__doc__ = (f"``d yhat / d params`` per example, by {method}." + _ARGS
-                  + "A pytree shaped like params, every leaf with leading ``(N, n_out)`` axes.\n")
+    fn.__doc__ = (
+        f"``d yhat / d params`` per example, by {method}."
+        + _ARGS
+        + "A pytree shaped like params, every leaf with leading ``(N, n_out)`` axes.\n"
+    )
     return fn
 
 
@@ -87,11 +100,15 @@ def jacobian_gram(model: Any, method: str = "backprop"):
         ``(params, x) -> K: (N, n_out, N, n_out)`` (compiled; cached on the arguments).
     """
     check_choice(method, "method", JACOBIAN_METHODS)
-    doc = (f"``K = J J^T`` of the Jacobian's rows, by {method}." + _ARGS
-           + "``K: (N, n_out, N, n_out)``, ``K[n, k, m, j] = J_nk . J_mj``.\n")
+    doc = (
+        f"``K = J J^T`` of the Jacobian's rows, by {method}."
+        + _ARGS
+        + "``K: (N, n_out, N, n_out)``, ``K[n, k, m, j] = J_nk . J_mj``.\n"
+    )
     if method == "backprop":
-        net = require_network(model, 'fb.jacobian_gram(net, method="backprop")',
-                              'fb.jacobian_gram(apply, method="autodiff")')
+        net = require_network(
+            model, 'fb.jacobian_gram(net, method="backprop")', 'fb.jacobian_gram(apply, method="autodiff")'
+        )
         core = jax.jit(lambda params, x: _gram(net, params, x))
 
         def gram(params, x):
@@ -118,7 +135,9 @@ def as_matrix(rows) -> jax.Array:
     """
     leaves = jax.tree.leaves(rows)
     if not leaves or any(jnp.ndim(leaf) < 2 for leaf in leaves):
-        raise ValueError("as_matrix takes what fb.jacobian returns: leaves with leading (N, n_out) axes; got "
-                         f"leaf shapes {[tuple(jnp.shape(leaf)) for leaf in leaves]}")
+        raise ValueError(
+            "as_matrix takes what fb.jacobian returns: leaves with leading (N, n_out) axes; got "
+            f"leaf shapes {[tuple(jnp.shape(leaf)) for leaf in leaves]}"
+        )
     n, k = leaves[0].shape[:2]
     return jnp.concatenate([leaf.reshape(n, k, -1) for leaf in leaves], axis=-1)

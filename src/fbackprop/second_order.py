@@ -89,28 +89,41 @@ def hvp_backprop(net: Network, loss: str | _losses.Loss):
         ``(params, x, y, v) -> H v``, ``H = d2C/dtheta^2``, shaped like params (compiled; cached on
         ``(net, loss)``, so inline calls compile once).
     """
-    net = require_network(net, 'fb.hvp(net, loss, method="backprop")', 'fb.hvp(apply, loss, method="autodiff")')
+    net = require_network(
+        net, 'fb.hvp(net, loss, method="backprop")', 'fb.hvp(apply, loss, method="autodiff")'
+    )
     loss = _losses.get(loss)
 
     def hv(params, x, y, v):
         n = x.shape[0]
         thetas, vs = layer_params(net, params), layer_params(net, v)
         inputs, r_inputs, a, r_a = [], [], x, None
-        for layer, theta, v_theta in zip(net.layers, thetas, vs):      # forward and R-forward
+        for layer, theta, v_theta in zip(net.layers, thetas, vs):  # forward and R-forward
             inputs.append(a), r_inputs.append(r_a)
             a, r_a = layer.forward(theta, a), layer.forward_r(theta, v_theta, a, r_a)
         g, r_g = loss.grad(a, y) / n, loss.hvp(a, y, r_a) / n
         Hv = []
-        for layer, theta, v_theta, inp, r_inp in reversed(list(zip(net.layers, thetas, vs, inputs, r_inputs))):
-            r_g, r_grads = layer.backward_r(theta, v_theta, inp, r_inp, g, r_g)   # uses g before it moves on
+        for layer, theta, v_theta, inp, r_inp in reversed(
+            list(zip(net.layers, thetas, vs, inputs, r_inputs))
+        ):
+            r_g, r_grads = layer.backward_r(theta, v_theta, inp, r_inp, g, r_g)  # uses g before it moves on
             g = layer.backward(theta, inp, g)[0]
             if layer.has_params:
                 Hv.append(r_grads)
         return tuple(reversed(Hv))
 
-    return checked(net, loss, hv, vectors=1, doc=function_doc(
-        "``H v`` for ``H = d2C/dtheta^2``, by the R-operator on the hand-written passes (Pearlmutter 1994).",
-        "``H v``, shaped like params.", _V))
+    return checked(
+        net,
+        loss,
+        hv,
+        vectors=1,
+        doc=function_doc(
+            "``H v`` for ``H = d2C/dtheta^2``, by the R-operator on the hand-written passes "
+            "(Pearlmutter 1994).",
+            "``H v``, shaped like params.",
+            _V,
+        ),
+    )
 
 
 def curvature_walk(net: Network, loss: _losses.Loss, params: Params, x, y, n_total: int, exact: bool):
@@ -133,9 +146,9 @@ def curvature_walk(net: Network, loss: _losses.Loss, params: Params, x, y, n_tot
     out = []
     for layer, theta, inp in reversed(list(zip(net.layers, layer_params(net, params), inputs))):
         if layer.has_params:
-            out.append((inp, A))                  # A arriving at a dense layer is H^l = d2C/dz^l dz^l
+            out.append((inp, A))  # A arriving at a dense layer is H^l = d2C/dz^l dz^l
         A = layer.backward2(theta, inp, A, g, exact)  # A^{l-1} = W^T H W, or H = f'f'^T * A + diag(f'' g)
-        g = layer.backward(theta, inp, g)[0]      # dC/da^{l-1} (or delta), for the next f'' term
+        g = layer.backward(theta, inp, g)[0]  # dC/da^{l-1} (or delta), for the next f'' term
     return out[::-1]
 
 
@@ -147,12 +160,17 @@ def _chunked_sum(fn, x, y, chunk_size: int | None):
     k = n // chunk_size
     head = k * chunk_size
     xs, ys = x[:head].reshape(k, chunk_size, -1), y[:head].reshape(k, chunk_size, -1)
-    total = jax.lax.scan(lambda acc, xy: (jax.tree.map(jnp.add, acc, fn(*xy)), None),
-                         jax.tree.map(jnp.zeros_like, jax.eval_shape(fn, xs[0], ys[0])), (xs, ys))[0]
+    total = jax.lax.scan(
+        lambda acc, xy: (jax.tree.map(jnp.add, acc, fn(*xy)), None),
+        jax.tree.map(jnp.zeros_like, jax.eval_shape(fn, xs[0], ys[0])),
+        (xs, ys),
+    )[0]
     return total if head == n else jax.tree.map(jnp.add, total, fn(x[head:], y[head:]))
 
 
-def diag_core(net: Network, loss: _losses.Loss, exact: bool, chunk_size: int | None = None, per_example: bool = False):
+def diag_core(
+    net: Network, loss: _losses.Loss, exact: bool, chunk_size: int | None = None, per_example: bool = False
+):
     """The unchecked ``(params, x, y) ->`` Hessian (``exact``) or GGN diagonal, for use inside other programs.
 
     Args:
@@ -165,9 +183,10 @@ def diag_core(net: Network, loss: _losses.Loss, exact: bool, chunk_size: int | N
     Returns:
         ``(params, x, y) -> diag``, shaped like params.
     """
+
     def diag(params, x, y):
         n = x.shape[0]
-        if per_example:        # of l_n: the 1/N of the mean left out
+        if per_example:  # of l_n: the 1/N of the mean left out
             walk = curvature_walk(net, loss, params, x, y, 1, exact)
             return tuple(layer.per_example_hessian_diag(a, H) for layer, (a, H) in zip(net.dense, walk))
 
@@ -182,9 +201,9 @@ def diag_core(net: Network, loss: _losses.Loss, exact: bool, chunk_size: int | N
 
 _DIAG_ALTERNATIVE = {
     "hessian_diag": "jnp.diag(fb.hessian(apply, loss)(params, x, y)) (dense, small nets), or "
-                    "fb.hutchinson_diag with fb.hvp(apply, loss, method=\"autodiff\") (an estimate)",
+    'fb.hutchinson_diag with fb.hvp(apply, loss, method="autodiff") (an estimate)',
     "ggn_diag": "jnp.diag(fb.ggn(apply, loss)(params, x, y)) (dense, small nets), or "
-                "fb.hutchinson_diag with fb.ggn_vp(apply, loss) (an estimate)",
+    "fb.hutchinson_diag with fb.ggn_vp(apply, loss) (an estimate)",
 }
 
 
@@ -195,13 +214,17 @@ def _diag(net, loss, what: str, exact: bool, chunk_size: int | None, per_example
     name = "Hessian" if exact else "generalized Gauss-Newton matrix"
     of = "each per-example loss l_n" if per_example else "the batch-mean cost C"
     shape = "shaped like params with a leading N axis on every leaf" if per_example else "shaped like params"
-    doc = function_doc(f"The exact diagonal of the {name} of {of}, by second-order backpropagation.",
-                       f"The diagonal, {shape} (``fb.flatten``'s order when flattened).")
+    doc = function_doc(
+        f"The exact diagonal of the {name} of {of}, by second-order backpropagation.",
+        f"The diagonal, {shape} (``fb.flatten``'s order when flattened).",
+    )
     return checked(net, loss, diag_core(net, loss, exact, chunk_size, per_example), doc=doc)
 
 
 @cached_transformation
-def hessian_diag(net: Network, loss: str | _losses.Loss, chunk_size: int | None = None, per_example: bool = False):
+def hessian_diag(
+    net: Network, loss: str | _losses.Loss, chunk_size: int | None = None, per_example: bool = False
+):
     """The exact diagonal of the Hessian ``d2C/dtheta^2`` by second-order backpropagation.
 
     Args:
@@ -220,7 +243,9 @@ def hessian_diag(net: Network, loss: str | _losses.Loss, chunk_size: int | None 
 
 
 @cached_transformation
-def ggn_diag(net: Network, loss: str | _losses.Loss, chunk_size: int | None = None, per_example: bool = False):
+def ggn_diag(
+    net: Network, loss: str | _losses.Loss, chunk_size: int | None = None, per_example: bool = False
+):
     """The exact diagonal of the generalized Gauss-Newton matrix ``G = J^T H_loss J / N``
     (Schraudolph 2002): second-order backpropagation without the ``f''`` term.
 
@@ -263,6 +288,12 @@ def hessian_blocks(net: Network, loss: str | _losses.Loss, chunk_size: int | Non
         return _chunked_sum(chunk, x, y, chunk_size)
 
     name = "Hessian" if exact else "generalized Gauss-Newton matrix"
-    return checked(net, loss, blocks, doc=function_doc(
-        f"The diagonal blocks of the {name} of C, one per dense layer, by second-order backpropagation.",
-        "A tuple of ``(P_l, P_l)`` matrices, one per dense layer (W row-major, then b)."))
+    return checked(
+        net,
+        loss,
+        blocks,
+        doc=function_doc(
+            f"The diagonal blocks of the {name} of C, one per dense layer, by second-order backpropagation.",
+            "A tuple of ``(P_l, P_l)`` matrices, one per dense layer (W row-major, then b).",
+        ),
+    )

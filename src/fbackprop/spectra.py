@@ -21,7 +21,8 @@ params' dtype is the computation's dtype).
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -79,10 +80,13 @@ def check_matvec(matvec: Callable, like) -> None:
     spec = jax.tree.map(lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a)), like)
     out = jax.eval_shape(matvec, spec)
     same = jax.tree.structure(out) == jax.tree.structure(spec) and all(
-        tuple(o.shape) == tuple(s.shape) for o, s in zip(jax.tree.leaves(out), jax.tree.leaves(spec)))
+        tuple(o.shape) == tuple(s.shape) for o, s in zip(jax.tree.leaves(out), jax.tree.leaves(spec))
+    )
     if not same:
-        raise ValueError(f"matvec(v) must return a pytree shaped like `like` ({_describe(spec)}); "
-                         f"it returned {_describe(out)}")
+        raise ValueError(
+            f"matvec(v) must return a pytree shaped like `like` ({_describe(spec)}); "
+            f"it returned {_describe(out)}"
+        )
     bad = [str(o.dtype) for o in jax.tree.leaves(out) if not jnp.issubdtype(o.dtype, jnp.floating)]
     if bad:
         raise TypeError(f"matvec(v) must return real floating arrays; it returned dtypes {bad}")
@@ -118,7 +122,12 @@ def _flat(matvec: Callable, like, key=None):
     if key is not None:
         check_key(key)
     theta, unravel = ravel_pytree(like)
-    return (lambda q: ravel_pytree(matvec(unravel(q)))[0].astype(theta.dtype)), theta.size, theta.dtype, unravel
+    return (
+        (lambda q: ravel_pytree(matvec(unravel(q)))[0].astype(theta.dtype)),
+        theta.size,
+        theta.dtype,
+        unravel,
+    )
 
 
 def lanczos(matvec: Callable, like, key: jax.Array, num_iter: int) -> Lanczos:
@@ -137,7 +146,7 @@ def lanczos(matvec: Callable, like, key: jax.Array, num_iter: int) -> Lanczos:
     num_iter = as_int(num_iter, "num_iter")
     mv, P, dtype, _ = _flat(matvec, like, key)
     m = min(num_iter, P)
-    starts = jax.random.normal(key, (m, P), dtype)           # row 0 the start, the others for restarts
+    starts = jax.random.normal(key, (m, P), dtype)  # row 0 the start, the others for restarts
 
     def orthonormal(w, Q, j):
         """``w`` without its components along ``Q[:j+1]`` (twice: "twice is enough"), and its norm."""
@@ -163,7 +172,9 @@ def lanczos(matvec: Callable, like, key: jax.Array, num_iter: int) -> Lanczos:
     return Lanczos(alpha, beta, Q)
 
 
-def eigenvalues(matvec: Callable, like, key: jax.Array, k: int = 1, which: str = "top", num_iter: int | None = None):
+def eigenvalues(
+    matvec: Callable, like, key: jax.Array, k: int = 1, which: str = "top", num_iter: int | None = None
+):
     """The extreme eigenpairs of a symmetric ``M`` from Lanczos' Ritz pairs.
 
     Args:

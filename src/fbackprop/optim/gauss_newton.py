@@ -25,14 +25,35 @@ from ..backprop import forward
 from ..validate import as_int
 from . import _options as O
 from . import solvers as S
-from .levenberg_marquardt import (GOAL, LINE_SEARCH, MAX_STEPS, MIN_GRAD, NONFINITE_START, STATUS, LMHistory,
-                                  LMResult, _like, start_is_finite)
+from .levenberg_marquardt import (
+    GOAL,
+    LINE_SEARCH,
+    MAX_STEPS,
+    MIN_GRAD,
+    NONFINITE_START,
+    STATUS,
+    LMHistory,
+    LMResult,
+    _like,
+    start_is_finite,
+)
 
 __all__ = ["gauss_newton", "LINE_SEARCH", "STATUS"]
 
 
-def gauss_newton(net, params, x, y, *, loss: str | _losses.Loss = "squared_error", max_steps: int = 100,
-                 goal: float = 0.0, min_grad: float = 1e-7, armijo: float = 1e-4, max_halvings: int = 30) -> LMResult:
+def gauss_newton(
+    net,
+    params,
+    x,
+    y,
+    *,
+    loss: str | _losses.Loss = "squared_error",
+    max_steps: int = 100,
+    goal: float = 0.0,
+    min_grad: float = 1e-7,
+    armijo: float = 1e-4,
+    max_halvings: int = 30,
+) -> LMResult:
     """Train ``net`` by undamped Gauss-Newton with a backtracking (Armijo) line search.
 
     Args:
@@ -63,7 +84,9 @@ def gauss_newton(net, params, x, y, *, loss: str | _losses.Loss = "squared_error
     x, y = O.data(net, loss, params, x, y)
     theta, unflatten = ravel_pytree(params)
     run = _compiled(net, loss, max_steps, max_halvings)
-    theta, hist, status, k = run(theta, x, y, *(jnp.asarray(v, theta.dtype) for v in (goal, min_grad, armijo)))
+    theta, hist, status, k = run(
+        theta, x, y, *(jnp.asarray(v, theta.dtype) for v in (goal, min_grad, armijo))
+    )
     return LMResult(unflatten(theta), hist, status, k)
 
 
@@ -77,12 +100,20 @@ def _compiled(net, loss, max_steps, max_halvings):
         nan = jnp.full(max_steps + 1, jnp.nan, theta0.dtype)
 
         def record(h, k, E_k, alpha, accepted, g):
-            return LMHistory(h.loss.at[k].set(E_k / n), h.mu.at[k].set(alpha), h.accepted.at[k].set(accepted),
-                             h.grad_norm.at[k].set(jnp.linalg.norm(g) / n), h.val_loss)
+            return LMHistory(
+                h.loss.at[k].set(E_k / n),
+                h.mu.at[k].set(alpha),
+                h.accepted.at[k].set(accepted),
+                h.grad_norm.at[k].set(jnp.linalg.norm(g) / n),
+                h.val_loss,
+            )
 
         def stopping(k, E_k, g):
-            return jnp.select([E_k / n <= goal, jnp.linalg.norm(g) / n <= min_grad, k >= max_steps],
-                              [int(GOAL), int(MIN_GRAD), int(MAX_STEPS)], 0).astype(jnp.int32)
+            return jnp.select(
+                [E_k / n <= goal, jnp.linalg.norm(g) / n <= min_grad, k >= max_steps],
+                [int(GOAL), int(MIN_GRAD), int(MAX_STEPS)],
+                0,
+            ).astype(jnp.int32)
 
         def body(s):
             theta, E_k, lin, k, _, hist = s
@@ -93,7 +124,7 @@ def _compiled(net, loss, max_steps, max_halvings):
                 alpha, E_t = c
                 return alpha / 2, E(theta + (alpha / 2) * delta)
 
-            fails = lambda c: ~(c[1] <= E_k + armijo * c[0] * slope) & (c[0] > 2.0 ** -max_halvings)
+            fails = lambda c: ~(c[1] <= E_k + armijo * c[0] * slope) & (c[0] > 2.0**-max_halvings)
             alpha, E_t = jax.lax.while_loop(fails, halve, (jnp.asarray(1.0, theta.dtype), E(theta + delta)))
             ok = (E_t <= E_k + armijo * alpha * slope) & jnp.isfinite(E_t)
             theta, E_k = jnp.where(ok, theta + alpha * delta, theta), jnp.where(ok, E_t, E_k)
@@ -104,7 +135,9 @@ def _compiled(net, loss, max_steps, max_halvings):
 
         lin0, E0 = S.linearize_dense(pb, theta0), E(theta0)
         hist = record(LMHistory(nan, nan, nan, nan, nan), 0, E0, jnp.nan, 1.0, lin0.g)
-        status0 = jnp.where(start_is_finite(E0, lin0.g), stopping(jnp.int32(0), E0, lin0.g), int(NONFINITE_START))
+        status0 = jnp.where(
+            start_is_finite(E0, lin0.g), stopping(jnp.int32(0), E0, lin0.g), int(NONFINITE_START)
+        )
         state = (theta0, E0, lin0, jnp.int32(0), status0.astype(jnp.int32), hist)
         theta, _, _, k, status, hist = jax.lax.while_loop(lambda s: s[4] == 0, body, state)
         return theta, hist, status, k

@@ -15,7 +15,7 @@ and call ``least_squares`` with it again (new params, new ``mu`` or goal) withou
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -40,9 +40,20 @@ def residual_rows(shape: tuple) -> int:
     return int(shape[0]) if len(shape) else 1
 
 
-def least_squares(residual: Callable, params, *, damping: str = "marquardt", scaling: str = "identity",
-                  mu: float = 1e-3, mu_dec: float = 0.1, mu_inc: float = 10.0, mu_max: float = 1e10,
-                  max_steps: int = 1000, goal: float = 0.0, min_grad: float = 1e-7) -> LMResult:
+def least_squares(
+    residual: Callable,
+    params,
+    *,
+    damping: str = "marquardt",
+    scaling: str = "identity",
+    mu: float = 1e-3,
+    mu_dec: float = 0.1,
+    mu_inc: float = 10.0,
+    mu_max: float = 1e10,
+    max_steps: int = 1000,
+    goal: float = 0.0,
+    min_grad: float = 1e-7,
+) -> LMResult:
     """Minimise ``1/2 ||residual(params)||^2`` by Levenberg-Marquardt with an autodiff Jacobian.
 
     Args:
@@ -87,7 +98,7 @@ def least_squares(residual: Callable, params, *, damping: str = "marquardt", sca
     config = (Damping(damping, mu_dec, mu_inc), scaling == "marquardt", max_steps)
     try:
         program = _compiled(residual, config)
-    except TypeError:                                   # an unhashable callable: compiled for this call
+    except TypeError:  # an unhashable callable: compiled for this call
         program = _compiled.__wrapped__(residual, config)
     return program(params, mu, mu_max, goal, min_grad)
 
@@ -109,9 +120,20 @@ def _compiled(residual, config):
             d = jnp.maximum(jnp.diag(G), jnp.finfo(t.dtype).tiny) if scale_d else jnp.ones_like(t)
             return S.Normal(G, jnp.matmul(J.T, e, precision=S.HIGHEST), d)
 
-        loop = lm_loop(lambda t: 0.5 * jnp.sum(r(t) ** 2), linearize, S.solve_normal,
-                       lambda t: jnp.asarray(jnp.nan, t.dtype), damping, max_steps, n, False, scale_d)
-        theta, hist, status, k = loop(theta0, *_scalars(theta0.dtype, mu0, mu_max, goal, min_grad), jnp.int32(1))
+        loop = lm_loop(
+            lambda t: 0.5 * jnp.sum(r(t) ** 2),
+            linearize,
+            S.solve_normal,
+            lambda t: jnp.asarray(jnp.nan, t.dtype),
+            damping,
+            max_steps,
+            n,
+            False,
+            scale_d,
+        )
+        theta, hist, status, k = loop(
+            theta0, *_scalars(theta0.dtype, mu0, mu_max, goal, min_grad), jnp.int32(1)
+        )
         return LMResult(unflatten(theta), hist, status, k)
 
     return jax.jit(run)

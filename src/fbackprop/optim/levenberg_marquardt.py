@@ -32,7 +32,8 @@ the loop then runs until the slowest seed stops, and each run keeps its own hist
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -100,8 +101,10 @@ class LMResult(NamedTuple):
             h = self.history
             return O.nonfinite_start(self.params, h.loss[0], h.grad_norm[0], h.val_loss[0])
         taken = int(jnp.nansum(self.history.accepted[1:]))
-        return (f"{MESSAGES[int(self.status)]} after {int(self.iterations)} iterations ({taken} steps accepted); "
-                f"loss {float(self.history.loss[0]):.3e} -> {float(self.history.loss[int(self.iterations)]):.3e}")
+        return (
+            f"{MESSAGES[int(self.status)]} after {int(self.iterations)} iterations ({taken} steps accepted); "
+            f"loss {float(self.history.loss[0]):.3e} -> {float(self.history.loss[int(self.iterations)]):.3e}"
+        )
 
 
 def auto_solver(n_rows: int, n_params: int, itemsize: int = 8) -> str:
@@ -125,12 +128,32 @@ def auto_solver(n_rows: int, n_params: int, itemsize: int = 8) -> str:
     return "cg"
 
 
-def levenberg_marquardt(net, params, x, y, *, loss: str | _losses.Loss = "squared_error", solver: str = "auto",
-                        damping: str = "marquardt", scaling: str = "identity", mu: float = 1e-3, mu_dec: float = 0.1,
-                        mu_inc: float = 10.0, mu_max: float = 1e10, max_steps: int = 1000, goal: float = 0.0,
-                        min_grad: float = 1e-7, val: tuple | None = None, max_fail: int = 6, chunk_size: int = 1024,
-                        cg_tol: float = 1e-8, cg_maxiter: int | None = None, data_parallel: bool = False,
-                        curvature: str = "ggn", progress: bool | Callable = False) -> LMResult:
+def levenberg_marquardt(
+    net,
+    params,
+    x,
+    y,
+    *,
+    loss: str | _losses.Loss = "squared_error",
+    solver: str = "auto",
+    damping: str = "marquardt",
+    scaling: str = "identity",
+    mu: float = 1e-3,
+    mu_dec: float = 0.1,
+    mu_inc: float = 10.0,
+    mu_max: float = 1e10,
+    max_steps: int = 1000,
+    goal: float = 0.0,
+    min_grad: float = 1e-7,
+    val: tuple | None = None,
+    max_fail: int = 6,
+    chunk_size: int = 1024,
+    cg_tol: float = 1e-8,
+    cg_maxiter: int | None = None,
+    data_parallel: bool = False,
+    curvature: str = "ggn",
+    progress: bool | Callable = False,
+) -> LMResult:
     """Train ``net`` from ``params`` by Levenberg-Marquardt (Marquardt 1963; Hagan & Menhaj 1994).
 
     One compiled loop (module docstring); every option is checked here, before compiling.
@@ -183,22 +206,67 @@ def levenberg_marquardt(net, params, x, y, *, loss: str | _losses.Loss = "square
         TypeError, ValueError: for a bad argument, naming it, before anything is compiled.
     """
     net, loss = O.network(net, "fb.levenberg_marquardt"), _losses.get(loss)
-    return _run(net, loss, params, x, y, solver=solver, damping=damping, scaling=scaling, mu=mu,
-                                mu_dec=mu_dec, mu_inc=mu_inc, mu_max=mu_max, max_steps=max_steps, goal=goal,
-                                min_grad=min_grad, val=val, max_fail=max_fail, chunk_size=chunk_size, cg_tol=cg_tol,
-                                cg_maxiter=cg_maxiter, data_parallel=data_parallel, curvature=curvature,
-                                progress=progress)
+    return _run(
+        net,
+        loss,
+        params,
+        x,
+        y,
+        solver=solver,
+        damping=damping,
+        scaling=scaling,
+        mu=mu,
+        mu_dec=mu_dec,
+        mu_inc=mu_inc,
+        mu_max=mu_max,
+        max_steps=max_steps,
+        goal=goal,
+        min_grad=min_grad,
+        val=val,
+        max_fail=max_fail,
+        chunk_size=chunk_size,
+        cg_tol=cg_tol,
+        cg_maxiter=cg_maxiter,
+        data_parallel=data_parallel,
+        curvature=curvature,
+        progress=progress,
+    )
 
 
-def _run(net, loss, params, x, y, *, solver, damping, scaling, mu, mu_dec, mu_inc, mu_max, max_steps,
-                         goal, min_grad, val, max_fail, chunk_size, cg_tol, cg_maxiter, data_parallel, curvature,
-                         progress) -> LMResult:
+def _run(
+    net,
+    loss,
+    params,
+    x,
+    y,
+    *,
+    solver,
+    damping,
+    scaling,
+    mu,
+    mu_dec,
+    mu_inc,
+    mu_max,
+    max_steps,
+    goal,
+    min_grad,
+    val,
+    max_fail,
+    chunk_size,
+    cg_tol,
+    cg_maxiter,
+    data_parallel,
+    curvature,
+    progress,
+) -> LMResult:
     check_choice(solver, "solver", S.SOLVERS + ("auto",))
     check_choice(scaling, "scaling", SCALINGS)
     check_choice(curvature, "curvature", CURVATURES)
     if curvature == "hessian" and solver not in ("auto", "dense"):
-        raise ValueError(f"curvature='hessian' (damped Newton) forms the Hessian and solves densely: solver must be "
-                         f"'dense' or 'auto'; got {solver!r}")
+        raise ValueError(
+            f"curvature='hessian' (damped Newton) forms the Hessian and solves densely: solver must be "
+            f"'dense' or 'auto'; got {solver!r}"
+        )
     mu, mu_dec, mu_inc, mu_max = O.damping_options(damping, mu, mu_dec, mu_inc, mu_max)
     goal, min_grad, max_steps = O.stopping(goal, min_grad, max_steps)
     max_fail, chunk_size = as_int(max_fail, "max_fail"), as_int(chunk_size, "chunk_size")
@@ -211,10 +279,20 @@ def _run(net, loss, params, x, y, *, solver, damping, scaling, mu, mu_dec, mu_in
     solver = auto_solver(x.shape[0] * net.n_out, P, x.dtype.itemsize) if solver == "auto" else solver
     if data_parallel:
         x, y = shard_batch(x, y)
-    config = (solver if curvature == "ggn" else "newton", Damping(damping, mu_dec, mu_inc), scaling == "marquardt",
-              max_steps, chunk_size, cg_tol, cg_maxiter or 10 * P, val is not None, report)
-    params, hist, status, k = _compiled(net, loss, config)(params, x, y, val if val is not None else (x, y),
-                                                          mu, mu_max, goal, min_grad, max_fail)
+    config = (
+        solver if curvature == "ggn" else "newton",
+        Damping(damping, mu_dec, mu_inc),
+        scaling == "marquardt",
+        max_steps,
+        chunk_size,
+        cg_tol,
+        cg_maxiter or 10 * P,
+        val is not None,
+        report,
+    )
+    params, hist, status, k = _compiled(net, loss, config)(
+        params, x, y, val if val is not None else (x, y), mu, mu_max, goal, min_grad, max_fail
+    )
     return LMResult(params, hist, status, k)
 
 
@@ -230,7 +308,10 @@ def print_progress(k, C, mu, accepted):
     Returns:
         None (it prints to stdout).
     """
-    print(f"LM {int(k):5d}  loss {float(C):.6e}  mu {float(mu):.1e}  {'accepted' if accepted else 'rejected'}", flush=True)
+    print(
+        f"LM {int(k):5d}  loss {float(C):.6e}  mu {float(mu):.1e}  {'accepted' if accepted else 'rejected'}",
+        flush=True,
+    )
 
 
 def _reporter(progress):
@@ -238,7 +319,9 @@ def _reporter(progress):
         return print_progress
     if progress is False or progress is None or callable(progress):
         return progress or None
-    raise TypeError(f"progress must be True, False or a callable (iteration, loss, mu, accepted); got {progress!r}")
+    raise TypeError(
+        f"progress must be True, False or a callable (iteration, loss, mu, accepted); got {progress!r}"
+    )
 
 
 def _scalars(dtype, *values):
@@ -260,8 +343,18 @@ def start_is_finite(E0, g0, v0=None):
     return ok if v0 is None else ok & jnp.isfinite(v0)
 
 
-def lm_loop(cost, linearize, solve, val_loss, damping: Damping, max_steps: int, n: int, has_val: bool,
-            scale_d: bool, report=None):
+def lm_loop(
+    cost,
+    linearize,
+    solve,
+    val_loss,
+    damping: Damping,
+    max_steps: int,
+    n: int,
+    has_val: bool,
+    scale_d: bool,
+    report=None,
+):
     """The loop itself over flat params, for any cost and linear solve (traceable).
 
     Args:
@@ -289,14 +382,25 @@ def lm_loop(cost, linearize, solve, val_loss, damping: Damping, max_steps: int, 
         nan = jnp.full(max_steps + 1, jnp.nan, dtype)
 
         def record(h, k, E, mu, accepted, g, vl):
-            return LMHistory(h.loss.at[k].set(E / n), h.mu.at[k].set(mu), h.accepted.at[k].set(accepted),
-                             h.grad_norm.at[k].set(jnp.linalg.norm(g) / n), h.val_loss.at[k].set(vl))
+            return LMHistory(
+                h.loss.at[k].set(E / n),
+                h.mu.at[k].set(mu),
+                h.accepted.at[k].set(accepted),
+                h.grad_norm.at[k].set(jnp.linalg.norm(g) / n),
+                h.val_loss.at[k].set(vl),
+            )
 
         def stopping(k, E, g, mu, fails):
-            conditions = [E / n <= goal, jnp.linalg.norm(g) / n <= min_grad, mu > mu_max, fails >= max_fail,
-                          k >= max_steps]
-            return jnp.select(conditions, [int(c) for c in (GOAL, MIN_GRAD, MU_MAX, MAX_FAIL, MAX_STEPS)], 0
-                              ).astype(jnp.int32)
+            conditions = [
+                E / n <= goal,
+                jnp.linalg.norm(g) / n <= min_grad,
+                mu > mu_max,
+                fails >= max_fail,
+                k >= max_steps,
+            ]
+            return jnp.select(
+                conditions, [int(c) for c in (GOAL, MIN_GRAD, MU_MAX, MAX_FAIL, MAX_STEPS)], 0
+            ).astype(jnp.int32)
 
         lin0, E0, v0 = linearize(theta0), cost(theta0).astype(dtype), val_loss(theta0).astype(dtype)
         hist = record(LMHistory(nan, nan, nan, nan, nan), 0, E0, mu0, jnp.asarray(1.0, dtype), lin0.g, v0)
@@ -314,7 +418,7 @@ def lm_loop(cost, linearize, solve, val_loss, damping: Damping, max_steps: int, 
             theta, E = jnp.where(accepted, trial, theta), jnp.where(accepted, E_new, E)
             lin = jax.lax.cond(accepted, lambda: running_max_d(linearize(theta), lin.d), lambda: lin)
             vl = jnp.asarray(jnp.nan, dtype)
-            if has_val:                                    # static: no validation work in the loop without it
+            if has_val:  # static: no validation work in the loop without it
                 vl = jax.lax.cond(accepted, lambda: val_loss(theta).astype(dtype), lambda: hist.val_loss[k])
                 improved = accepted & (vl < best)
                 fails = jnp.where(accepted, jnp.where(improved, 0, fails + 1), fails)
@@ -322,14 +426,41 @@ def lm_loop(cost, linearize, solve, val_loss, damping: Damping, max_steps: int, 
             hist = record(hist, k + 1, E, mu, accepted.astype(dtype), lin.g, vl)
             if report is not None:
                 jax.debug.callback(report, k + 1, E / n, mu, accepted, ordered=True)
-            return theta, E, lin, mu_next, nu, k + 1, stopping(k + 1, E, lin.g, mu_next, fails), hist, best, best_theta, fails
+            return (
+                theta,
+                E,
+                lin,
+                mu_next,
+                nu,
+                k + 1,
+                stopping(k + 1, E, lin.g, mu_next, fails),
+                hist,
+                best,
+                best_theta,
+                fails,
+            )
 
         start_ok = start_is_finite(E0, lin0.g, v0 if has_val else None)
-        status0 = jnp.where(start_ok, stopping(jnp.int32(0), E0, lin0.g, mu0, jnp.int32(0)),
-                            jnp.int32(NONFINITE_START)).astype(jnp.int32)
+        status0 = jnp.where(
+            start_ok, stopping(jnp.int32(0), E0, lin0.g, mu0, jnp.int32(0)), jnp.int32(NONFINITE_START)
+        ).astype(jnp.int32)
         best0 = v0 if has_val else jnp.asarray(jnp.inf, dtype)
-        state = (theta0, E0, lin0, mu0, jnp.asarray(2.0, dtype), jnp.int32(0), status0, hist, best0, theta0, jnp.int32(0))
-        theta, E, _, _, _, k, status, hist, _, best_theta, _ = jax.lax.while_loop(lambda s: s[6] == 0, body, state)
+        state = (
+            theta0,
+            E0,
+            lin0,
+            mu0,
+            jnp.asarray(2.0, dtype),
+            jnp.int32(0),
+            status0,
+            hist,
+            best0,
+            theta0,
+            jnp.int32(0),
+        )
+        theta, E, _, _, _, k, status, hist, _, best_theta, _ = jax.lax.while_loop(
+            lambda s: s[6] == 0, body, state
+        )
         theta = jnp.where(status == MAX_FAIL, best_theta, theta) if has_val else theta
         return theta, hist, status, k
 
@@ -339,18 +470,39 @@ def lm_loop(cost, linearize, solve, val_loss, damping: Damping, max_steps: int, 
 @functools.lru_cache(maxsize=64)
 def _compiled(net, loss, config):
     solver, damping, scale_d, max_steps, chunk_size, cg_tol, cg_maxiter, has_val, report = config
-    linearize = {"dense": S.linearize_dense, "accumulate": S.linearize_accumulate, "cg": S.linearize_cg,
-                 "dual": S.linearize_dual, "newton": S.linearize_newton}[solver]
+    linearize = {
+        "dense": S.linearize_dense,
+        "accumulate": S.linearize_accumulate,
+        "cg": S.linearize_cg,
+        "dual": S.linearize_dual,
+        "newton": S.linearize_newton,
+    }[solver]
     solve = {"cg": S.solve_cg, "dual": S.solve_dual}.get(solver, lambda pb, lin, mu: S.solve_normal(lin, mu))
 
     def run(params, x, y, val, mu0, mu_max, goal, min_grad, max_fail):
-        theta0, unflatten = ravel_pytree(params)          # inside the program: no per-call dispatch
+        theta0, unflatten = ravel_pytree(params)  # inside the program: no per-call dispatch
         pb = S.Problem(net, loss, x, y, unflatten, scale_d, chunk_size, cg_tol, cg_maxiter)
-        cost = lambda t, xx, yy: jnp.sum(loss.value(forward(net, unflatten(t), xx)[0], yy))   # E = N C
-        val_loss = (lambda t: cost(t, *val) / val[0].shape[0]) if has_val else (lambda t: jnp.asarray(jnp.nan, t.dtype))
-        loop = lm_loop(lambda t: cost(t, x, y), lambda t: linearize(pb, t), lambda lin, mu: solve(pb, lin, mu),
-                       val_loss, damping, max_steps, x.shape[0], has_val, scale_d, report)
-        theta, hist, status, k = loop(theta0, *_scalars(theta0.dtype, mu0, mu_max, goal, min_grad), jnp.int32(max_fail))
+        cost = lambda t, xx, yy: jnp.sum(loss.value(forward(net, unflatten(t), xx)[0], yy))  # E = N C
+        val_loss = (
+            (lambda t: cost(t, *val) / val[0].shape[0])
+            if has_val
+            else (lambda t: jnp.asarray(jnp.nan, t.dtype))
+        )
+        loop = lm_loop(
+            lambda t: cost(t, x, y),
+            lambda t: linearize(pb, t),
+            lambda lin, mu: solve(pb, lin, mu),
+            val_loss,
+            damping,
+            max_steps,
+            x.shape[0],
+            has_val,
+            scale_d,
+            report,
+        )
+        theta, hist, status, k = loop(
+            theta0, *_scalars(theta0.dtype, mu0, mu_max, goal, min_grad), jnp.int32(max_fail)
+        )
         return unflatten(theta), hist, status, k
 
     return jax.jit(run)
@@ -375,11 +527,16 @@ def newton(net, params, x, y, **options) -> LMResult:
     net = O.network(net, "fb.newton")
     fixed = sorted(set(options) & {"solver", "curvature"})
     if fixed:
-        raise TypeError(f"fb.newton always uses the exact Hessian with the dense solve; it takes no "
-                        f"{' or '.join(fixed)} option (got {', '.join(f'{k}={options[k]!r}' for k in fixed)})")
+        raise TypeError(
+            f"fb.newton always uses the exact Hessian with the dense solve; it takes no "
+            f"{' or '.join(fixed)} option (got {', '.join(f'{k}={options[k]!r}' for k in fixed)})"
+        )
     return levenberg_marquardt(net, params, x, y, **{**options, "curvature": "hessian", "solver": "dense"})
 
 
 def _like(net, theta):
     """A params pytree of ``net``'s shapes in ``theta``'s dtype (for unflattening inside the program)."""
-    return tuple({"W": jnp.zeros((l.n_out, l.n_in), theta.dtype), "b": jnp.zeros((l.n_out,), theta.dtype)} for l in net.dense)
+    return tuple(
+        {"W": jnp.zeros((l.n_out, l.n_in), theta.dtype), "b": jnp.zeros((l.n_out,), theta.dtype)}
+        for l in net.dense
+    )

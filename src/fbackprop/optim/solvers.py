@@ -57,7 +57,7 @@ class Problem(NamedTuple):
     x: jax.Array
     y: jax.Array
     unflatten: object
-    scale_d: bool          # D = diag(G) (Marquardt) instead of I
+    scale_d: bool  # D = diag(G) (Marquardt) instead of I
     chunk_size: int
     cg_tol: float
     cg_maxiter: int
@@ -138,10 +138,10 @@ def linearize_accumulate(pb: Problem, theta) -> Normal:
 
     P = theta.size
     zero = (jnp.zeros((P, P), theta.dtype), jnp.zeros(P, theta.dtype))
-    chunks = (pb.x[:k * c].reshape(k, c, -1), pb.y[:k * c].reshape(k, c, -1))
+    chunks = (pb.x[: k * c].reshape(k, c, -1), pb.y[: k * c].reshape(k, c, -1))
     G, g = jax.lax.scan(add, zero, chunks)[0]
     if k * c < n:
-        (G, g), _ = add((G, g), (pb.x[k * c:], pb.y[k * c:]))
+        (G, g), _ = add((G, g), (pb.x[k * c :], pb.y[k * c :]))
     return Normal(G, g, pb.damping_diag(jnp.diag(G)))
 
 
@@ -199,7 +199,8 @@ def solve_normal(lin: Normal, mu):
 
 
 class MatrixFree(NamedTuple):
-    """``cg``'s point: the flat params ``theta``, the gradient ``g`` and the damping diagonal ``d``, all ``(P,)``."""
+    """``cg``'s point: the flat params ``theta``, the gradient ``g`` and the damping diagonal ``d``,
+    all ``(P,)``."""
 
     theta: jax.Array
     g: jax.Array
@@ -227,8 +228,12 @@ def linearize_cg(pb: Problem, theta) -> MatrixFree:
     apply = lambda t: forward(pb.net, pb.unflatten(t), pb.x)[0]
     yhat, pullback = jax.vjp(apply, theta)
     g = pullback(pb.loss.grad(yhat, pb.y))[0]
-    d = pb.x.shape[0] * ravel_pytree(diag_core(pb.net, pb.loss, False, pb.chunk_size)(pb.unflatten(theta), pb.x, pb.y))[0] \
-        if pb.scale_d else jnp.ones_like(theta)             # diag(G): second-order backprop without f''
+    d = (
+        pb.x.shape[0]
+        * ravel_pytree(diag_core(pb.net, pb.loss, False, pb.chunk_size)(pb.unflatten(theta), pb.x, pb.y))[0]
+        if pb.scale_d
+        else jnp.ones_like(theta)
+    )  # diag(G): second-order backprop without f''
     return MatrixFree(theta, g, pb.damping_diag(d))
 
 
@@ -254,13 +259,13 @@ class Dual(NamedTuple):
     """``dual``'s point (fields commented below): the system ``(H K + mu I) w = u`` is ``M``-square."""
 
     theta: jax.Array
-    inputs: tuple        # forward's cache at theta (for J^T w by a backward pass)
+    inputs: tuple  # forward's cache at theta (for J^T w by a backward pass)
     J: jax.Array | None  # (M, P), M = N n_out; None with D = I, where K comes from the layers (no J)
     H: jax.Array | None  # (N, n_out, n_out); None for squared error (H_n = I)
-    u: jax.Array         # (N, n_out)
+    u: jax.Array  # (N, n_out)
     g: jax.Array
     d: jax.Array
-    K: jax.Array         # Jt Jt^T, (M, M): formed once per point, reused for every mu tried there
+    K: jax.Array  # Jt Jt^T, (M, M): formed once per point, reused for every mu tried there
 
 
 def _times_H(H, v):
@@ -339,7 +344,8 @@ def solve_dual(pb: Problem, lin: Dual, mu):
 
 
 def _J_transpose_times(pb: Problem, lin: Dual, w):
-    """``J^T w`` for ``w: (N, n_out)``: a matvec with the stored ``J``, or one backward pass seeded with ``w``."""
+    """``J^T w`` for ``w: (N, n_out)``: a matvec with the stored ``J``, or one backward pass seeded
+    with ``w``."""
     if lin.J is not None:
         return jnp.matmul(lin.J.T, w.reshape(-1), precision=HIGHEST)
     return ravel_pytree(backward(pb.net, pb.unflatten(lin.theta), lin.inputs, w)[0])[0]
