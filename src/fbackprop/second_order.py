@@ -42,8 +42,8 @@ from .validate import as_int, cached_transformation, checked, require_network
 
 _ARGS = """
     Args:
-        params: the tuple of ``{"W": (fan_out, fan_in), "b": (fan_out,)}`` dicts of the network
-            (their dtype is the computation's; x and y are cast to it).
+        params: the model's params (for a Network, the tuple of ``{"W": (fan_out, fan_in),
+            "b": (fan_out,)}`` dicts); their dtype is the computation's (x and y are cast to it).
         x: inputs ``(N, n_in)``, one example per row.
         y: targets ``(N, n_out)`` (``(N,)`` for one output; integer labels ``(N,)`` for cross-entropy)."""
 
