@@ -4,16 +4,16 @@ import jax
 import numpy as np
 import pytest
 from hypothesis import given, settings
+from problems import problems
 
 import fbackprop as fb
-from problems import problems
 
 
 @settings(max_examples=max(3, settings().max_examples // 4))
 @given(problems(max_depth=4, max_width=6, max_batch=6))
 def test_both_methods_equal_jacrev_of_the_whole_batch(pb):
     theta, unflatten = fb.flatten(pb.params)
-    reference = jax.jacrev(lambda t: pb.net.apply(unflatten(t), pb.x))(theta)            # (N, n_out, P)
+    reference = jax.jacrev(lambda t: pb.net.apply(unflatten(t), pb.x))(theta)  # (N, n_out, P)
     scale = max(float(np.abs(reference).max()), 1e-300)
     for method in ("backprop", "autodiff"):
         rows = fb.jacobian(pb.net, method)(pb.params, pb.x)
@@ -41,10 +41,33 @@ def test_autodiff_takes_any_apply_and_backprop_refuses_it():
     params = pb_net.init(jax.random.key(0))
     x = jax.random.normal(jax.random.key(1), (4, 2))
     rows = fb.jacobian(lambda p, x: pb_net.apply(p, x), "autodiff")(params, x)
-    np.testing.assert_array_equal(fb.as_matrix(rows), fb.as_matrix(fb.jacobian(pb_net, "autodiff")(params, x)))
+    np.testing.assert_array_equal(
+        fb.as_matrix(rows), fb.as_matrix(fb.jacobian(pb_net, "autodiff")(params, x))
+    )
     with pytest.raises(TypeError, match="needs an fbackprop Network"):
         fb.jacobian(pb_net.apply, "backprop")
-    with pytest.raises(ValueError, match="unknown jacobian method"):
+    with pytest.raises(ValueError, match=r"method must be one of \['backprop', 'autodiff'\]; got 'forward'"):
         fb.jacobian(pb_net, "forward")
     with pytest.raises(ValueError, match="x has 3 features but the network expects 2"):
         fb.jacobian(pb_net)(params, np.ones((4, 3)))
+
+
+# --- issue 11: inline calls compile once ------------------------------------------------------------
+@pytest.mark.parametrize(
+    "factory, method",
+    [
+        (fb.jacobian, "backprop"),
+        (fb.jacobian, "autodiff"),
+        (fb.jacobian_gram, "backprop"),
+        (fb.jacobian_gram, "autodiff"),
+    ],
+)
+def test_inline_factory_calls_compile_once(factory, method, compiles):
+    net = fb.mlp([2, 3, 2], activation="tanh")
+    params, x = net.init(jax.random.key(0)), jax.random.normal(jax.random.key(1), (4, 2))
+    first = factory(net, method)(params, x)
+    after_first = compiles()
+    again = [factory(net, method)(params, x) for _ in range(3)]
+    assert compiles() == after_first and factory(net, method) is factory(net, method)
+    for out in again:
+        jax.tree.map(np.testing.assert_array_equal, out, first)

@@ -5,9 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from hypothesis import given, settings
+from problems import LOSS_NAMES, make_problem, problems
 
 import fbackprop as fb
-from problems import LOSS_NAMES, make_problem, problems
 
 FEWER = max(3, settings().max_examples // 4)  # each example compiles seven programs
 TOL = 1e-10
@@ -29,7 +29,7 @@ def blocks_of(H, params):
     out, start = [], 0
     for theta in params:
         k = theta["W"].size + theta["b"].size
-        out.append(H[start:start + k, start:start + k])
+        out.append(H[start : start + k, start : start + k])
         start += k
     return out
 
@@ -70,7 +70,7 @@ def test_chunks_and_per_example_pieces_sum_to_the_whole(exact):
     args = (pb.params, pb.x, pb.y)
     diag = fb.hessian_diag if exact else fb.ggn_diag
     whole = diag(pb.net, pb.loss)(*args)
-    assert rel(diag(pb.net, pb.loss, chunk_size=4)(*args), whole) <= 1e-13      # 3 chunks and a remainder of 1
+    assert rel(diag(pb.net, pb.loss, chunk_size=4)(*args), whole) <= 1e-13  # 3 chunks and a remainder of 1
     per_example = diag(pb.net, pb.loss, per_example=True)(*args)
     assert jax.tree.leaves(per_example)[0].shape[0] == 13
     assert rel(jax.tree.map(lambda d: d.mean(0), per_example), whole) <= 1e-13  # C is the mean of the l_n
@@ -116,3 +116,32 @@ def test_a_tangent_of_the_wrong_shape_is_named():
             fb.hvp(pb.net, pb.loss, method=method)(pb.params, pb.x, pb.y, bad)
     with pytest.raises(ValueError, match="shaped like params"):
         fb.hvp(pb.net, pb.loss)(pb.params, pb.x, pb.y, v[:1])
+
+
+# --- issue 11: inline calls compile once ------------------------------------------------------------
+@pytest.mark.parametrize("name", ["hessian_diag", "ggn_diag", "hessian_blocks", "chunked"])
+def test_inline_factory_calls_compile_once(name, compiles):
+    pb = make_problem([2, 3, 2], ["tanh"], "cross_entropy", n=5, seed=12)
+    factory = {
+        "hessian_diag": lambda: fb.hessian_diag(pb.net, pb.loss),
+        "ggn_diag": lambda: fb.ggn_diag(pb.net, pb.loss, per_example=True),
+        "hessian_blocks": lambda: fb.hessian_blocks(pb.net, pb.loss, exact=False),
+        "chunked": lambda: fb.hessian_diag(pb.net, pb.loss, chunk_size=np.int64(2)),
+    }[name]
+    first = factory()(pb.params, pb.x, pb.y)
+    after_first = compiles()
+    again = [factory()(pb.params, pb.x, pb.y) for _ in range(3)]
+    assert compiles() == after_first and factory() is factory()
+    assert all(rel(out, first) == 0.0 for out in again)
+
+
+def test_chunk_size_accepts_numpy_and_jax_integers():
+    pb = make_problem([2, 3, 2], ["tanh"], "squared_error", n=5, seed=12)
+    whole = fb.hessian_diag(pb.net, pb.loss)(pb.params, pb.x, pb.y)
+    for chunk in (np.int32(2), jnp.int64(3)):
+        assert rel(fb.hessian_diag(pb.net, pb.loss, chunk_size=chunk)(pb.params, pb.x, pb.y), whole) <= 1e-13
+        for a, b in zip(
+            fb.hessian_blocks(pb.net, pb.loss, chunk_size=chunk)(pb.params, pb.x, pb.y),
+            fb.hessian_blocks(pb.net, pb.loss)(pb.params, pb.x, pb.y),
+        ):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-13 * float(jnp.max(jnp.abs(b))))

@@ -21,6 +21,11 @@ per example ``J_n: (n_out, P)``) and ``H_n = d2 l_n / d yhat_n^2`` (the loss's h
 Dense matrices for small nets (``P x P``), in the order of ``flatten``:
 ``hessian``, ``ggn``. ``flatten(params) -> (theta, unflatten)`` is ``jax.flatten_util.ravel_pytree``:
 layer 1's ``W`` row-major, then its ``b``, then layer 2's, and so on.
+
+Each factory is cached on its (hashable) arguments: ``fb.hvp(net, loss)(params, x, y, v)`` written
+inline in a loop compiles once (an ``apply`` that is a fresh lambda each time cannot hit the
+cache: define it once). The GGN product is Schraudolph's (2002); on the Fisher and the GGN see
+Martens 2020.
 """
 
 from __future__ import annotations
@@ -32,28 +37,59 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from . import losses as _losses
-from .second_order import hvp_backprop
-from .validate import as_apply, checked
+from .second_order import _V, function_doc, hvp_backprop
+from .spectra import check_key
+from .validate import as_apply, as_int, cached_transformation, check_choice, checked
 
 HVP_METHODS = ("autodiff", "backprop")
 FISHER_KINDS = ("empirical", "mc")
 
 
 def flatten(params) -> tuple[jax.Array, Any]:
-    """``(theta: (P,), unflatten)``: W^1 row-major, b^1, W^2, b^2, ... (the order of the dense matrices)."""
+    """Flatten a params pytree into one vector, in the order of the dense matrices.
+
+    Args:
+        params: any pytree of arrays (the network's tuple of ``{"W", "b"}`` dicts).
+
+    Returns:
+        ``(theta (P,), unflatten)``: W^1 row-major, b^1, W^2, b^2, ...; ``unflatten(theta)``
+        rebuilds the pytree (``jax.flatten_util.ravel_pytree``).
+    """
     return ravel_pytree(params)
 
 
+@cached_transformation
 def hvp(model: Any, loss: str | _losses.Loss, method: str = "autodiff"):
-    """``(params, x, y, v) -> H v``, ``H = d2C/dtheta^2`` (autodiff: forward-over-reverse)."""
-    if method not in HVP_METHODS:
-        raise ValueError(f"unknown hvp method {method!r}; expected one of {HVP_METHODS}")
+    """The Hessian-vector product of the batch-mean cost C.
+
+    Args:
+        model: an fbackprop ``Network`` or any ``apply(params, x) -> (N, n_out)`` callable (Flax,
+            Equinox); define it once, so that the factory's cache is hit.
+        loss: a loss name or ``fb.losses.Loss``.
+        method: ``"autodiff"`` (default; forward-over-reverse, ``jvp`` of ``grad``, any model) or
+            ``"backprop"`` (the R-operator on the hand-written passes, Pearlmutter 1994; a Network).
+
+    Returns:
+        ``(params, x, y, v) -> H v``, ``H = d2C/dtheta^2``, shaped like params (compiled; cached
+        on the arguments, so inline calls compile once).
+    """
+    check_choice(method, "method", HVP_METHODS)
     if method == "backprop":
         return hvp_backprop(model, loss)
     loss = _losses.get(loss)
     apply = as_apply(model)
     grad = jax.grad(lambda params, x, y: loss(apply(params, x), y))
-    return checked(model, loss, lambda params, x, y, v: jax.jvp(lambda p: grad(p, x, y), (params,), (v,))[1], vectors=1)
+    return checked(
+        model,
+        loss,
+        lambda params, x, y, v: jax.jvp(lambda p: grad(p, x, y), (params,), (v,))[1],
+        vectors=1,
+        doc=function_doc(
+            "``H v`` for ``H = d2C/dtheta^2``, by forward-over-reverse autodiff.",
+            "``H v``, shaped like params.",
+            _V,
+        ),
+    )
 
 
 def _j_then_jt(apply, params, x, v, cotangent):
@@ -63,47 +99,119 @@ def _j_then_jt(apply, params, x, v, cotangent):
     return pullback(cotangent(yhat, Jv))[0]
 
 
+@cached_transformation
 def ggn_vp(model: Any, loss: str | _losses.Loss):
-    """``(params, x, y, v) -> G v``, ``G = (1/N) sum_n J_n^T H_n J_n`` (the generalized Gauss-Newton)."""
+    """The generalized Gauss-Newton product (Schraudolph 2002): one ``jvp``, the loss's ``hvp``, one ``vjp``.
+
+    Args:
+        model: an fbackprop ``Network`` or any ``apply(params, x) -> (N, n_out)`` callable (Flax,
+            Equinox); define it once, so that the factory's cache is hit.
+        loss: a loss name or ``fb.losses.Loss``.
+
+    Returns:
+        ``(params, x, y, v) -> G v``, ``G = (1/N) sum_n J_n^T H_n J_n``, shaped like params
+        (compiled; cached on the arguments).
+    """
     loss = _losses.get(loss)
     apply = as_apply(model)
 
     def gv(params, x, y, v):
         return _j_then_jt(apply, params, x, v, lambda yhat, Jv: loss.hvp(yhat, y, Jv) / x.shape[0])
 
-    return checked(model, loss, gv, vectors=1)
+    return checked(
+        model,
+        loss,
+        gv,
+        vectors=1,
+        doc=function_doc(
+            "``G v`` for the generalized Gauss-Newton matrix ``G = (1/N) sum_n J_n^T H_n J_n``.",
+            "``G v``, shaped like params.",
+            _V,
+        ),
+    )
 
 
 def _outer_cotangent(loss, y):
     """``(1/N) sum_n e_n (e_n . J_n v)`` as a cotangent on yhat, ``e_n = dl_n/dyhat_n``."""
+
     def cotangent(yhat, Jv):
         e = loss.grad(yhat, y)
         return e * jnp.sum(e * Jv, axis=-1, keepdims=True) / yhat.shape[0]
+
     return cotangent
 
 
+@cached_transformation
 def fisher_vp(model: Any, loss: str | _losses.Loss, kind: str = "empirical", n_samples: int = 1):
-    """``kind="empirical"``: ``(params, x, y, v) -> F v``; ``kind="mc"``: ``(params, x, y, v, key) -> F v``
-    with ``n_samples`` targets per example drawn from the model (``y`` is checked, not used)."""
-    if kind not in FISHER_KINDS:
-        raise ValueError(f"unknown Fisher kind {kind!r}; expected one of {FISHER_KINDS}")
+    """The Fisher-vector product ``F v = (1/N) sum_n g_n g_n^T v``, ``g_n = dl_n/dtheta``.
+
+    Args:
+        model: an fbackprop ``Network`` or any ``apply(params, x) -> (N, n_out)`` callable (Flax,
+            Equinox); define it once, so that the factory's cache is hit.
+        loss: a loss name or ``fb.losses.Loss``.
+        kind: ``"empirical"`` (default; the data's targets) or ``"mc"`` (targets drawn from the
+            model's predictive distribution: an unbiased estimate of the GGN).
+        n_samples: ``kind="mc"``: draws per example, an integer >= 1 (default 1).
+
+    Returns:
+        ``kind="empirical"``: ``(params, x, y, v) -> F v``; ``kind="mc"``: ``(params, x, y, v, key)
+        -> F v`` (``y`` is checked, not used); shaped like params (compiled; cached).
+    """
+    check_choice(kind, "kind", FISHER_KINDS)
+    n_samples = as_int(n_samples, "n_samples")
     loss = _losses.get(loss)
     apply = as_apply(model)
     if kind == "empirical":
-        return checked(model, loss, lambda params, x, y, v: _j_then_jt(apply, params, x, v, _outer_cotangent(loss, y)),
-                       vectors=1)
+        return checked(
+            model,
+            loss,
+            lambda params, x, y, v: _j_then_jt(apply, params, x, v, _outer_cotangent(loss, y)),
+            vectors=1,
+            doc=function_doc(
+                "``F v`` for the empirical Fisher ``F = (1/N) sum_n g_n g_n^T`` (the data's targets).",
+                "``F v``, shaped like params.",
+                _V,
+            ),
+        )
 
     def fv(params, x, y, v, key):
+        check_key(key)  # static: the key's dtype, at trace time
+
         def cotangent(yhat, Jv):
-            samples = jax.vmap(lambda k: loss.sample(k, jax.lax.stop_gradient(yhat)))(jax.random.split(key, n_samples))
+            samples = jax.vmap(lambda k: loss.sample(k, jax.lax.stop_gradient(yhat)))(
+                jax.random.split(key, n_samples)
+            )
             return jnp.mean(jax.vmap(lambda ys: _outer_cotangent(loss, ys)(yhat, Jv))(samples), axis=0)
+
         return _j_then_jt(apply, params, x, v, cotangent)
 
-    return checked(model, loss, fv, vectors=1)
+    return checked(
+        model,
+        loss,
+        fv,
+        vectors=1,
+        doc=function_doc(
+            f"``F v`` for the Monte-Carlo Fisher ({n_samples} target draw(s) per example from the model).",
+            "``F v``, shaped like params.",
+            _V
+            + """
+        key: a JAX PRNG key for the draws (the same key gives the same estimate).""",
+        ),
+    )
 
 
+@cached_transformation
 def hessian(model: Any, loss: str | _losses.Loss):
-    """``(params, x, y) -> d2C/dtheta^2: (P, P)``, dense, in ``flatten``'s order (small nets only)."""
+    """The dense Hessian of C by autodiff (small nets only: ``P x P``).
+
+    Args:
+        model: an fbackprop ``Network`` or any ``apply(params, x) -> (N, n_out)`` callable (Flax,
+            Equinox); define it once, so that the factory's cache is hit.
+        loss: a loss name or ``fb.losses.Loss``.
+
+    Returns:
+        ``(params, x, y) -> d2C/dtheta^2: (P, P)`` in ``flatten``'s order (compiled; cached).
+    """
     loss = _losses.get(loss)
     apply = as_apply(model)
 
@@ -111,18 +219,44 @@ def hessian(model: Any, loss: str | _losses.Loss):
         theta, unflatten = flatten(params)
         return jax.hessian(lambda t: loss(apply(unflatten(t), x), y))(theta)
 
-    return checked(model, loss, dense)
+    return checked(
+        model,
+        loss,
+        dense,
+        doc=function_doc(
+            "The dense Hessian ``d2C/dtheta^2`` by autodiff.", "``(P, P)``, in ``fb.flatten``'s order."
+        ),
+    )
 
 
+@cached_transformation
 def ggn(model: Any, loss: str | _losses.Loss):
-    """``(params, x, y) -> G: (P, P) = (1/N) sum_n J_n^T H_n J_n``, dense, in ``flatten``'s order."""
+    """The dense generalized Gauss-Newton matrix of C (small nets only: ``P x P``).
+
+    Args:
+        model: an fbackprop ``Network`` or any ``apply(params, x) -> (N, n_out)`` callable (Flax,
+            Equinox); define it once, so that the factory's cache is hit.
+        loss: a loss name or ``fb.losses.Loss``.
+
+    Returns:
+        ``(params, x, y) -> G: (P, P) = (1/N) sum_n J_n^T H_n J_n`` in ``flatten``'s order
+        (compiled; cached).
+    """
     loss = _losses.get(loss)
     apply = as_apply(model)
 
     def dense(params, x, y):
         theta, unflatten = flatten(params)
         yhat = apply(params, x)
-        J = jax.jacfwd(lambda t: apply(unflatten(t), x))(theta)          # (N, n_out, P)
+        J = jax.jacfwd(lambda t: apply(unflatten(t), x))(theta)  # (N, n_out, P)
         return jnp.einsum("nop,noq,nqr->pr", J, loss.hessian(yhat, y), J) / x.shape[0]
 
-    return checked(model, loss, dense)
+    return checked(
+        model,
+        loss,
+        dense,
+        doc=function_doc(
+            "The dense generalized Gauss-Newton matrix ``G = (1/N) sum_n J_n^T H_n J_n``.",
+            "``(P, P)``, in ``fb.flatten``'s order.",
+        ),
+    )

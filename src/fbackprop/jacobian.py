@@ -5,14 +5,16 @@
 params whose leaves gain leading ``(N, n_out)`` axes; ``as_matrix`` lays it out as ``(N, n_out, P)``
 in ``fb.flatten``'s order.
 
-- ``method="backprop"``: Marquardt backpropagation, hand-written (``backprop.jacobian_rows``):
-  one backward pass per output unit, all sharing one forward pass.
+- ``method="backprop"``: Marquardt backpropagation (Hagan & Menhaj 1994), hand-written
+  (``backprop.jacobian_rows``): one backward pass per output unit, all sharing one forward pass.
 - ``jacobian_gram(model, method)``: ``K = J J^T: (N, n_out, N, n_out)``, what the dual
   (``N n_out < P``) Levenberg-Marquardt step solves with. ``backprop``: from the layers' deltas and
   inputs, never forming ``J`` (``backprop.jacobian_gram``); ``autodiff``: ``J`` by autodiff, then ``J J^T``.
 - ``method="autodiff"``: reverse mode per example (``vmap`` of ``jax.jacrev`` of one row); never
   ``jacrev`` of the whole batch, which differentiates every output by every example's parameters'
   copies and is far slower.
+
+Both factories are cached on their (hashable) arguments: inline calls compile once.
 """
 
 from __future__ import annotations
@@ -24,17 +26,50 @@ import jax.numpy as jnp
 
 from .backprop import jacobian_gram as _gram
 from .backprop import jacobian_rows
-from .validate import as_apply, check_inputs, check_x, is_network, require_network
+from .validate import (
+    as_apply,
+    cached_transformation,
+    check_choice,
+    check_inputs,
+    check_x,
+    is_network,
+    require_network,
+)
 
 JACOBIAN_METHODS = ("backprop", "autodiff")
 
+_ARGS = """
 
+    Args:
+        params: the model's params (for a Network, the tuple of ``{"W", "b"}`` dicts).
+        x: inputs ``(N, n_in)``, one example per row.
+
+    Returns:
+        """
+
+
+def _check_x(model, params, x):
+    return check_inputs(model, params, x) if is_network(model) else check_x(x)
+
+
+@cached_transformation
 def jacobian(model: Any, method: str = "backprop"):
-    """``(params, x) -> d yhat / d params`` with leading ``(N, n_out)`` axes on every leaf."""
-    if method not in JACOBIAN_METHODS:
-        raise ValueError(f"unknown jacobian method {method!r}; expected one of {JACOBIAN_METHODS}")
+    """The Jacobian of the outputs with respect to the params, per example.
+
+    Args:
+        model: an fbackprop ``Network``, or (``method="autodiff"``) any ``apply(params, x)`` callable.
+        method: ``"backprop"`` (default; Marquardt backpropagation, hand-written, a Network) or
+            ``"autodiff"`` (reverse mode per example, any model).
+
+    Returns:
+        ``(params, x) -> rows``: a pytree shaped like params whose leaves gain leading
+        ``(N, n_out)`` axes (``as_matrix(rows)``: ``(N, n_out, P)``); compiled, cached on the arguments.
+    """
+    check_choice(method, "method", JACOBIAN_METHODS)
     if method == "backprop":
-        net = require_network(model, "jacobian(method='backprop')")
+        net = require_network(
+            model, 'fb.jacobian(net, method="backprop")', 'fb.jacobian(apply, method="autodiff")'
+        )
         core = jax.jit(lambda params, x: jacobian_rows(net, params, x))
     else:
         apply = as_apply(model)
@@ -42,29 +77,67 @@ def jacobian(model: Any, method: str = "backprop"):
         core = jax.jit(jax.vmap(one, in_axes=(None, 0)))
 
     def fn(params, x):
-        x = check_inputs(model, params, x) if is_network(model) else check_x(x)
-        return core(params, x)
+        return core(params, _check_x(model, params, x))
 
+    fn.__doc__ = (
+        f"``d yhat / d params`` per example, by {method}."
+        + _ARGS
+        + "A pytree shaped like params, every leaf with leading ``(N, n_out)`` axes.\n"
+    )
     return fn
 
 
+@cached_transformation
 def jacobian_gram(model: Any, method: str = "backprop"):
-    """``(params, x) -> J J^T: (N, n_out, N, n_out)``, the Gram matrix of the Jacobian's rows."""
+    """The Gram matrix of the Jacobian's rows, ``K = J J^T``.
+
+    Args:
+        model: an fbackprop ``Network``, or (``method="autodiff"``) any ``apply(params, x)`` callable.
+        method: ``"backprop"`` (default; from the layers' deltas and inputs, never forming J) or
+            ``"autodiff"`` (J by autodiff, then ``J J^T``).
+
+    Returns:
+        ``(params, x) -> K: (N, n_out, N, n_out)`` (compiled; cached on the arguments).
+    """
+    check_choice(method, "method", JACOBIAN_METHODS)
+    doc = (
+        f"``K = J J^T`` of the Jacobian's rows, by {method}."
+        + _ARGS
+        + "``K: (N, n_out, N, n_out)``, ``K[n, k, m, j] = J_nk . J_mj``.\n"
+    )
     if method == "backprop":
-        net = require_network(model, "jacobian_gram(method='backprop')")
+        net = require_network(
+            model, 'fb.jacobian_gram(net, method="backprop")', 'fb.jacobian_gram(apply, method="autodiff")'
+        )
         core = jax.jit(lambda params, x: _gram(net, params, x))
-        return lambda params, x: core(params, check_inputs(net, params, x))
-    rows = jacobian(model, method)
 
-    def fn(params, x):
-        J = as_matrix(rows(params, x))
-        return jnp.einsum("nkp,mjp->nkmj", J, J, precision=jax.lax.Precision.HIGHEST)
+        def gram(params, x):
+            return core(params, check_inputs(net, params, x))
+    else:
+        rows = jacobian(model, method)
 
-    return fn
+        def gram(params, x):
+            J = as_matrix(rows(params, x))
+            return jnp.einsum("nkp,mjp->nkmj", J, J, precision=jax.lax.Precision.HIGHEST)
+
+    gram.__doc__ = doc
+    return gram
 
 
 def as_matrix(rows) -> jax.Array:
-    """A ``jacobian`` pytree as one ``(N, n_out, P)`` array, columns in ``fb.flatten``'s order."""
+    """A ``jacobian`` pytree as one matrix per example.
+
+    Args:
+        rows: what ``jacobian(model)(params, x)`` returns (leaves with leading ``(N, n_out)`` axes).
+
+    Returns:
+        ``(N, n_out, P)``, the columns in ``fb.flatten``'s order.
+    """
     leaves = jax.tree.leaves(rows)
+    if not leaves or any(jnp.ndim(leaf) < 2 for leaf in leaves):
+        raise ValueError(
+            "as_matrix takes what fb.jacobian returns: leaves with leading (N, n_out) axes; got "
+            f"leaf shapes {[tuple(jnp.shape(leaf)) for leaf in leaves]}"
+        )
     n, k = leaves[0].shape[:2]
     return jnp.concatenate([leaf.reshape(n, k, -1) for leaf in leaves], axis=-1)

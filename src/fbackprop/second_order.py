@@ -1,7 +1,8 @@
 """Hand-written curvature: the R-operator on the backward pass, and second-order backpropagation.
 
-Everything is of the batch-mean cost ``C = (1/N) sum_n l_n`` (DESIGN.md) unless its name says
-per-example (then of ``l_n``, without the ``1/N``).
+Everything is of the batch-mean cost ``C = (1/N) sum_n l_n`` (the package's convention: one example
+per row, the cost the mean of the per-example losses) unless its name says per-example (then of
+``l_n``, without the ``1/N``).
 
 **Hessian-vector product by the R-operator** (Pearlmutter 1994). ``R{q} = d/dr q(theta + r v)``
 at ``r = 0``, applied to every line of the forward and backward passes of ``backprop.py``:
@@ -14,8 +15,9 @@ at ``r = 0``, applied to every line of the forward and backward passes of ``back
 
 and ``H v = R{dC/dtheta}``: one forward and one backward pass more than the gradient.
 
-**Second-order backpropagation** (seeds 000/003, "Second-order gradient descent"), per example,
-with ``H^l = d2C/dz^l dz^l`` and ``A^l = d2C/da^l da^l``:
+**Second-order backpropagation** (the backward recursion of the curvature: Bishop 1992; the
+layer-wise Hessian backpropagation of Dangel, Harmeling & Hennig 2020), per example, with
+``H^l = d2C/dz^l dz^l`` and ``A^l = d2C/da^l da^l``:
 
     A^L = loss.hessian(a^L, y) / N
     H^l = f'(z^l) f'(z^l)^T * A^l + diag(f''(z^l) * dC/da^l)
@@ -36,66 +38,155 @@ import jax.numpy as jnp
 from . import losses as _losses
 from .backprop import forward
 from .nets import Network, Params, layer_params
-from .validate import checked, require_network
+from .validate import as_int, cached_transformation, checked, require_network
+
+_ARGS = """
+    Args:
+        params: the model's params (for a Network, the tuple of ``{"W": (fan_out, fan_in),
+            "b": (fan_out,)}`` dicts); their dtype is the computation's (x and y are cast to it).
+        x: inputs ``(N, n_in)``, one example per row.
+        y: targets ``(N, n_out)`` (``(N,)`` for one output; integer labels ``(N,)`` for cross-entropy)."""
 
 
+def function_doc(summary: str, returns: str, extra: str = "") -> str:
+    """The docstring of a function a curvature factory returns: ``summary``, the shared ``Args:``
+    (params, x, y, then ``extra``) and ``Returns:`` ``returns``."""
+    return f"{summary}\n{_ARGS}{extra}\n\n    Returns:\n        {returns}\n"
+
+
+_V = """
+        v: a tangent shaped like params (same tree, same leaf shapes)."""
+
+
+def chunk_option(chunk_size) -> int | None:
+    """Check a ``chunk_size`` option.
+
+    Args:
+        chunk_size: ``None`` (the whole batch at once) or an integer >= 1 (NumPy/JAX integers too).
+
+    Returns:
+        ``None`` or a Python int.
+    """
+    return None if chunk_size is None else as_int(chunk_size, "chunk_size")
+
+
+def _bool(value, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False; got {value!r}")
+    return value
+
+
+@cached_transformation
 def hvp_backprop(net: Network, loss: str | _losses.Loss):
-    """``(params, x, y, v) -> H v`` by the R-operator on the hand-written passes (module docstring)."""
-    net, loss = require_network(net, "hvp(method='backprop')"), _losses.get(loss)
+    """The Hessian-vector product by the R-operator on the hand-written passes (Pearlmutter 1994).
+
+    Args:
+        net: an fbackprop ``Network``; for an ``apply`` callable use ``fb.hvp(apply, loss,
+            method="autodiff")``.
+        loss: a loss name or ``fb.losses.Loss``.
+
+    Returns:
+        ``(params, x, y, v) -> H v``, ``H = d2C/dtheta^2``, shaped like params (compiled; cached on
+        ``(net, loss)``, so inline calls compile once).
+    """
+    net = require_network(
+        net, 'fb.hvp(net, loss, method="backprop")', 'fb.hvp(apply, loss, method="autodiff")'
+    )
+    loss = _losses.get(loss)
 
     def hv(params, x, y, v):
         n = x.shape[0]
         thetas, vs = layer_params(net, params), layer_params(net, v)
         inputs, r_inputs, a, r_a = [], [], x, None
-        for layer, theta, v_theta in zip(net.layers, thetas, vs):      # forward and R-forward
+        for layer, theta, v_theta in zip(net.layers, thetas, vs):  # forward and R-forward
             inputs.append(a), r_inputs.append(r_a)
             a, r_a = layer.forward(theta, a), layer.forward_r(theta, v_theta, a, r_a)
         g, r_g = loss.grad(a, y) / n, loss.hvp(a, y, r_a) / n
         Hv = []
-        for layer, theta, v_theta, inp, r_inp in reversed(list(zip(net.layers, thetas, vs, inputs, r_inputs))):
-            r_g, r_grads = layer.backward_r(theta, v_theta, inp, r_inp, g, r_g)   # uses g before it moves on
+        for layer, theta, v_theta, inp, r_inp in reversed(
+            list(zip(net.layers, thetas, vs, inputs, r_inputs))
+        ):
+            r_g, r_grads = layer.backward_r(theta, v_theta, inp, r_inp, g, r_g)  # uses g before it moves on
             g = layer.backward(theta, inp, g)[0]
             if layer.has_params:
                 Hv.append(r_grads)
         return tuple(reversed(Hv))
 
-    return checked(net, loss, hv, vectors=1)
+    return checked(
+        net,
+        loss,
+        hv,
+        vectors=1,
+        doc=function_doc(
+            "``H v`` for ``H = d2C/dtheta^2``, by the R-operator on the hand-written passes "
+            "(Pearlmutter 1994).",
+            "``H v``, shaped like params.",
+            _V,
+        ),
+    )
 
 
 def curvature_walk(net: Network, loss: _losses.Loss, params: Params, x, y, n_total: int, exact: bool):
-    """Second-order backprop over a batch: ``[(a^{l-1}, H^l)]`` per dense layer, first first.
+    """Second-order backprop over a batch (module docstring), unchecked, traceable.
 
-    ``n_total`` is the N of the batch mean (the whole batch when ``x`` is one chunk of it).
+    Args:
+        net: the network.
+        loss: the loss (a ``Loss``).
+        params: its params.
+        x: inputs ``(n, n_in)`` (the batch or a chunk of it).
+        y: prepared targets ``(n, n_out)``.
+        n_total: the N of the batch mean (the whole batch's, when ``x`` is a chunk of it).
+        exact: keep the ``f''`` term (the Hessian) or drop it (the GGN).
+
+    Returns:
+        ``[(a^{l-1} (n, fan_in), H^l (n, fan_out, fan_out))]``, one pair per dense layer, first first.
     """
     yhat, inputs = forward(net, params, x)
     g, A = loss.grad(yhat, y) / n_total, loss.hessian(yhat, y) / n_total
     out = []
     for layer, theta, inp in reversed(list(zip(net.layers, layer_params(net, params), inputs))):
         if layer.has_params:
-            out.append((inp, A))                  # A arriving at a dense layer is H^l = d2C/dz^l dz^l
+            out.append((inp, A))  # A arriving at a dense layer is H^l = d2C/dz^l dz^l
         A = layer.backward2(theta, inp, A, g, exact)  # A^{l-1} = W^T H W, or H = f'f'^T * A + diag(f'' g)
-        g = layer.backward(theta, inp, g)[0]      # dC/da^{l-1} (or delta), for the next f'' term
+        g = layer.backward(theta, inp, g)[0]  # dC/da^{l-1} (or delta), for the next f'' term
     return out[::-1]
 
 
 def _chunked_sum(fn, x, y, chunk_size: int | None):
-    """``fn(x_chunk, y_chunk)`` summed over chunks of at most ``chunk_size`` rows (``lax.scan``)."""
+    """``fn(x_chunk, y_chunk)`` summed over chunks of at most ``chunk_size`` (>= 1) rows (``lax.scan``)."""
     n = x.shape[0]
     if chunk_size is None or chunk_size >= n:
         return fn(x, y)
     k = n // chunk_size
     head = k * chunk_size
     xs, ys = x[:head].reshape(k, chunk_size, -1), y[:head].reshape(k, chunk_size, -1)
-    total = jax.lax.scan(lambda acc, xy: (jax.tree.map(jnp.add, acc, fn(*xy)), None),
-                         jax.tree.map(jnp.zeros_like, jax.eval_shape(fn, xs[0], ys[0])), (xs, ys))[0]
+    total = jax.lax.scan(
+        lambda acc, xy: (jax.tree.map(jnp.add, acc, fn(*xy)), None),
+        jax.tree.map(jnp.zeros_like, jax.eval_shape(fn, xs[0], ys[0])),
+        (xs, ys),
+    )[0]
     return total if head == n else jax.tree.map(jnp.add, total, fn(x[head:], y[head:]))
 
 
-def diag_core(net: Network, loss: _losses.Loss, exact: bool, chunk_size: int | None = None, per_example: bool = False):
-    """The unchecked ``(params, x, y) ->`` Hessian (``exact``) or GGN diagonal, for use inside other programs."""
+def diag_core(
+    net: Network, loss: _losses.Loss, exact: bool, chunk_size: int | None = None, per_example: bool = False
+):
+    """The unchecked ``(params, x, y) ->`` Hessian (``exact``) or GGN diagonal, for use inside other programs.
+
+    Args:
+        net: the network.
+        loss: the loss (a ``Loss``).
+        exact: the Hessian's diagonal (``True``) or the GGN's (``False``).
+        chunk_size: examples per chunk, or ``None`` for the whole batch at once.
+        per_example: the diagonals of each ``l_n`` (leading N axis) instead of C's.
+
+    Returns:
+        ``(params, x, y) -> diag``, shaped like params.
+    """
+
     def diag(params, x, y):
         n = x.shape[0]
-        if per_example:        # of l_n: the 1/N of the mean left out
+        if per_example:  # of l_n: the 1/N of the mean left out
             walk = curvature_walk(net, loss, params, x, y, 1, exact)
             return tuple(layer.per_example_hessian_diag(a, H) for layer, (a, H) in zip(net.dense, walk))
 
@@ -108,29 +199,84 @@ def diag_core(net: Network, loss: _losses.Loss, exact: bool, chunk_size: int | N
     return diag
 
 
+_DIAG_ALTERNATIVE = {
+    "hessian_diag": "jnp.diag(fb.hessian(apply, loss)(params, x, y)) (dense, small nets), or "
+    'fb.hutchinson_diag with fb.hvp(apply, loss, method="autodiff") (an estimate)',
+    "ggn_diag": "jnp.diag(fb.ggn(apply, loss)(params, x, y)) (dense, small nets), or "
+    "fb.hutchinson_diag with fb.ggn_vp(apply, loss) (an estimate)",
+}
+
+
 def _diag(net, loss, what: str, exact: bool, chunk_size: int | None, per_example: bool):
-    net, loss = require_network(net, what), _losses.get(loss)
-    return checked(net, loss, diag_core(net, loss, exact, chunk_size, per_example))
+    net = require_network(net, f"fb.{what}", _DIAG_ALTERNATIVE[what])
+    loss, chunk_size = _losses.get(loss), chunk_option(chunk_size)
+    per_example = _bool(per_example, "per_example")
+    name = "Hessian" if exact else "generalized Gauss-Newton matrix"
+    of = "each per-example loss l_n" if per_example else "the batch-mean cost C"
+    shape = "shaped like params with a leading N axis on every leaf" if per_example else "shaped like params"
+    doc = function_doc(
+        f"The exact diagonal of the {name} of {of}, by second-order backpropagation.",
+        f"The diagonal, {shape} (``fb.flatten``'s order when flattened).",
+    )
+    return checked(net, loss, diag_core(net, loss, exact, chunk_size, per_example), doc=doc)
 
 
-def hessian_diag(net: Network, loss: str | _losses.Loss, chunk_size: int | None = None, per_example: bool = False):
-    """``(params, x, y) -> diag(d2C/dtheta^2)`` shaped like params, exact, by second-order backprop.
+@cached_transformation
+def hessian_diag(
+    net: Network, loss: str | _losses.Loss, chunk_size: int | None = None, per_example: bool = False
+):
+    """The exact diagonal of the Hessian ``d2C/dtheta^2`` by second-order backpropagation.
 
-    ``chunk_size``: examples per chunk (memory ``O(chunk_size width^2)``); ``per_example=True``:
-    the diagonals of each ``l_n``'s Hessian, leaves with a leading N axis.
+    Args:
+        net: an fbackprop ``Network`` (hand-written over its layers).
+        loss: a loss name or ``fb.losses.Loss``.
+        chunk_size: examples per chunk, an integer >= 1, or ``None`` (default: the whole batch at
+            once); memory ``O(chunk_size width^2)`` per layer.
+        per_example: ``True``: the diagonals of each ``l_n``'s Hessian (without the 1/N), leaves
+            with a leading N axis; default ``False``.
+
+    Returns:
+        ``(params, x, y) -> diag``, shaped like params (compiled; cached on the arguments, so
+        inline calls compile once).
     """
     return _diag(net, loss, "hessian_diag", True, chunk_size, per_example)
 
 
-def ggn_diag(net: Network, loss: str | _losses.Loss, chunk_size: int | None = None, per_example: bool = False):
-    """``(params, x, y) -> diag(J^T H_loss J)`` (the GGN of C), exact: the recursion without ``f''``."""
+@cached_transformation
+def ggn_diag(
+    net: Network, loss: str | _losses.Loss, chunk_size: int | None = None, per_example: bool = False
+):
+    """The exact diagonal of the generalized Gauss-Newton matrix ``G = J^T H_loss J / N``
+    (Schraudolph 2002): second-order backpropagation without the ``f''`` term.
+
+    Args:
+        net: an fbackprop ``Network``.
+        loss: a loss name or ``fb.losses.Loss``.
+        chunk_size: examples per chunk, an integer >= 1, or ``None`` (default: the whole batch).
+        per_example: ``True``: each ``l_n``'s GGN diagonal, leaves with a leading N axis; default ``False``.
+
+    Returns:
+        ``(params, x, y) -> diag``, shaped like params (compiled; cached on the arguments).
+    """
     return _diag(net, loss, "ggn_diag", False, chunk_size, per_example)
 
 
+@cached_transformation
 def hessian_blocks(net: Network, loss: str | _losses.Loss, chunk_size: int | None = None, exact: bool = True):
-    """``(params, x, y) ->`` one exact ``(P_l, P_l)`` Hessian block per dense layer (W and b jointly,
-    ordered as ``ravel_pytree`` orders ``{"W", "b"}``: W row-major, then b); ``exact=False``: GGN blocks."""
-    net, loss = require_network(net, "hessian_blocks"), _losses.get(loss)
+    """The exact diagonal blocks of the Hessian, one per dense layer, by second-order backpropagation.
+
+    Args:
+        net: an fbackprop ``Network``.
+        loss: a loss name or ``fb.losses.Loss``.
+        chunk_size: examples per chunk, an integer >= 1, or ``None`` (default: the whole batch).
+        exact: ``True`` (default) the Hessian's blocks; ``False`` the GGN's.
+
+    Returns:
+        ``(params, x, y) -> blocks``: a tuple with one ``(P_l, P_l)`` matrix per dense layer (W
+        and b jointly, W row-major then b, as ``fb.flatten`` orders them; compiled, cached).
+    """
+    net = require_network(net, "fb.hessian_blocks", "fb.hessian(apply, loss) (dense; its diagonal blocks)")
+    loss, chunk_size, exact = _losses.get(loss), chunk_option(chunk_size), _bool(exact, "exact")
 
     def blocks(params, x, y):
         n = x.shape[0]
@@ -141,4 +287,13 @@ def hessian_blocks(net: Network, loss: str | _losses.Loss, chunk_size: int | Non
 
         return _chunked_sum(chunk, x, y, chunk_size)
 
-    return checked(net, loss, blocks)
+    name = "Hessian" if exact else "generalized Gauss-Newton matrix"
+    return checked(
+        net,
+        loss,
+        blocks,
+        doc=function_doc(
+            f"The diagonal blocks of the {name} of C, one per dense layer, by second-order backpropagation.",
+            "A tuple of ``(P_l, P_l)`` matrices, one per dense layer (W row-major, then b).",
+        ),
+    )

@@ -6,5 +6,13 @@ from .hessian_free import hessian_free
 from .least_squares import least_squares
 from .levenberg_marquardt import LMHistory, LMResult, auto_solver, levenberg_marquardt, newton
 
-__all__ = ["auto_solver", "gauss_newton", "hessian_free", "least_squares", "levenberg_marquardt", "LMHistory",
-           "LMResult", "newton"]
+__all__ = [
+    "auto_solver",
+    "gauss_newton",
+    "hessian_free",
+    "least_squares",
+    "levenberg_marquardt",
+    "LMHistory",
+    "LMResult",
+    "newton",
+]

@@ -12,6 +12,10 @@ Each iteration at ``theta`` (C the batch-mean cost, ``g = dC/dtheta`` on the who
 4. Levenberg-Marquardt-style damping: ``rho`` = actual over predicted (``g.d + d.G_mb d / 2``)
    decrease; ``lam *= 3/2`` when ``rho < 1/4``, ``lam *= 2/3`` when ``rho > 3/4``;
 5. a backtracking line search (``alpha *= 0.8`` until Armijo holds; no step when none does).
+
+The products are Pearlmutter's (1994) R-operator and Schraudolph's (2002) Gauss-Newton product.
+The reported loss is the batch-mean cost C on the whole batch, as ``levenberg_marquardt``'s. A
+start whose loss or gradient is not finite stops at once with ``Status.NONFINITE_START``.
 """
 
 from __future__ import annotations
@@ -26,33 +30,92 @@ from jax.flatten_util import ravel_pytree
 from .. import losses as _losses
 from ..backprop import forward
 from ..second_order import diag_core
-from ..validate import check_call, require_network
-from .levenberg_marquardt import GOAL, MAX_STEPS, MIN_GRAD, LMHistory, LMResult, _like
+from ..spectra import check_key
+from ..validate import as_int
+from . import _options as O
+from .levenberg_marquardt import (
+    GOAL,
+    MAX_STEPS,
+    MIN_GRAD,
+    NONFINITE_START,
+    LMHistory,
+    LMResult,
+    _like,
+    start_is_finite,
+)
 
 
 def checkpoints(cg_iters: int) -> tuple[int, ...]:
-    """The CG iterations whose iterates are kept for backtracking: ``ceil(1.3^j)``, and the last."""
-    ks = sorted({math.ceil(1.3 ** j) for j in range(64) if math.ceil(1.3 ** j) <= cg_iters} | {cg_iters})
+    """The CG iterations whose iterates are kept for backtracking (Martens 2010).
+
+    Args:
+        cg_iters: the number of CG iterations, an integer >= 1.
+
+    Returns:
+        The sorted distinct ``ceil(1.3^j) <= cg_iters``, and ``cg_iters`` itself.
+    """
+    cg_iters = as_int(cg_iters, "cg_iters")
+    ks = sorted({math.ceil(1.3**j) for j in range(64) if math.ceil(1.3**j) <= cg_iters} | {cg_iters})
     return tuple(ks)
 
 
-def hessian_free(net, params, x, y, *, loss: str | _losses.Loss = "squared_error", max_steps: int = 100,
-                 cg_iters: int = 50, lam: float = 1.0, batch_size: int | None = None, precondition: bool = False,
-                 decay: float = 0.95, key=None, goal: float = 0.0, min_grad: float = 1e-7) -> LMResult:
-    """Train by Hessian-free optimisation (module docstring). History: ``mu`` holds ``lam``."""
-    net, loss = require_network(net, "hessian_free"), _losses.get(loss)
-    x, y = check_call(net, loss, params, x, y)
-    if max_steps < 1 or cg_iters < 1:
-        raise ValueError(f"max_steps and cg_iters must be at least 1; got {max_steps} and {cg_iters}")
-    batch_size = x.shape[0] if batch_size is None else batch_size
-    if not 1 <= batch_size <= x.shape[0]:
-        raise ValueError(f"batch_size must lie in [1, N={x.shape[0]}]; got {batch_size}")
-    if not lam > 0:
-        raise ValueError(f"lam must be positive; got {lam}")
-    key = jax.random.key(0) if key is None else key
+def hessian_free(
+    net,
+    params,
+    x,
+    y,
+    *,
+    loss: str | _losses.Loss = "squared_error",
+    max_steps: int = 100,
+    cg_iters: int = 50,
+    lam: float = 1.0,
+    batch_size: int | None = None,
+    precondition: bool = False,
+    decay: float = 0.95,
+    key=None,
+    goal: float = 0.0,
+    min_grad: float = 1e-7,
+) -> LMResult:
+    """Train ``net`` by Hessian-free optimisation (Martens 2010; module docstring).
+
+    Args:
+        net: an fbackprop ``Network``. For a Flax/Equinox ``apply`` use ``fb.least_squares``.
+        params: the starting params (their dtype is the computation's dtype).
+        x: inputs ``(N, n_in)``.
+        y: targets ``(N, n_out)`` (``(N,)`` for one output; integer labels for cross-entropy).
+        loss: a loss name or ``fb.losses.Loss``; default ``"squared_error"``.
+        max_steps: the most outer iterations, an integer >= 1 (default 100).
+        cg_iters: CG iterations per outer iteration, an integer >= 1 (default 50).
+        lam: the starting damping of ``G v + lam v``, > 0 (default 1).
+        batch_size: examples in the curvature mini-batch, an integer in [1, N], or ``None``
+            (default) for all N.
+        precondition: precondition CG by ``(diag(G_mb) + lam)^0.75`` (default ``False``).
+        decay: CG starts from ``decay`` times the previous solution, in [0, 1] (default 0.95).
+        key: a JAX PRNG key for the mini-batches (default ``jax.random.key(0)``).
+        goal: stop (``GOAL``) once ``C <= goal``; >= 0 (default 0).
+        min_grad: stop (``MIN_GRAD``) once ``||dC/dtheta|| <= min_grad``; >= 0 (default 1e-7).
+
+    Returns:
+        An ``LMResult``; ``history.loss`` is the batch-mean cost C and ``history.mu`` holds ``lam``.
+
+    Raises:
+        TypeError, ValueError: for a bad argument, naming it, before anything is compiled.
+    """
+    net, loss = O.network(net, "fb.hessian_free"), _losses.get(loss)
+    goal, min_grad, max_steps = O.stopping(goal, min_grad, max_steps)
+    cg_iters = as_int(cg_iters, "cg_iters")
+    lam = O.real(lam, "lam", minimum=0.0, open_min=True)
+    decay = O.real(decay, "decay", minimum=0.0, maximum=1.0)
+    precondition = O.flag(precondition, "precondition")
+    key = jax.random.key(0) if key is None else check_key(key)
+    x, y = O.data(net, loss, params, x, y)
+    n = x.shape[0]
+    batch_size = n if batch_size is None else as_int(batch_size, "batch_size", minimum=1, maximum=n)
     theta, unflatten = ravel_pytree(params)
     run = _compiled(net, loss, max_steps, cg_iters, batch_size, precondition)
-    theta, hist, status, k = run(theta, x, y, key, *(jnp.asarray(v, theta.dtype) for v in (lam, decay, goal, min_grad)))
+    theta, hist, status, k = run(
+        theta, x, y, key, *(jnp.asarray(v, theta.dtype) for v in (lam, decay, goal, min_grad))
+    )
     return LMResult(unflatten(theta), hist, status, k)
 
 
@@ -75,15 +138,31 @@ def _cg(Bv, b, x0, precond, cg_iters: int, keep: tuple[int, ...]):
         upd = lambda new, old: jnp.where(active, new, old)
         x, r, z, p = upd(x_new, x), upd(r_new, r), upd(z_new, z), upd(p_new, p)
         kept = jnp.where(active & (keep_at == i + 1)[:, None], x_new, kept)
-        return (x, r, z, p, kept, phis.at[i + 1].set(jnp.where(active, phi_i, phis[i])), active & ~done & jnp.all(jnp.isfinite(x_new)),
-                ran + active)
+        return (
+            x,
+            r,
+            z,
+            p,
+            kept,
+            phis.at[i + 1].set(jnp.where(active, phi_i, phis[i])),
+            active & ~done & jnp.all(jnp.isfinite(x_new)),
+            ran + active,
+        )
 
     r0 = b - Bv(x0)
     z0 = precond(r0)
-    init = (x0, r0, z0, z0, jnp.zeros((len(keep), x0.size), x0.dtype), jnp.zeros(cg_iters + 1, x0.dtype).at[0].set(phi(x0, b - r0)),
-            jnp.bool_(True), jnp.int32(0))
+    init = (
+        x0,
+        r0,
+        z0,
+        z0,
+        jnp.zeros((len(keep), x0.size), x0.dtype),
+        jnp.zeros(cg_iters + 1, x0.dtype).at[0].set(phi(x0, b - r0)),
+        jnp.bool_(True),
+        jnp.int32(0),
+    )
     x, _, _, _, kept, _, _, ran = jax.lax.fori_loop(0, cg_iters, step, init)
-    kept = jnp.where((keep_at > ran)[:, None], x, kept)   # iterates never reached: the last one
+    kept = jnp.where((keep_at > ran)[:, None], x, kept)  # iterates never reached: the last one
     return kept, x
 
 
@@ -95,7 +174,7 @@ def _compiled(net, loss, max_steps, cg_iters, batch_size, precondition):
         n = x.shape[0]
         unflatten = ravel_pytree(_like(net, theta0))[1]
         apply = lambda t, xx: forward(net, unflatten(t), xx)[0]
-        C = lambda t: jnp.mean(loss.value(apply(t, x), y))
+        C = lambda t: jnp.mean(loss.value(apply(t, x), y)).astype(theta0.dtype)
         nan = jnp.full(max_steps + 1, jnp.nan, theta0.dtype)
 
         def body(s):
@@ -104,7 +183,9 @@ def _compiled(net, loss, max_steps, cg_iters, batch_size, precondition):
             idx = jax.random.choice(sub, n, (batch_size,), replace=False) if batch_size < n else jnp.arange(n)
             xb, yb = x[idx], y[idx]
             yhat, pullback = jax.vjp(lambda t: apply(t, xb), theta)
-            Gv = lambda v: pullback(loss.hvp(yhat, yb, jax.jvp(lambda t: apply(t, xb), (theta,), (v,))[1]) / batch_size)[0]
+            Gv = lambda v: pullback(
+                loss.hvp(yhat, yb, jax.jvp(lambda t: apply(t, xb), (theta,), (v,))[1]) / batch_size
+            )[0]
             if precondition:
                 m = (ravel_pytree(diag_core(net, loss, False)(unflatten(theta), xb, yb))[0] + lam) ** 0.75
                 precond = lambda r: r / m
@@ -124,18 +205,49 @@ def _compiled(net, loss, max_steps, cg_iters, batch_size, precondition):
                 return c[0] * 0.8, C(theta + c[0] * 0.8 * delta)
 
             armijo = lambda a, Ca: Ca <= C_k + 1e-2 * a * slope
-            alpha, C_a = jax.lax.while_loop(lambda c: ~armijo(*c) & (c[0] > 0.8 ** 60), shrink, (jnp.asarray(1.0, theta.dtype), C_d))
+            alpha, C_a = jax.lax.while_loop(
+                lambda c: ~armijo(*c) & (c[0] > 0.8**60), shrink, (jnp.asarray(1.0, theta.dtype), C_d)
+            )
             ok = armijo(alpha, C_a) & jnp.isfinite(C_a) & (slope < 0)
             theta, C_k = jnp.where(ok, theta + alpha * delta, theta), jnp.where(ok, C_a, C_k)
             g = jax.lax.cond(ok, lambda: jax.grad(C)(theta), lambda: g)
-            hist = LMHistory(hist.loss.at[k + 1].set(C_k), hist.mu.at[k + 1].set(lam), hist.accepted.at[k + 1].set(ok.astype(C_k.dtype)),
-                             hist.grad_norm.at[k + 1].set(jnp.linalg.norm(g)), hist.val_loss)
-            status = jnp.select([C_k <= goal, jnp.linalg.norm(g) <= min_grad, k + 1 >= max_steps], [GOAL, MIN_GRAD, MAX_STEPS], 0)
-            return theta, C_k, g, jnp.where(ok, last, jnp.zeros_like(last)), lam, key, k + 1, status.astype(jnp.int32), hist
+            hist = LMHistory(
+                hist.loss.at[k + 1].set(C_k),
+                hist.mu.at[k + 1].set(lam),
+                hist.accepted.at[k + 1].set(ok.astype(C_k.dtype)),
+                hist.grad_norm.at[k + 1].set(jnp.linalg.norm(g)),
+                hist.val_loss,
+            )
+            status = jnp.select(
+                [C_k <= goal, jnp.linalg.norm(g) <= min_grad, k + 1 >= max_steps],
+                [int(GOAL), int(MIN_GRAD), int(MAX_STEPS)],
+                0,
+            )
+            return (
+                theta,
+                C_k,
+                g,
+                jnp.where(ok, last, jnp.zeros_like(last)),
+                lam,
+                key,
+                k + 1,
+                status.astype(jnp.int32),
+                hist,
+            )
 
         C0, g0 = jax.value_and_grad(C)(theta0)
-        hist = LMHistory(nan.at[0].set(C0), nan.at[0].set(lam0), nan.at[0].set(1.0), nan.at[0].set(jnp.linalg.norm(g0)), nan)
-        status0 = jnp.select([C0 <= goal, jnp.linalg.norm(g0) <= min_grad], [GOAL, MIN_GRAD], 0).astype(jnp.int32)
+        hist = LMHistory(
+            nan.at[0].set(C0),
+            nan.at[0].set(lam0),
+            nan.at[0].set(1.0),
+            nan.at[0].set(jnp.linalg.norm(g0)),
+            nan,
+        )
+        status0 = jnp.select(
+            [~start_is_finite(C0, g0), C0 <= goal, jnp.linalg.norm(g0) <= min_grad],
+            [int(NONFINITE_START), int(GOAL), int(MIN_GRAD)],
+            0,
+        ).astype(jnp.int32)
         state = (theta0, C0, g0, jnp.zeros_like(theta0), lam0, key, jnp.int32(0), status0, hist)
         theta, _, _, _, _, _, k, status, hist = jax.lax.while_loop(lambda s: s[7] == 0, body, state)
         return theta, hist, status, k

@@ -1,4 +1,5 @@
-"""Levenberg-Marquardt training, one compiled ``lax.while_loop`` (seed 000, "Second-order gradient descent").
+"""Levenberg-Marquardt training, one compiled ``lax.while_loop`` (Levenberg 1944; Marquardt 1963;
+for neural networks Hagan & Menhaj 1994).
 
 Each iteration tries one step ``theta + delta`` with ``(G + mu D) delta = -g`` (``solvers.py``:
 ``G = sum_n J_n^T H_n J_n``, ``J^T J`` for squared error; ``g = J^T e``): a step that lowers the
@@ -7,12 +8,22 @@ taken, and ``J`` is formed anew at the new point; a rejected step leaves the par
 only ``mu`` moves (``damping.py``). So the loss never increases across accepted steps, and a
 singular or non-finite system (NaN from the Cholesky, an overflowing step) is a rejected step
 with a larger ``mu``, never NaN params. Cross-entropy losses use the same machinery through the
-generalized Gauss-Newton ``G``.
+generalized Gauss-Newton ``G`` (Schraudolph 2002).
 
-Stopping (MATLAB ``trainlm``'s names and defaults where they exist): ``max_steps`` trials
-(``epochs``, 1000), ``C <= goal`` (0), ``||dC/dtheta|| <= min_grad`` (1e-7), ``mu > mu_max`` (1e10),
-and ``max_fail`` (6) accepted steps in a row that do not improve the validation loss, when
-validation data are given (then the params returned are those with the lowest validation loss).
+Reported loss: ``C = E / N``, the batch mean of the per-example losses (``loss(yhat, y)``; for
+squared error ``0.5 ||yhat_n - y_n||^2`` summed over the outputs, averaged over the N rows).
+
+Stopping (MATLAB ``trainlm``'s names and defaults where they exist), with the package's status
+codes (``fb.status.Status``): ``max_steps`` trials (``epochs``, 1000; ``MAX_STEPS``),
+``C <= goal`` (0; ``GOAL``), ``||dC/dtheta|| <= min_grad`` (1e-7; ``MIN_GRAD``), ``mu > mu_max``
+(1e10; ``MU_MAX``), and ``max_fail`` (6) accepted steps in a row that do not improve the
+validation loss, when validation data are given (``MAX_FAIL``; the params returned are then those
+with the lowest validation loss). A start whose loss, gradient or validation loss is not finite
+(NaN/Inf in params, x or y under ``jit``, where they cannot be read; or an overflowing loss)
+stops at once with ``NONFINITE_START``, the params unchanged.
+
+Dtypes: the params' dtype is the computation's dtype; ``x`` and ``y`` are cast to it and the loop
+state (``mu``, the history, ``E``) is held in it.
 
 The call works inside ``jax.jit`` and under ``jax.vmap`` over params (many seeds in one program;
 the loop then runs until the slowest seed stops, and each run keeps its own history and status).
@@ -21,7 +32,8 @@ the loop then runs until the slowest seed stops, and each run keeps its own hist
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -29,21 +41,35 @@ from jax.flatten_util import ravel_pytree
 
 from .. import losses as _losses
 from ..backprop import forward
+from ..status import MESSAGES, Status
 from ..train import shard_batch
-from ..validate import check_call, require_network
+from ..validate import as_float, as_int, check_choice
+from . import _options as O
 from . import solvers as S
-from .damping import DAMPINGS, Damping
+from .damping import Damping
 
-MAX_STEPS, GOAL, MIN_GRAD, MU_MAX, MAX_FAIL = 1, 2, 3, 4, 5
-STATUS = {0: "running", MAX_STEPS: "max steps", GOAL: "loss goal reached", MIN_GRAD: "gradient below min_grad",
-          MU_MAX: "mu above mu_max", MAX_FAIL: "validation loss rose max_fail times in a row"}
+# The package's status codes (``fb.status``), under the names this module has always exported.
+MAX_STEPS, GOAL, MIN_GRAD, MU_MAX = Status.MAX_STEPS, Status.GOAL, Status.MIN_GRAD, Status.MU_MAX
+MAX_FAIL, LINE_SEARCH, NONFINITE_START = Status.MAX_FAIL, Status.LINE_SEARCH, Status.NONFINITE_START
+STATUS = MESSAGES
 SCALINGS = ("identity", "marquardt")
+CURVATURES = ("ggn", "hessian")
 
 
 class LMHistory(NamedTuple):
-    """Per iteration (entry 0: the start; NaN after the stop): ``loss`` C after the iteration, ``mu``
-    used for its trial, ``accepted`` (1.0/0.0), ``grad_norm`` ``||dC/dtheta||`` at the current params,
-    ``val_loss`` (NaN without validation data)."""
+    """What each iteration recorded, arrays of shape ``(max_steps + 1,)`` in the params' dtype.
+
+    Entry 0 is the start; entries after the stop are NaN (with a leading run axis under ``vmap``).
+
+    Attributes:
+        loss: the reported cost C after the iteration (``levenberg_marquardt``: the batch mean
+            ``E / N``; ``least_squares``: ``0.5 ||r||^2 / N`` over the residual's N rows).
+        mu: the damping used for the iteration's trial (Gauss-Newton: the step length taken;
+            Hessian-free: the damping ``lam``).
+        accepted: 1.0 where the trial step was taken, 0.0 where it was rejected.
+        grad_norm: ``||dC/dtheta||`` at the params after the iteration.
+        val_loss: the validation cost (NaN without validation data).
+    """
 
     loss: jax.Array
     mu: jax.Array
@@ -53,6 +79,16 @@ class LMHistory(NamedTuple):
 
 
 class LMResult(NamedTuple):
+    """The outcome of a second-order run (``levenberg_marquardt``, ``newton``, ``gauss_newton``,
+    ``hessian_free``, ``least_squares``).
+
+    Attributes:
+        params: the final params (the best on validation data for ``MAX_FAIL``), as given.
+        history: an ``LMHistory``.
+        status: ``int32`` code of ``fb.status.Status`` (``MESSAGES[int(status)]`` says why it stopped).
+        iterations: ``int32``, the number of iterations run (trial steps, accepted or not).
+    """
+
     params: Any
     history: LMHistory
     status: jax.Array
@@ -60,14 +96,31 @@ class LMResult(NamedTuple):
 
     @property
     def message(self) -> str:
+        """Why the run stopped, how many steps it took and how far the loss went (one run, not vmapped)."""
+        if int(self.status) == NONFINITE_START:
+            h = self.history
+            return O.nonfinite_start(self.params, h.loss[0], h.grad_norm[0], h.val_loss[0])
         taken = int(jnp.nansum(self.history.accepted[1:]))
-        return (f"{STATUS[int(self.status)]} after {int(self.iterations)} iterations ({taken} steps accepted); "
-                f"loss {float(self.history.loss[0]):.3e} -> {float(self.history.loss[int(self.iterations)]):.3e}")
+        return (
+            f"{MESSAGES[int(self.status)]} after {int(self.iterations)} iterations ({taken} steps accepted); "
+            f"loss {float(self.history.loss[0]):.3e} -> {float(self.history.loss[int(self.iterations)]):.3e}"
+        )
 
 
 def auto_solver(n_rows: int, n_params: int, itemsize: int = 8) -> str:
-    """``dual`` when there are fewer residuals than params (and their square fits), ``dense`` when J fits
-    in 256 MB and P <= 4096, ``accumulate`` when only G fits, ``cg`` beyond."""
+    """The linear solver ``solver="auto"`` picks for a problem's size.
+
+    Args:
+        n_rows: the number of residuals ``M = N n_out``.
+        n_params: the number of parameters P.
+        itemsize: bytes per number (8 for float64, 4 for float32).
+
+    Returns:
+        ``"dual"`` when there are fewer residuals than params and ``M <= 4096`` (their square
+        fits), ``"dense"`` when ``J`` fits in 256 MB and ``P <= 4096``, ``"accumulate"`` when only
+        ``G`` fits, ``"cg"`` beyond.
+    """
+    n_rows, n_params = as_int(n_rows, "n_rows"), as_int(n_params, "n_params")
     if n_rows < n_params and n_rows <= 4096:
         return "dual"
     if n_params <= 4096:
@@ -75,55 +128,190 @@ def auto_solver(n_rows: int, n_params: int, itemsize: int = 8) -> str:
     return "cg"
 
 
-def _check_options(solver, damping, scaling, max_steps, mu):
-    for name, value, allowed in (("solver", solver, S.SOLVERS), ("damping", damping, DAMPINGS), ("scaling", scaling, SCALINGS)):
-        if value not in allowed:
-            raise ValueError(f"unknown {name} {value!r}; expected one of {allowed}" + (" or 'auto'" if name == "solver" else ""))
-    if max_steps < 1:
-        raise ValueError(f"max_steps must be at least 1; got {max_steps}")
-    if not mu > 0:
-        raise ValueError(f"mu must be positive (the damping multiplies it on failure); got {mu}")
+def levenberg_marquardt(
+    net,
+    params,
+    x,
+    y,
+    *,
+    loss: str | _losses.Loss = "squared_error",
+    solver: str = "auto",
+    damping: str = "marquardt",
+    scaling: str = "identity",
+    mu: float = 1e-3,
+    mu_dec: float = 0.1,
+    mu_inc: float = 10.0,
+    mu_max: float = 1e10,
+    max_steps: int = 1000,
+    goal: float = 0.0,
+    min_grad: float = 1e-7,
+    val: tuple | None = None,
+    max_fail: int = 6,
+    chunk_size: int = 1024,
+    cg_tol: float = 1e-8,
+    cg_maxiter: int | None = None,
+    data_parallel: bool = False,
+    curvature: str = "ggn",
+    progress: bool | Callable = False,
+) -> LMResult:
+    """Train ``net`` from ``params`` by Levenberg-Marquardt (Marquardt 1963; Hagan & Menhaj 1994).
 
+    One compiled loop (module docstring); every option is checked here, before compiling.
 
-def levenberg_marquardt(net, params, x, y, *, loss: str | _losses.Loss = "squared_error", solver: str = "auto",
-                        damping: str = "marquardt", scaling: str = "identity", mu: float = 1e-3, mu_dec: float = 0.1,
-                        mu_inc: float = 10.0, mu_max: float = 1e10, max_steps: int = 1000, goal: float = 0.0,
-                        min_grad: float = 1e-7, val: tuple | None = None, max_fail: int = 6, chunk_size: int = 1024,
-                        cg_tol: float = 1e-8, cg_maxiter: int | None = None, data_parallel: bool = False,
-                        curvature: str = "ggn", progress: bool | Callable = False) -> LMResult:
-    """Train ``net`` from ``params`` on ``x: (N, n_in)``, ``y`` by Levenberg-Marquardt (module docstring).
+    Args:
+        net: an fbackprop ``Network`` (``fb.mlp``). For a Flax/Equinox ``apply`` use
+            ``fb.least_squares(residual, params)``.
+        params: the starting params, the tuple of ``{"W": (fan_out, fan_in), "b": (fan_out,)}``; their
+            dtype is the computation's dtype.
+        x: inputs ``(N, n_in)``.
+        y: targets ``(N, n_out)`` (``(N,)`` for one output; integer labels ``(N,)`` for cross-entropy).
+        loss: a loss name or ``fb.losses.Loss``; default ``"squared_error"``.
+        solver: how ``(G + mu D) delta = -g`` is solved: ``"dense"`` (J formed, Cholesky),
+            ``"accumulate"`` (G summed over chunks of examples; Wilamowski & Yu 2010), ``"cg"``
+            (matrix-free conjugate gradients), ``"dual"`` (an ``N n_out``-square system, for fewer
+            residuals than params) or ``"auto"`` (default; ``auto_solver``).
+        damping: how ``mu`` answers a trial: ``"marquardt"`` (default; Marquardt 1963), ``"nielsen"``
+            (Nielsen 1999) or ``"trust_region"`` (gain-ratio thresholds, as MINPACK; Moré 1978).
+        scaling: ``D = I`` (``"identity"``, default) or the running maximum of ``diag(G)``
+            (``"marquardt"``; Marquardt 1963, Moré 1978).
+        mu: the starting damping, > 0 (default 1e-3).
+        mu_dec: ``mu`` is multiplied by it after an accepted step, in (0, 1) (default 0.1).
+        mu_inc: ``mu`` is multiplied by it after a rejected step, > 1 (default 10).
+        mu_max: the run stops (``MU_MAX``) when ``mu`` exceeds it; >= ``mu`` (default 1e10).
+        max_steps: the most trial steps, an integer >= 1 (default 1000).
+        goal: stop (``GOAL``) once ``C <= goal``; >= 0 (default 0).
+        min_grad: stop (``MIN_GRAD``) once ``||dC/dtheta|| <= min_grad``; >= 0 (default 1e-7).
+        val: validation data ``(x_val, y_val)`` or ``None`` (default): with them the run stops
+            (``MAX_FAIL``) after ``max_fail`` accepted steps in a row that do not lower the
+            validation loss, and returns the params with the lowest one.
+        max_fail: an integer >= 1 (default 6; MATLAB ``trainlm``'s).
+        chunk_size: examples per chunk for ``"accumulate"`` and the exact GGN diagonal of
+            ``"cg"`` with Marquardt scaling, an integer >= 1 (default 1024).
+        cg_tol: the relative residual at which ``"cg"`` stops, >= 0 (default 1e-8).
+        cg_maxiter: the most CG iterations per solve, an integer >= 1, or ``None`` (default) for 10 P.
+        data_parallel: shard the batch over the local devices (the sums over examples in ``G``
+            and ``g`` become all-reduces); default ``False``.
+        curvature: ``"ggn"`` (default) or ``"hessian"``: the exact Hessian of ``E`` in place of
+            ``G`` with the dense solve (damped Newton; ``fb.newton``).
+        progress: ``True`` prints a line per iteration; a callable ``(iteration, loss, mu,
+            accepted)`` is called with each, from the compiled loop (``jax.debug.callback``);
+            default ``False`` (no host round trip).
 
-    ``solver``: ``"dense" | "accumulate" | "cg" | "dual" | "auto"`` (``solvers.py``); ``damping``:
-    ``"marquardt" | "nielsen" | "trust_region"``; ``scaling``: ``D = I`` (``"identity"``) or
-    ``diag(G)`` (``"marquardt"``); ``chunk_size``: examples per chunk for ``accumulate`` and the
-    exact GGN diagonal; ``data_parallel``: shard the batch over the local devices (the sums over
-    examples in ``G`` and ``g`` become all-reduces); ``curvature="hessian"``: the exact Hessian in
-    place of ``G`` (damped Newton, ``fb.newton``); ``progress``: ``True`` prints a line per iteration,
-    a callable ``(iteration, loss, mu, accepted)`` is called with each, from the compiled loop through
-    ``jax.debug.callback`` (off by default: no host round trip). Returns
-    ``LMResult(params, history, status, iterations)``.
+    Returns:
+        ``LMResult(params, history, status, iterations)``: ``history.loss[k]`` is the batch-mean
+        cost ``C = E / N`` after iteration k (entry 0: the start), ``status`` a ``fb.status.Status``
+        code, ``message`` the reason in words.
+
+    Raises:
+        TypeError, ValueError: for a bad argument, naming it, before anything is compiled.
     """
-    net, loss = require_network(net, "levenberg_marquardt"), _losses.get(loss)
-    x, y = check_call(net, loss, params, x, y)
-    if val is not None:
-        val = check_call(net, loss, params, *val)
+    net, loss = O.network(net, "fb.levenberg_marquardt"), _losses.get(loss)
+    return _run(
+        net,
+        loss,
+        params,
+        x,
+        y,
+        solver=solver,
+        damping=damping,
+        scaling=scaling,
+        mu=mu,
+        mu_dec=mu_dec,
+        mu_inc=mu_inc,
+        mu_max=mu_max,
+        max_steps=max_steps,
+        goal=goal,
+        min_grad=min_grad,
+        val=val,
+        max_fail=max_fail,
+        chunk_size=chunk_size,
+        cg_tol=cg_tol,
+        cg_maxiter=cg_maxiter,
+        data_parallel=data_parallel,
+        curvature=curvature,
+        progress=progress,
+    )
+
+
+def _run(
+    net,
+    loss,
+    params,
+    x,
+    y,
+    *,
+    solver,
+    damping,
+    scaling,
+    mu,
+    mu_dec,
+    mu_inc,
+    mu_max,
+    max_steps,
+    goal,
+    min_grad,
+    val,
+    max_fail,
+    chunk_size,
+    cg_tol,
+    cg_maxiter,
+    data_parallel,
+    curvature,
+    progress,
+) -> LMResult:
+    check_choice(solver, "solver", S.SOLVERS + ("auto",))
+    check_choice(scaling, "scaling", SCALINGS)
+    check_choice(curvature, "curvature", CURVATURES)
+    if curvature == "hessian" and solver not in ("auto", "dense"):
+        raise ValueError(
+            f"curvature='hessian' (damped Newton) forms the Hessian and solves densely: solver must be "
+            f"'dense' or 'auto'; got {solver!r}"
+        )
+    mu, mu_dec, mu_inc, mu_max = O.damping_options(damping, mu, mu_dec, mu_inc, mu_max)
+    goal, min_grad, max_steps = O.stopping(goal, min_grad, max_steps)
+    max_fail, chunk_size = as_int(max_fail, "max_fail"), as_int(chunk_size, "chunk_size")
+    cg_tol = as_float(cg_tol, "cg_tol", minimum=0.0)
+    cg_maxiter = None if cg_maxiter is None else as_int(cg_maxiter, "cg_maxiter")
+    data_parallel, report = O.flag(data_parallel, "data_parallel"), _reporter(progress)
+    x, y = O.data(net, loss, params, x, y)
+    val = O.validation(net, loss, params, val)
     P = net.n_params
     solver = auto_solver(x.shape[0] * net.n_out, P, x.dtype.itemsize) if solver == "auto" else solver
-    _check_options(solver, damping, scaling, max_steps, mu)
-    if curvature not in ("ggn", "hessian"):
-        raise ValueError(f"unknown curvature {curvature!r}; expected 'ggn' or 'hessian'")
     if data_parallel:
         x, y = shard_batch(x, y)
-    config = (solver if curvature == "ggn" else "newton", Damping(damping, mu_dec, mu_inc), scaling == "marquardt",
-              max_steps, chunk_size, cg_tol, cg_maxiter or 10 * P, val is not None, _reporter(progress))
-    params, hist, status, k = _compiled(net, loss, config)(params, x, y, val if val is not None else (x, y),
-                                                          mu, mu_max, goal, min_grad, max_fail)
+    config = (
+        solver if curvature == "ggn" else "newton",
+        Damping(damping, mu_dec, mu_inc),
+        scaling == "marquardt",
+        max_steps,
+        chunk_size,
+        cg_tol,
+        cg_maxiter or 10 * P,
+        val is not None,
+        report,
+    )
+    params, hist, status, k = _compiled(net, loss, config)(
+        params, x, y, val if val is not None else (x, y), mu, mu_max, goal, min_grad, max_fail
+    )
     return LMResult(params, hist, status, k)
 
 
 def print_progress(k, C, mu, accepted):
-    """One line per Levenberg-Marquardt iteration (``progress=True``)."""
-    print(f"LM {int(k):5d}  loss {float(C):.6e}  mu {float(mu):.1e}  {'accepted' if accepted else 'rejected'}", flush=True)
+    """Print one line per Levenberg-Marquardt iteration (``progress=True``).
+
+    Args:
+        k: the iteration (1-based).
+        C: the cost after it.
+        mu: the damping its trial used.
+        accepted: whether its step was taken.
+
+    Returns:
+        None (it prints to stdout).
+    """
+    print(
+        f"LM {int(k):5d}  loss {float(C):.6e}  mu {float(mu):.1e}  {'accepted' if accepted else 'rejected'}",
+        flush=True,
+    )
 
 
 def _reporter(progress):
@@ -131,65 +319,148 @@ def _reporter(progress):
         return print_progress
     if progress is False or progress is None or callable(progress):
         return progress or None
-    raise TypeError(f"progress must be True, False or a callable (iteration, loss, mu, accepted); got {progress!r}")
+    raise TypeError(
+        f"progress must be True, False or a callable (iteration, loss, mu, accepted); got {progress!r}"
+    )
 
 
 def _scalars(dtype, *values):
     return tuple(jnp.asarray(v, dtype) for v in values)
 
 
-def lm_loop(cost, linearize, solve, val_loss, damping: Damping, max_steps: int, n: int, has_val: bool,
-            scale_d: bool, report=None):
-    """The loop itself over flat params, for any ``cost(theta) -> E`` and linear solve (traceable).
+def start_is_finite(E0, g0, v0=None):
+    """Whether a run may start: the cost, its gradient (and the validation cost, if given) finite.
 
-    ``linearize(theta) -> lin`` (with ``lin.g``, ``lin.d``), ``solve(lin, mu) -> (delta, predicted)``
-    (``predicted``: the quadratic model's decrease); ``n`` divides E into the reported C. Returns
-    ``run(theta0, mu0, mu_max, goal, min_grad, max_fail) -> (theta, LMHistory, status, iterations)``.
-    ``report(k, C, mu, accepted)``, if given, runs on the host after every iteration.
+    Args:
+        E0: the cost at the start (a scalar).
+        g0: its gradient ``(P,)``.
+        v0: the validation cost, or ``None`` without validation data.
+
+    Returns:
+        A bool scalar (traceable); where it is False the run stops with ``NONFINITE_START``.
+    """
+    ok = jnp.isfinite(E0) & jnp.all(jnp.isfinite(g0))
+    return ok if v0 is None else ok & jnp.isfinite(v0)
+
+
+def lm_loop(
+    cost,
+    linearize,
+    solve,
+    val_loss,
+    damping: Damping,
+    max_steps: int,
+    n: int,
+    has_val: bool,
+    scale_d: bool,
+    report=None,
+):
+    """The loop itself over flat params, for any cost and linear solve (traceable).
+
+    Args:
+        cost: ``theta (P,) -> E``, the summed cost (a scalar in theta's dtype).
+        linearize: ``theta -> lin`` with ``lin.g`` (``dE/dtheta``) and ``lin.d`` (the damping diagonal).
+        solve: ``(lin, mu) -> (delta, predicted)``, ``predicted`` the quadratic model's decrease.
+        val_loss: ``theta ->`` the validation cost (used when ``has_val``).
+        damping: the rule (``damping.Damping``).
+        max_steps: the most trial steps.
+        n: the divisor of E in the reported cost ``C = E / n`` (and of the gradient norm).
+        has_val: whether there are validation data (static).
+        scale_d: Marquardt scaling (the damping diagonal is the running maximum of diag G).
+        report: ``(k, C, mu, accepted)``, run on the host after every iteration, or ``None``.
+
+    Returns:
+        ``run(theta0, mu0, mu_max, goal, min_grad, max_fail) -> (theta, LMHistory, status, iterations)``
+        (the scalars in theta0's dtype, ``max_fail`` an ``int32``).
     """
 
     def running_max_d(lin, d_before):
         return S.with_damping_diag(lin, jnp.maximum(lin.d, d_before)) if scale_d else lin
 
     def run(theta0, mu0, mu_max, goal, min_grad, max_fail):
-        nan = jnp.full(max_steps + 1, jnp.nan, theta0.dtype)
+        dtype = theta0.dtype
+        nan = jnp.full(max_steps + 1, jnp.nan, dtype)
 
         def record(h, k, E, mu, accepted, g, vl):
-            return LMHistory(h.loss.at[k].set(E / n), h.mu.at[k].set(mu), h.accepted.at[k].set(accepted),
-                             h.grad_norm.at[k].set(jnp.linalg.norm(g) / n), h.val_loss.at[k].set(vl))
+            return LMHistory(
+                h.loss.at[k].set(E / n),
+                h.mu.at[k].set(mu),
+                h.accepted.at[k].set(accepted),
+                h.grad_norm.at[k].set(jnp.linalg.norm(g) / n),
+                h.val_loss.at[k].set(vl),
+            )
 
         def stopping(k, E, g, mu, fails):
-            return jnp.select([E / n <= goal, jnp.linalg.norm(g) / n <= min_grad, mu > mu_max, fails >= max_fail, k >= max_steps],
-                              [GOAL, MIN_GRAD, MU_MAX, MAX_FAIL, MAX_STEPS], 0).astype(jnp.int32)
+            conditions = [
+                E / n <= goal,
+                jnp.linalg.norm(g) / n <= min_grad,
+                mu > mu_max,
+                fails >= max_fail,
+                k >= max_steps,
+            ]
+            return jnp.select(
+                conditions, [int(c) for c in (GOAL, MIN_GRAD, MU_MAX, MAX_FAIL, MAX_STEPS)], 0
+            ).astype(jnp.int32)
 
-        lin0, E0, v0 = linearize(theta0), cost(theta0), val_loss(theta0)
-        hist = record(LMHistory(nan, nan, nan, nan, nan), 0, E0, mu0, 1.0, lin0.g, v0)
+        lin0, E0, v0 = linearize(theta0), cost(theta0).astype(dtype), val_loss(theta0).astype(dtype)
+        hist = record(LMHistory(nan, nan, nan, nan, nan), 0, E0, mu0, jnp.asarray(1.0, dtype), lin0.g, v0)
 
         def body(s):
             theta, E, lin, mu, nu, k, _, hist, best, best_theta, fails = s
             delta, predicted = solve(lin, mu)
-            trial = theta + delta
-            E_new = cost(trial)
-            rho = jnp.where(predicted > 0, (E - E_new) / predicted, -jnp.inf)
+            trial = theta + delta.astype(dtype)
+            E_new = cost(trial).astype(dtype)
+            rho = jnp.where(predicted > 0, (E - E_new) / predicted, -jnp.inf).astype(dtype)
             ok = jnp.isfinite(E_new) & jnp.all(jnp.isfinite(delta))
             accepted = damping.accept(ok & (E_new < E), rho)
-            mu_next, nu = damping.update(mu, nu, jnp.where(ok, rho, -jnp.inf), accepted)
+            mu_next, nu = damping.update(mu, nu, jnp.where(ok, rho, -jnp.inf).astype(dtype), accepted)
+            mu_next, nu = mu_next.astype(dtype), nu.astype(dtype)
             theta, E = jnp.where(accepted, trial, theta), jnp.where(accepted, E_new, E)
             lin = jax.lax.cond(accepted, lambda: running_max_d(linearize(theta), lin.d), lambda: lin)
-            vl = jnp.asarray(jnp.nan, theta.dtype)
-            if has_val:                                    # static: no validation work in the loop without it
-                vl = jax.lax.cond(accepted, lambda: val_loss(theta), lambda: hist.val_loss[k])
+            vl = jnp.asarray(jnp.nan, dtype)
+            if has_val:  # static: no validation work in the loop without it
+                vl = jax.lax.cond(accepted, lambda: val_loss(theta).astype(dtype), lambda: hist.val_loss[k])
                 improved = accepted & (vl < best)
                 fails = jnp.where(accepted, jnp.where(improved, 0, fails + 1), fails)
                 best_theta, best = jnp.where(improved, theta, best_theta), jnp.where(improved, vl, best)
-            hist = record(hist, k + 1, E, mu, accepted.astype(theta.dtype), lin.g, vl)
+            hist = record(hist, k + 1, E, mu, accepted.astype(dtype), lin.g, vl)
             if report is not None:
                 jax.debug.callback(report, k + 1, E / n, mu, accepted, ordered=True)
-            return theta, E, lin, mu_next, nu, k + 1, stopping(k + 1, E, lin.g, mu_next, fails), hist, best, best_theta, fails
+            return (
+                theta,
+                E,
+                lin,
+                mu_next,
+                nu,
+                k + 1,
+                stopping(k + 1, E, lin.g, mu_next, fails),
+                hist,
+                best,
+                best_theta,
+                fails,
+            )
 
-        state = (theta0, E0, lin0, mu0, jnp.asarray(2.0, theta0.dtype), jnp.int32(0),
-                 stopping(jnp.int32(0), E0, lin0.g, mu0, jnp.int32(0)), hist, v0 if has_val else jnp.inf, theta0, jnp.int32(0))
-        theta, E, _, _, _, k, status, hist, _, best_theta, _ = jax.lax.while_loop(lambda s: s[6] == 0, body, state)
+        start_ok = start_is_finite(E0, lin0.g, v0 if has_val else None)
+        status0 = jnp.where(
+            start_ok, stopping(jnp.int32(0), E0, lin0.g, mu0, jnp.int32(0)), jnp.int32(NONFINITE_START)
+        ).astype(jnp.int32)
+        best0 = v0 if has_val else jnp.asarray(jnp.inf, dtype)
+        state = (
+            theta0,
+            E0,
+            lin0,
+            mu0,
+            jnp.asarray(2.0, dtype),
+            jnp.int32(0),
+            status0,
+            hist,
+            best0,
+            theta0,
+            jnp.int32(0),
+        )
+        theta, E, _, _, _, k, status, hist, _, best_theta, _ = jax.lax.while_loop(
+            lambda s: s[6] == 0, body, state
+        )
         theta = jnp.where(status == MAX_FAIL, best_theta, theta) if has_val else theta
         return theta, hist, status, k
 
@@ -199,30 +470,73 @@ def lm_loop(cost, linearize, solve, val_loss, damping: Damping, max_steps: int, 
 @functools.lru_cache(maxsize=64)
 def _compiled(net, loss, config):
     solver, damping, scale_d, max_steps, chunk_size, cg_tol, cg_maxiter, has_val, report = config
-    linearize = {"dense": S.linearize_dense, "accumulate": S.linearize_accumulate, "cg": S.linearize_cg,
-                 "dual": S.linearize_dual, "newton": S.linearize_newton}[solver]
+    linearize = {
+        "dense": S.linearize_dense,
+        "accumulate": S.linearize_accumulate,
+        "cg": S.linearize_cg,
+        "dual": S.linearize_dual,
+        "newton": S.linearize_newton,
+    }[solver]
     solve = {"cg": S.solve_cg, "dual": S.solve_dual}.get(solver, lambda pb, lin, mu: S.solve_normal(lin, mu))
 
     def run(params, x, y, val, mu0, mu_max, goal, min_grad, max_fail):
-        theta0, unflatten = ravel_pytree(params)          # inside the program: no per-call dispatch
+        theta0, unflatten = ravel_pytree(params)  # inside the program: no per-call dispatch
         pb = S.Problem(net, loss, x, y, unflatten, scale_d, chunk_size, cg_tol, cg_maxiter)
-        cost = lambda t, xx, yy: jnp.sum(loss.value(forward(net, unflatten(t), xx)[0], yy))   # E = N C
-        val_loss = (lambda t: cost(t, *val) / val[0].shape[0]) if has_val else (lambda t: jnp.asarray(jnp.nan, t.dtype))
-        loop = lm_loop(lambda t: cost(t, x, y), lambda t: linearize(pb, t), lambda lin, mu: solve(pb, lin, mu),
-                       val_loss, damping, max_steps, x.shape[0], has_val, scale_d, report)
-        theta, hist, status, k = loop(theta0, *_scalars(theta0.dtype, mu0, mu_max, goal, min_grad), jnp.int32(max_fail))
+        cost = lambda t, xx, yy: jnp.sum(loss.value(forward(net, unflatten(t), xx)[0], yy))  # E = N C
+        val_loss = (
+            (lambda t: cost(t, *val) / val[0].shape[0])
+            if has_val
+            else (lambda t: jnp.asarray(jnp.nan, t.dtype))
+        )
+        loop = lm_loop(
+            lambda t: cost(t, x, y),
+            lambda t: linearize(pb, t),
+            lambda lin, mu: solve(pb, lin, mu),
+            val_loss,
+            damping,
+            max_steps,
+            x.shape[0],
+            has_val,
+            scale_d,
+            report,
+        )
+        theta, hist, status, k = loop(
+            theta0, *_scalars(theta0.dtype, mu0, mu_max, goal, min_grad), jnp.int32(max_fail)
+        )
         return unflatten(theta), hist, status, k
 
     return jax.jit(run)
 
 
 def newton(net, params, x, y, **options) -> LMResult:
-    """Damped Newton with the exact Hessian (small nets): Levenberg-Marquardt's loop with ``G`` replaced
-    by ``d2E/dtheta^2`` (dense, autodiff); an indefinite ``H + mu D`` fails its Cholesky, so the step is
-    rejected and ``mu`` grows until the damped Hessian is positive definite. Options as ``levenberg_marquardt``."""
+    """Damped Newton with the exact Hessian (small nets): Levenberg-Marquardt's loop with ``G``
+    replaced by ``d2E/dtheta^2`` (dense, autodiff).
+
+    An indefinite ``H + mu D`` fails its Cholesky, so the step is rejected and ``mu`` grows until
+    the damped Hessian is positive definite (Levenberg 1944's damping of Newton's method).
+
+    Args:
+        net: an fbackprop ``Network``. For a Flax/Equinox ``apply`` use ``fb.least_squares``.
+        params, x, y: as for ``levenberg_marquardt``.
+        **options: ``levenberg_marquardt``'s keyword options, except ``solver`` and ``curvature``
+            (always the exact Hessian, solved densely).
+
+    Returns:
+        An ``LMResult``, as ``levenberg_marquardt``'s (``history.loss``: the batch-mean cost).
+    """
+    net = O.network(net, "fb.newton")
+    fixed = sorted(set(options) & {"solver", "curvature"})
+    if fixed:
+        raise TypeError(
+            f"fb.newton always uses the exact Hessian with the dense solve; it takes no "
+            f"{' or '.join(fixed)} option (got {', '.join(f'{k}={options[k]!r}' for k in fixed)})"
+        )
     return levenberg_marquardt(net, params, x, y, **{**options, "curvature": "hessian", "solver": "dense"})
 
 
 def _like(net, theta):
     """A params pytree of ``net``'s shapes in ``theta``'s dtype (for unflattening inside the program)."""
-    return tuple({"W": jnp.zeros((l.n_out, l.n_in), theta.dtype), "b": jnp.zeros((l.n_out,), theta.dtype)} for l in net.dense)
+    return tuple(
+        {"W": jnp.zeros((l.n_out, l.n_in), theta.dtype), "b": jnp.zeros((l.n_out,), theta.dtype)}
+        for l in net.dense
+    )

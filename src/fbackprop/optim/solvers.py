@@ -17,7 +17,7 @@ by Marquardt backpropagation. ``D = I`` or ``diag(G)`` (Marquardt's scaling). Ve
   forms ``J``: ``J J^T`` factors over the layers (``fb.jacobian_gram``) and ``J^T w`` is a backward pass.
 
 With Marquardt's scaling ``D`` is the running maximum of ``diag(G)`` over the accepted points (as
-MINPACK keeps its column norms), so a column whose curvature drops towards zero cannot make the
+MINPACK keeps its column norms; Moré 1978), so a column whose curvature drops towards zero cannot make the
 damped step blow up.
 """
 
@@ -38,26 +38,55 @@ HIGHEST = jax.lax.Precision.HIGHEST
 
 
 class Problem(NamedTuple):
-    """What the solvers need: the network, the loss, the batch and how to (un)flatten params."""
+    """What the solvers need: the network, the loss, the batch and how to (un)flatten params.
+
+    Attributes:
+        net: the ``Network``.
+        loss: the ``Loss``.
+        x: inputs ``(N, n_in)`` in the params' dtype.
+        y: prepared targets ``(N, n_out)`` in the params' dtype.
+        unflatten: flat ``(P,)`` -> params pytree.
+        scale_d: ``D = diag(G)`` (Marquardt's scaling) instead of ``I``.
+        chunk_size: examples per chunk (``accumulate``; the GGN diagonal of ``cg``), >= 1.
+        cg_tol: ``cg``'s relative residual tolerance, >= 0.
+        cg_maxiter: ``cg``'s most iterations per solve, >= 1.
+    """
 
     net: object
     loss: object
     x: jax.Array
     y: jax.Array
     unflatten: object
-    scale_d: bool          # D = diag(G) (Marquardt) instead of I
+    scale_d: bool  # D = diag(G) (Marquardt) instead of I
     chunk_size: int
     cg_tol: float
     cg_maxiter: int
 
     def residual_pieces(self, theta, x, y):
-        """``J: (n, n_out, P)``, ``H: (n, n_out, n_out)``, ``u = dl/dyhat: (n, n_out)`` on a chunk."""
+        """The pieces of the normal equations on a chunk of examples.
+
+        Args:
+            theta: flat params ``(P,)``.
+            x: the chunk's inputs ``(n, n_in)``.
+            y: its prepared targets ``(n, n_out)``.
+
+        Returns:
+            ``(J (n, n_out, P), H (n, n_out, n_out), u = dl/dyhat (n, n_out))``.
+        """
         params = self.unflatten(theta)
         yhat, _ = forward(self.net, params, x)
         J = as_matrix(jacobian_rows(self.net, params, x))
         return J, self.loss.hessian(yhat, y), self.loss.grad(yhat, y)
 
     def damping_diag(self, G_diag):
+        """``D``'s diagonal: ``max(diag G, tiny)`` with Marquardt scaling, ones otherwise.
+
+        Args:
+            G_diag: ``diag(G)``, ``(P,)``.
+
+        Returns:
+            ``(P,)``.
+        """
         eps = jnp.finfo(G_diag.dtype).tiny
         return jnp.maximum(G_diag, eps) if self.scale_d else jnp.ones_like(G_diag)
 
@@ -68,7 +97,7 @@ def _normal_equations(J, H, u):
 
 
 class Normal(NamedTuple):
-    """``G`` and ``g`` formed (dense, accumulate)."""
+    """``G (P, P)``, ``g (P,)`` and the damping diagonal ``d (P,)``, formed (dense, accumulate, newton)."""
 
     G: jax.Array
     g: jax.Array
@@ -76,11 +105,30 @@ class Normal(NamedTuple):
 
 
 def linearize_dense(pb: Problem, theta) -> Normal:
+    """``J`` formed on the whole batch, then ``G = sum_n J_n^T H_n J_n`` and ``g = sum_n J_n^T u_n``.
+
+    Args:
+        pb: the problem (network, loss, batch, flattening, options).
+        theta: the flat params ``(P,)`` at an accepted point.
+
+    Returns:
+        ``Normal(G (P, P), g (P,), d (P,))``.
+    """
     G, g = _normal_equations(*pb.residual_pieces(theta, pb.x, pb.y))
     return Normal(G, g, pb.damping_diag(jnp.diag(G)))
 
 
 def linearize_accumulate(pb: Problem, theta) -> Normal:
+    """``G`` and ``g`` summed over chunks of ``pb.chunk_size`` examples (``lax.scan``; Wilamowski & Yu
+    2010): ``J`` is never stored whole, memory ``O(P^2 + chunk_size n_out P)``.
+
+    Args:
+        pb: the problem (network, loss, batch, flattening, options).
+        theta: the flat params ``(P,)`` at an accepted point.
+
+    Returns:
+        ``Normal(G (P, P), g (P,), d (P,))``.
+    """
     n, c = pb.x.shape[0], min(pb.chunk_size, pb.x.shape[0])
     k = n // c
 
@@ -90,15 +138,23 @@ def linearize_accumulate(pb: Problem, theta) -> Normal:
 
     P = theta.size
     zero = (jnp.zeros((P, P), theta.dtype), jnp.zeros(P, theta.dtype))
-    chunks = (pb.x[:k * c].reshape(k, c, -1), pb.y[:k * c].reshape(k, c, -1))
+    chunks = (pb.x[: k * c].reshape(k, c, -1), pb.y[: k * c].reshape(k, c, -1))
     G, g = jax.lax.scan(add, zero, chunks)[0]
     if k * c < n:
-        (G, g), _ = add((G, g), (pb.x[k * c:], pb.y[k * c:]))
+        (G, g), _ = add((G, g), (pb.x[k * c :], pb.y[k * c :]))
     return Normal(G, g, pb.damping_diag(jnp.diag(G)))
 
 
 def linearize_newton(pb: Problem, theta) -> Normal:
-    """The exact Hessian of ``E`` in place of ``G`` (damped Newton; dense, small nets)."""
+    """The exact Hessian of ``E`` in place of ``G`` (damped Newton; dense, small nets).
+
+    Args:
+        pb: the problem (network, loss, batch, flattening, options).
+        theta: the flat params ``(P,)`` at an accepted point.
+
+    Returns:
+        ``Normal(H (P, P), g (P,), d (P,))``, ``d = |diag H|`` for Marquardt scaling.
+    """
     E = lambda t: jnp.sum(pb.loss.value(forward(pb.net, pb.unflatten(t), pb.x)[0], pb.y))
     H = jax.hessian(E)(theta)
     return Normal(H, jax.grad(E)(theta), pb.damping_diag(jnp.abs(jnp.diag(H))))
@@ -106,6 +162,13 @@ def linearize_newton(pb: Problem, theta) -> Normal:
 
 def spd_solve(A, b):
     """``A^-1 b`` by Cholesky for symmetric ``A: (n, n)``; NaN where ``A`` is not positive definite.
+
+    Args:
+        A: a symmetric ``(n, n)`` matrix.
+        b: ``(n,)``.
+
+    Returns:
+        ``(n,)``: the solution, or NaN where the factorization fails (never an error).
 
     LAPACK wants column-major input; ``A`` is row-major, so its transpose (the same matrix, ``A``
     being symmetric) is passed: a free relayout, where ``jnp.linalg.cholesky`` symmetrizes
@@ -121,12 +184,24 @@ def _predicted(g, delta, dGd):
 
 
 def solve_normal(lin: Normal, mu):
-    """Cholesky of ``G + mu D``; a matrix that is not positive definite gives NaN (the step is rejected)."""
+    """Cholesky of ``G + mu D``; a matrix that is not positive definite gives NaN (the step is rejected).
+
+    Args:
+        lin: what the solver's ``linearize`` returned at the current point.
+        mu: the damping (a scalar, > 0).
+
+    Returns:
+        ``(delta (P,), predicted)``: the step and the quadratic model's decrease
+        ``-(g.delta + delta.G delta / 2)``.
+    """
     delta = -spd_solve(lin.G + mu * jnp.diag(lin.d), lin.g)
     return delta, _predicted(lin.g, delta, delta @ lin.G @ delta)
 
 
 class MatrixFree(NamedTuple):
+    """``cg``'s point: the flat params ``theta``, the gradient ``g`` and the damping diagonal ``d``,
+    all ``(P,)``."""
+
     theta: jax.Array
     g: jax.Array
     d: jax.Array
@@ -140,29 +215,57 @@ def _ggn_times(pb: Problem, theta, v):
 
 
 def linearize_cg(pb: Problem, theta) -> MatrixFree:
+    """The gradient (one backward pass) and, for Marquardt scaling, the exact GGN diagonal by
+    second-order backpropagation; ``G`` itself is never formed.
+
+    Args:
+        pb: the problem (network, loss, batch, flattening, options).
+        theta: the flat params ``(P,)`` at an accepted point.
+
+    Returns:
+        ``MatrixFree(theta, g (P,), d (P,))``.
+    """
     apply = lambda t: forward(pb.net, pb.unflatten(t), pb.x)[0]
     yhat, pullback = jax.vjp(apply, theta)
     g = pullback(pb.loss.grad(yhat, pb.y))[0]
-    d = pb.x.shape[0] * ravel_pytree(diag_core(pb.net, pb.loss, False, pb.chunk_size)(pb.unflatten(theta), pb.x, pb.y))[0] \
-        if pb.scale_d else jnp.ones_like(theta)             # diag(G): second-order backprop without f''
+    d = (
+        pb.x.shape[0]
+        * ravel_pytree(diag_core(pb.net, pb.loss, False, pb.chunk_size)(pb.unflatten(theta), pb.x, pb.y))[0]
+        if pb.scale_d
+        else jnp.ones_like(theta)
+    )  # diag(G): second-order backprop without f''
     return MatrixFree(theta, g, pb.damping_diag(d))
 
 
 def solve_cg(pb: Problem, lin: MatrixFree, mu):
+    """Conjugate gradients on ``v -> G v + mu D v`` (Pearlmutter 1994 / Schraudolph 2002 products),
+    to ``pb.cg_tol`` relative residual or ``pb.cg_maxiter`` iterations.
+
+    Args:
+        pb: the problem.
+        lin: what the solver's ``linearize`` returned at the current point.
+        mu: the damping (a scalar, > 0).
+
+    Returns:
+        ``(delta (P,), predicted)``: the step and the quadratic model's decrease
+        ``-(g.delta + delta.G delta / 2)``.
+    """
     A = lambda v: _ggn_times(pb, lin.theta, v) + mu * lin.d * v
     delta, _ = jax.scipy.sparse.linalg.cg(A, -lin.g, tol=pb.cg_tol, maxiter=pb.cg_maxiter)
     return delta, _predicted(lin.g, delta, delta @ _ggn_times(pb, lin.theta, delta))
 
 
 class Dual(NamedTuple):
+    """``dual``'s point (fields commented below): the system ``(H K + mu I) w = u`` is ``M``-square."""
+
     theta: jax.Array
-    inputs: tuple        # forward's cache at theta (for J^T w by a backward pass)
+    inputs: tuple  # forward's cache at theta (for J^T w by a backward pass)
     J: jax.Array | None  # (M, P), M = N n_out; None with D = I, where K comes from the layers (no J)
     H: jax.Array | None  # (N, n_out, n_out); None for squared error (H_n = I)
-    u: jax.Array         # (N, n_out)
+    u: jax.Array  # (N, n_out)
     g: jax.Array
     d: jax.Array
-    K: jax.Array         # Jt Jt^T, (M, M): formed once per point, reused for every mu tried there
+    K: jax.Array  # Jt Jt^T, (M, M): formed once per point, reused for every mu tried there
 
 
 def _times_H(H, v):
@@ -178,7 +281,15 @@ def _dual_gram(J, d):
 
 def linearize_dual(pb: Problem, theta) -> Dual:
     """With ``D = I``: ``K = J J^T`` from the layers' deltas and inputs (``fb.jacobian_gram``), ``M^2
-    (fan_in + fan_out)`` a layer, and ``J^T w`` by one backward pass; with Marquardt's ``D``, ``J`` is formed."""
+    (fan_in + fan_out)`` a layer, and ``J^T w`` by one backward pass; with Marquardt's ``D``, ``J`` is formed.
+
+    Args:
+        pb: the problem (network, loss, batch, flattening, options).
+        theta: the flat params ``(P,)`` at an accepted point.
+
+    Returns:
+        ``Dual(...)`` with ``K: (M, M)``, ``M = N n_out``.
+    """
     params = pb.unflatten(theta)
     yhat, inputs = forward(pb.net, params, pb.x)
     u = pb.loss.grad(yhat, pb.y)
@@ -195,14 +306,32 @@ def linearize_dual(pb: Problem, theta) -> Dual:
 
 
 def with_damping_diag(lin, d):
-    """``lin`` with another ``D`` (Marquardt scaling's running maximum); the dual system is re-formed."""
+    """``lin`` with another ``D`` (Marquardt scaling's running maximum); the dual system is re-formed.
+
+    Args:
+        lin: a ``Normal``, ``MatrixFree`` or ``Dual``.
+        d: the new damping diagonal ``(P,)``.
+
+    Returns:
+        ``lin`` of the same kind with ``d`` (and, for ``Dual``, ``K``) replaced.
+    """
     return lin._replace(d=d, K=_dual_gram(lin.J, d)) if isinstance(lin, Dual) else lin._replace(d=d)
 
 
 def solve_dual(pb: Problem, lin: Dual, mu):
     """``w = (H K + mu I)^-1 u``, ``K = Jt Jt^T`` (Cholesky when ``H = I``, squared error; LU otherwise),
     ``delta = -D^-1 J^T w``. The model's ``delta.G delta`` needs no pass over the network:
-    ``J delta = -K w``, so it is ``Kw.H Kw``."""
+    ``J delta = -K w``, so it is ``Kw.H Kw``.
+
+    Args:
+        pb: the problem.
+        lin: what the solver's ``linearize`` returned at the current point.
+        mu: the damping (a scalar, > 0).
+
+    Returns:
+        ``(delta (P,), predicted)``: the step and the quadratic model's decrease
+        ``-(g.delta + delta.G delta / 2)``.
+    """
     M = lin.K.shape[0]
     u, mu_I = lin.u.reshape(-1), mu * jnp.eye(M, dtype=lin.K.dtype)
     if lin.H is None:
@@ -215,7 +344,8 @@ def solve_dual(pb: Problem, lin: Dual, mu):
 
 
 def _J_transpose_times(pb: Problem, lin: Dual, w):
-    """``J^T w`` for ``w: (N, n_out)``: a matvec with the stored ``J``, or one backward pass seeded with ``w``."""
+    """``J^T w`` for ``w: (N, n_out)``: a matvec with the stored ``J``, or one backward pass seeded
+    with ``w``."""
     if lin.J is not None:
         return jnp.matmul(lin.J.T, w.reshape(-1), precision=HIGHEST)
     return ravel_pytree(backward(pb.net, pb.unflatten(lin.theta), lin.inputs, w)[0])[0]
