@@ -28,4 +28,4 @@ docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --site-dir site
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .hypothesis site .cache
+	rm -rf $(VENV) runs .pytest_cache .hypothesis
