@@ -16,7 +16,15 @@ each equation to the function that implements it are in the documentation, ``doc
 
 from . import activations, data, losses, optim, results, spectra, status
 from .autodiff import autodiff, forward_mode, numerical_grad, value_and_autodiff
-from .backprop import Trace, backprop, backprop_trace, backward, forward, per_example_grads, value_and_backprop
+from .backprop import (
+    Trace,
+    backprop,
+    backprop_trace,
+    backward,
+    forward,
+    per_example_grads,
+    value_and_backprop,
+)
 from .check import GradReport, compare, tolerance
 from .curvature import fisher_vp, flatten, ggn, ggn_vp, hessian, hvp
 from .jacobian import as_matrix, jacobian, jacobian_gram
