@@ -68,9 +68,16 @@ def _is_ours(obj) -> bool:
 
 
 def _public_names(module) -> list[str]:
+    """``__all__``, or else the public names defined in the module itself (not those it imports)."""
     names = getattr(module, "__all__", None)
     if names is None:
-        names = [n for n in vars(module) if not n.startswith("_")]
+        names = [
+            n
+            for n, obj in vars(module).items()
+            if not n.startswith("_")
+            and not inspect.ismodule(obj)
+            and getattr(obj, "__module__", module.__name__) == module.__name__
+        ]
     return list(names)
 
 
