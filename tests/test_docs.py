@@ -428,3 +428,13 @@ def test_docstring_checker():
     assert docstring_problems(_bad) == ["no Args: section", "no Returns: section"]
     assert docstring_problems(_half) == ["Args: does not list b"]
     assert docstring_problems(lambda: None) == ["no docstring"]
+
+
+def test_every_experiment_is_on_the_experiments_page():
+    """Each script with claims has its section; the page's hook pulls its command and claims from it."""
+    page = (DOCS / "experiments.md").read_text()
+    marked = set(re.findall(r"^<!-- experiment: (\w+) -->$", page, re.M))
+    scripts = {p.stem for p in (ROOT / "experiments").glob("*.py") if "Claims tested" in p.read_text()}
+    assert scripts, "no experiment script states its claims ('Claims tested' in its docstring)"
+    assert scripts <= marked, f"experiments missing from docs/experiments.md: {sorted(scripts - marked)}"
+    assert marked <= scripts, f"docs/experiments.md names scripts without claims: {sorted(marked - scripts)}"
