@@ -1,12 +1,13 @@
 # Two commands on a fresh machine with python3 >= 3.11 and make:
 #   make demo   create .venv, install fbackprop, run the main job (a gradient-verification report)
 #   make test   create .venv if needed, run the whole test suite
+#   make docs   build the documentation site into site/ (mkdocs build --strict)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +23,9 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_backprop.py
+
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --site-dir site
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .hypothesis

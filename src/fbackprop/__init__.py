@@ -1,8 +1,30 @@
-"""fbackprop: backpropagation written out in matrix form beside JAX autodiff, checked against it."""
+"""fbackprop: backpropagation written out in matrix form beside JAX autodiff, and checked against it.
 
-from . import activations, data, losses, optim, results, spectra
+``import fbackprop as fb``. Every derivative exists twice: hand-written, one line per textbook
+equation (``fb.backprop``, ``fb.hvp(method="backprop")``, ``fb.hessian_diag``, ``fb.jacobian``), and
+from JAX autodiff (``fb.autodiff``, ``fb.hvp(method="autodiff")``, ``fb.hessian``); ``fb.compare``
+measures how far two of them are apart. Training: ``fb.train`` and ``fb.train_many`` (first order,
+any optax rule), ``fb.levenberg_marquardt``, ``fb.gauss_newton``, ``fb.newton``, ``fb.hessian_free``
+and ``fb.least_squares`` (second order).
+
+Submodules: ``activations`` and ``losses`` (with their hand-written derivatives), ``data`` (small
+offline data sets), ``spectra`` (Lanczos, power iteration, Hutchinson), ``optim`` (the second-order
+methods), ``status`` (the stop codes every iterative method returns) and ``results`` (results
+files). Conventions (batch rows, ``W: (fan_out, fan_in)``, the batch-mean cost) and the map from
+each equation to the function that implements it are in the documentation, ``docs/`` (``make docs``).
+"""
+
+from . import activations, data, losses, optim, results, spectra, status
 from .autodiff import autodiff, forward_mode, numerical_grad, value_and_autodiff
-from .backprop import Trace, backprop, backprop_trace, backward, forward, per_example_grads, value_and_backprop
+from .backprop import (
+    Trace,
+    backprop,
+    backprop_trace,
+    backward,
+    forward,
+    per_example_grads,
+    value_and_backprop,
+)
 from .check import GradReport, compare, tolerance
 from .curvature import fisher_vp, flatten, ggn, ggn_vp, hessian, hvp
 from .jacobian import as_matrix, jacobian, jacobian_gram
@@ -58,6 +80,7 @@ __all__ = [
     "Result",
     "results",
     "spectra",
+    "status",
     "tolerance",
     "Trace",
     "train",
