@@ -55,6 +55,8 @@ def problems(draw, max_depth=5, max_width=16, max_batch=32):
     sizes = draw(st.lists(st.integers(1, max_width), min_size=depth + 1, max_size=depth + 1))
     acts = draw(st.lists(st.sampled_from(ACTIVATION_NAMES), min_size=depth - 1, max_size=depth - 1))
     loss = draw(st.sampled_from(LOSS_NAMES))
+    if loss == "cross_entropy":  # a softmax needs two logits at least (one output is refused)
+        sizes[-1] = max(sizes[-1], 2)
     n = draw(st.integers(1, max_batch))
     x_scale = draw(st.sampled_from([0.3, 1.0, 3.0]))
     init = draw(st.sampled_from(["glorot", "uniform", "he"]))
