@@ -18,9 +18,32 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 import fbackprop as fb  # noqa: E402
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` shows each option's default, ``(default: 0)``, after its help text.
+
+    Left out where it says nothing: flags (``store_true``, default False) and options whose default
+    is None (their help says what they default to, e.g. "default 1000, quick 200").
+    """
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or action.default is argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def parser(doc: str, name: str) -> argparse.ArgumentParser:
-    """The flags every experiment takes; add your own to the returned parser."""
-    p = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
+    """The flags every experiment takes.
+
+    Args:
+        doc: the script's docstring; its first line is the description ``--help`` shows.
+        name: the experiment's name; results go to ``runs/<name>`` by default.
+
+    Returns:
+        An ``argparse.ArgumentParser`` with ``--seed``, ``--quick`` and ``--out``, whose ``--help``
+        shows every option's default (``HelpFormatter``); add the experiment's own options to it,
+        each with a help text.
+    """
+    p = argparse.ArgumentParser(description=doc.strip().splitlines()[0], formatter_class=HelpFormatter)
     p.add_argument("--seed", type=int, default=0, help="the seed every random choice derives from")
     p.add_argument("--quick", action="store_true", help="small settings (the test suite's and the demo's)")
     p.add_argument("--out", default=os.path.join("runs", name), help="folder for results.json and the plots")

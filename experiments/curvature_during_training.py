@@ -17,7 +17,7 @@ and after the last:
 - sharpness ``lambda_max(H)``: Lanczos on the Hessian-vector product,
   ``fb.eigenvalues(lambda v: fb.hvp(net, loss)(params, x, y, v), params, key, k=1)``;
 - trace ``tr H``: the exact diagonal of the Hessian summed, ``fb.hessian_diag`` (second-order
-  backpropagation, seeds 000/003: ``A^{l-1} = (W^l)^T H^l W^l``,
+  backpropagation, Bishop 1992; Dangel, Harmeling & Hennig 2020: ``A^{l-1} = (W^l)^T H^l W^l``,
   ``H^l = f'(z^l) f'(z^l)^T * A^l + diag(f''(z^l) * dC/da^l)``).
 
 On this problem the sharpness overshoots 2/eta, then falls back below it with a spike in the loss,
@@ -53,7 +53,9 @@ import optax
 jax.config.update("jax_enable_x64", True)
 
 import fbackprop as fb  # noqa: E402
-from fbackprop.train import DIVERGED  # noqa: E402
+from fbackprop.status import Status  # noqa: E402
+
+DIVERGED = Status.DIVERGED
 
 import common  # noqa: E402
 
@@ -296,8 +298,9 @@ def diagonal_figure(r: dict, k: int = 0):
 def main(argv=None) -> dict:
     p = common.parser(__doc__, "curvature_during_training")
     p.add_argument("--rates", default="0.2,0.15,0.1,0.05",
-                   help="learning rates, comma-separated; the smallest is the control that should stay below its edge")
-    p.add_argument("--steps", type=int, default=2000, help="gradient-descent steps per rate")
+                   help="learning rates, comma-separated; the smallest is the control that should stay below its "
+                   "edge (quick: 0.2,0.15,0.05)")
+    p.add_argument("--steps", type=int, default=2000, help="gradient-descent steps per rate (quick: 600)")
     p.add_argument("--every", type=int, default=20, help="measure the curvature every this many steps")
     p.add_argument("--n", type=int, default=64, help="points on the sine")
     p.add_argument("--width", type=int, default=16, help="units in each of the two hidden layers")

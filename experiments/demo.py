@@ -4,9 +4,10 @@
 
 Runs, each into its own folder under --out: gradcheck (the hand-written gradients against
 jax.grad, forward mode and finite differences over a matrix of networks, float32 and float64),
-seed_example (seed 001's NumPy example trained by the hand-written backward pass), xor (a 2-2-1
+seed_example (the 6-example, 3-input toy of the classic NumPy backpropagation tutorial,
+trained by the hand-written backward pass), xor (a 2-2-1
 network learns XOR over 1000 seeds in one compiled program; a perceptron cannot), cost_scaling
-(seed 000's efficiency argument, timed), digits (an MLP on scikit-learn's digits with Adam) and
+(backpropagation's efficiency argument, timed), digits (an MLP on scikit-learn's digits with Adam) and
 lm_vs_first_order (Levenberg-Marquardt against gradient descent and Adam on sin and peaks).
 Then writes REPORT.md: every experiment's table, figures and claims, and whether each claim held.
 ``--quick`` runs every experiment in its quick setting (the test suite's). Each experiment runs in
@@ -25,6 +26,9 @@ import sys
 import time
 
 import fbackprop as fb
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402  (experiments/common.py: the --help formatter)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -91,12 +95,12 @@ def report(results: list[tuple[dict, str]], out: str, seconds: float) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=common.HelpFormatter)
     p.add_argument("--quick", action="store_true", help="every experiment in its quick setting (the test suite's)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--seed", type=int, default=0, help="the seed passed to every experiment (--seed)")
+    p.add_argument("--out", default="runs/demo", help="folder for REPORT.md, results.json and one folder per experiment")
     p.add_argument("--experiments", default=",".join(name for name, _ in TOUR),
-                   help="which of the tour to run, comma-separated (default: all, in this order)")
+                   help="which of the tour to run, comma-separated, in the tour's order")
     args = p.parse_args(argv)
     chosen = args.experiments.split(",")
     unknown = sorted(set(chosen) - {name for name, _ in TOUR})

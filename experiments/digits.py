@@ -3,12 +3,12 @@
 scikit-learn's shipped 8x8 digits (1797 images, ten classes; no download), split 60/20/20 into
 train/validation/test and standardised by the training set's statistics. The network is
 ``64 -> hidden (relu, He init) -> 10`` (logits), the cost the batch mean of the softmax
-cross-entropy (seed 000: "for classification, this is usually cross-entropy"), and every gradient
-comes from fbackprop's matrix-form backward pass (seed 000, "Matrix multiplication"):
+cross-entropy (the usual cost for classification: Bishop 2006, section 4.3.4), and every gradient
+comes from fbackprop's matrix-form backward pass (Rumelhart, Hinton & Williams 1986):
 
     delta^L = (softmax(z^L) - y) / N,   delta^{l-1} = f'(z^{l-1}) * (delta^l @ W^l),   dC/dW^l = delta^l.T @ a^{l-1}
 
-fed to ``optax.adam`` in seed 002's stochastic (mini-batch) mode: the training set is reshuffled
+fed to ``optax.adam`` (Kingma & Ba 2015) in stochastic (mini-batch) mode: the training set is reshuffled
 every epoch and cut into batches. The whole run is one compiled program (``fb.train``), float64.
 The first epochs are run again with ``jax.grad``'s gradients: the same shuffles and updates, so
 the same history to rounding.

@@ -4,8 +4,8 @@ A matrix of networks (activations x losses x depths), each checked in both dtype
 
     python experiments/gradcheck.py [--quick] [--seed 0] [--out runs/gradcheck]
 
-Every network is checked four ways (seed 000, "Matrix multiplication": delta^{l-1} =
-f'(z^{l-1}) * (W^l)^T delta^l, dC/dW^l = delta^l (a^{l-1})^T): ``fb.backprop`` (hand-written),
+Every network is checked four ways (backpropagation in matrix form, Rumelhart, Hinton & Williams 1986:
+delta^{l-1} = f'(z^{l-1}) * (W^l)^T delta^l, dC/dW^l = delta^l (a^{l-1})^T): ``fb.backprop`` (hand-written),
 ``fb.autodiff`` (jax.grad, the reference), ``fb.forward_mode`` (one JVP per parameter) and
 ``fb.numerical_grad`` (central differences). Errors are ``fb.compare``'s max relative error
 (largest |difference| over the leaf's largest entry) against jax.grad in the same dtype; the

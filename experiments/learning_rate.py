@@ -1,8 +1,8 @@
 """Too small, good and too large learning rates on one problem; a too-large rate's divergence is reported, not a crash.
 
-Seed 001 (``seeds/001_a03ef7c5460211de.txt``): "using too large or too small a learning rate can
-cause the model to diverge or converge too slowly, respectively"; seed 002
-(``seeds/002_884cc2ddc2fb999e.txt``): "the greater the ratio, the faster the neuron trains".
+Too large a learning rate makes gradient descent diverge, too small a one makes it converge too
+slowly; within the stable range the larger rate trains faster (LeCun, Bottou, Orr & Müller 1998,
+"Efficient BackProp", section 5; Goodfellow, Bengio & Courville 2016, section 8.3).
 Full-batch gradient descent ``theta <- theta - alpha dC/dtheta`` (``optax.sgd(alpha)``,
 ``fb.train(mode="batch")``, gradients from the hand-written backward pass) fits ``y = sin(x)`` with
 ``fb.mlp([1, 16, 1], activation="tanh")`` and ``C = 1/(2N) sum (yhat - y)^2``, in float64, every run
@@ -45,7 +45,10 @@ import optax
 jax.config.update("jax_enable_x64", True)
 
 import fbackprop as fb  # noqa: E402
-from fbackprop.train import DIVERGED, GOAL, MAX_EPOCHS, STATUS  # noqa: E402
+from fbackprop.status import MESSAGES as STATUS  # noqa: E402
+from fbackprop.status import Status  # noqa: E402
+
+DIVERGED, GOAL, MAX_EPOCHS = Status.DIVERGED, Status.GOAL, Status.MAX_EPOCHS
 
 import common  # noqa: E402
 
@@ -194,12 +197,13 @@ def curves_figure(r: dict):
                     title=f"fb.train: {u['message'].split(';')[0]}")
             ax2.text(0.03, 0.97, "the next step's loss is inf (float64 overflow):\nstatus DIVERGED, the run stops",
                      transform=ax2.transAxes, va="top", fontsize=8)
-            ax2.legend(fontsize=8, loc="lower right")
+            ax2.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.15), frameon=False)
     ax1.axhline(r["goal"], color="gray", ls=":", lw=1, label=f"goal C = {r['goal']}")
     ax1.set_ylim(min(r["goal"], np.nanmin(r["runs"]["good"]["loss"])) / 3, top)
     ax1.set(xlabel="epoch + 1 (full batch: one step an epoch)", ylabel="C = mean squared error / 2",
             title="Learning rate: too small, good, too large (y = sin x)")
-    ax1.legend(fontsize=8, loc="upper right")
+    # legends below the axes, outside them: inside, they covered the curves
+    ax1.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.15), frameon=False)
     return fig
 
 
@@ -221,18 +225,18 @@ def sweep_figure(r: dict):
                    alpha=0.25, lw=4, label=f"the {name} rate of the curves" if name != "large" else "the large rate")
     ax.set(xlabel="learning rate alpha (log)", ylabel="C after training (log)",
            title=f"{len(s['rates'])} rates in one compiled fb.train_many call")
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)   # right of the axes
     return fig
 
 
 def main(argv=None) -> dict:
     p = common.parser(__doc__, "learning_rate")
-    p.add_argument("--epochs", type=int, default=2000)
+    p.add_argument("--epochs", type=int, default=2000, help="full-batch gradient-descent steps per rate (quick: 300)")
     p.add_argument("--small", type=float, default=0.002, help="the too-small learning rate")
     p.add_argument("--good", type=float, default=0.15, help="the good learning rate")
     p.add_argument("--large", type=float, default=1.5, help="the too-large learning rate")
     p.add_argument("--goal", type=float, default=0.01, help="stop when C <= goal")
-    p.add_argument("--rates", type=int, default=25, help="learning rates in the sweep, log-spaced from 1e-3 to 30")
+    p.add_argument("--rates", type=int, default=25, help="learning rates in the sweep, log-spaced from 1e-3 to 30 (quick: 13)")
     p.add_argument("--n", type=int, default=100, help="points on the sine")
     args = p.parse_args(argv)
     if args.quick:

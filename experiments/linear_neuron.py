@@ -1,19 +1,19 @@
-"""Seed 000's two-input linear neuron on one example: the loss is a valley, and backprop is the delta rule.
+"""A two-input linear neuron on one example: the loss is a valley, and backprop is the delta rule.
 
-Seed 000 ("Learning as an optimization problem"): a neuron y = x1 w1 + x2 w2 (no bias, linear
-output) on the single training case x = (1, 1), t = 0 has the loss E = (t - y)^2 = (w1 + w2)^2,
-"a parabolic cylinder with its base directed along w1 = -w2": the minimum is a whole line, the
-valley w1 + w2 = 0, not a point. Seed 002 derives gradient descent on E = 1/2 (t - y)^2 for the same
-neuron and gets the delta rule Delta w_i = eta (t - y) x_i.
+The classic example of learning as an optimisation problem: a neuron y = x1 w1 + x2 w2 (no bias,
+linear output) on the single training case x = (1, 1), t = 0 has the loss E = (t - y)^2 = (w1 + w2)^2,
+a parabolic cylinder with its base along w1 = -w2: the minimum is a whole line, the valley
+w1 + w2 = 0, not a point. Gradient descent on E = 1/2 (t - y)^2 for the same neuron is the delta
+rule Delta w_i = eta (t - y) x_i (Widrow & Hoff 1960).
 
-Conventions, said once: the surface plotted is seed 000's E = (w1 + w2)^2 (no 1/2). fbackprop's
+Conventions, said once: the surface plotted is E = (w1 + w2)^2 (no 1/2). fbackprop's
 cost is its "squared_error", C = 1/(2N) sum (yhat - t)^2 = 1/2 (t - y)^2 here (N = 1), that is
-C = E / 2 and seed 002's convention; the updates are gradient descent on C with rate eta
-(optax.sgd(eta)), which is gradient descent on seed 000's E with rate eta / 2. The neuron is
+C = E / 2, the delta rule's convention; the updates are gradient descent on C with rate eta
+(optax.sgd(eta)), which is gradient descent on E with rate eta / 2. The neuron is
 fb.mlp([2, 1], output="identity"): one Dense layer, W: (1, 2) = (w1, w2), and a bias b that the
-seed's neuron does not have; b starts at 0 and is held there (optax.multi_transform sends its
+example's neuron does not have; b starts at 0 and is held there (optax.multi_transform sends its
 update through optax.set_to_zero), so y = x1 w1 + x2 w2 exactly, and the comparison with the delta
-rule is on W. (fb.backprop's bias gradient, dC/db = y - t, is the delta rule for seed 001's w_0 on
+rule is on W. (fb.backprop's bias gradient, dC/db = y - t, is the delta rule for a bias written as a weight w_0 on
 a fixed input 1; it is recorded too.)
 
 Why the path ends where it does: grad_w C = (y - t) x = (w1 + w2) (1, 1), always along (1, 1),
@@ -46,19 +46,19 @@ import fbackprop as fb  # noqa: E402
 
 import common  # noqa: E402
 
-X = np.array([[1.0, 1.0]])  # the single training case of seed 000: x = (x1, x2) = (1, 1) ...
+X = np.array([[1.0, 1.0]])  # the single training case: x = (x1, x2) = (1, 1) ...
 T = np.array([[0.0]])       # ... and t = 0
 NET = fb.mlp([2, 1], output="identity")  # y = x @ W.T + b, W: (1, 2), b: (1,)
 TOL = 1e-12
 
 
 def E(w1, w2):
-    """Seed 000's loss surface for this example: ``E = (t - y)^2 = (w1 + w2)^2`` (C = E / 2)."""
+    """The loss surface of this example: ``E = (t - y)^2 = (w1 + w2)^2`` (C = E / 2)."""
     return (T[0, 0] - (X[0, 0] * w1 + X[0, 1] * w2)) ** 2
 
 
 def optimizer(eta: float) -> optax.GradientTransformation:
-    """Gradient descent with rate ``eta`` on W; the bias, absent from the seed's neuron, is held fixed."""
+    """Gradient descent with rate ``eta`` on W; the bias, absent from the example's neuron, is held fixed."""
     return optax.multi_transform({"descend": optax.sgd(eta), "fixed": optax.set_to_zero()},
                                  ({"W": "descend", "b": "fixed"},))
 
@@ -77,11 +77,11 @@ def descend(w0: jax.Array, eta: float, steps: int) -> dict:
 
     def step(carry, _):
         params, state = carry
-        grads = grad(params, x, t)                     # dC/dW = delta^T x, delta = y - t (seed 000)
+        grads = grad(params, x, t)                     # dC/dW = delta^T x, delta = y - t (BP4)
         updates, state = opt.update(grads, state, params)
         w = params[0]["W"][0]
-        y = x[0, 0] * w[0] + x[0, 1] * w[1]            # seed 000: y = x1 w1 + x2 w2
-        rule = eta * (t[0, 0] - y) * x[0]              # seed 002: Delta w_i = eta (t - y) x_i
+        y = x[0, 0] * w[0] + x[0, 1] * w[1]            # the neuron: y = x1 w1 + x2 w2
+        rule = eta * (t[0, 0] - y) * x[0]              # the delta rule: Delta w_i = eta (t - y) x_i
         new = optax.apply_updates(params, updates)
         return (new, state), {"w": w, "y": y, "dw": updates[0]["W"][0], "delta_rule": rule,
                               "db_grad": grads[0]["b"][0], "b": params[0]["b"][0]}
@@ -176,7 +176,7 @@ def figure(r: dict):
     ax.plot_surface(W1, W2, E(W1, W2), cmap="viridis", alpha=0.8, linewidth=0, rcount=40, ccount=40)
     ax.plot(g, -g, np.zeros_like(g), "r-", lw=2, label="valley $w_1 = -w_2$ (E = 0)")
     ax.set(xlabel="$w_1$", ylabel="$w_2$",
-           title="Seed 000: $E = (w_1 + w_2)^2$ (vertical axis) for\nx = (1, 1), t = 0: a parabolic cylinder")
+           title="The loss $E = (w_1 + w_2)^2$ (vertical axis) for\nx = (1, 1), t = 0: a parabolic cylinder")
     ax.view_init(elev=30, azim=-35)
     ax.legend(loc="upper left", fontsize=8)
     ax = fig.add_subplot(1, 3, 2)
@@ -212,8 +212,9 @@ def figure(r: dict):
 def main(argv=None) -> dict:
     p = common.parser(__doc__, "linear_neuron")
     p.add_argument("--lr", type=float, default=0.1, help="eta: gradient descent on C = E/2 (stable for eta < 1)")
-    p.add_argument("--steps", type=int, default=100)
-    p.add_argument("--start", type=float, nargs=2, default=[2.0, 0.5], metavar=("W1", "W2"))
+    p.add_argument("--steps", type=int, default=100, help="gradient-descent steps from the start")
+    p.add_argument("--start", type=float, nargs=2, default=[2.0, 0.5], metavar=("W1", "W2"),
+                   help="the plotted start (w1, w2)")
     p.add_argument("--starts", type=int, default=None, help="random starts checked too (default 1000, quick 100)")
     args = p.parse_args(argv)
     args.starts = args.starts if args.starts is not None else (100 if args.quick else 1000)

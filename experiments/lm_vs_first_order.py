@@ -1,7 +1,8 @@
 """Levenberg-Marquardt against gradient descent and Adam: loss against iterations and against wall time.
 
-Seed 000 (``seeds/000_309bb8af22dded47.txt``, "Second-order gradient descent"): "the
-Levenberg-Marquardt algorithm often converges faster than first-order gradient descent". Two
+The textbook claim (Hagan & Menhaj 1994; Nocedal & Wright 2006, ch. 10): Levenberg-Marquardt, using the
+curvature of a least-squares error, often converges in far fewer iterations than first-order gradient
+descent. Two
 least-squares fits, ``C = 1/(2N) sum (yhat - y)^2`` (``squared_error``), float64, every method
 from the same initial parameters:
 
@@ -25,8 +26,8 @@ a first full run), then the run is timed ``--repeats`` times or until its time b
 fastest counts; a short run, like sine's 20 ms, gets about ten tries), and its seconds
 are spread evenly over its iterations: the wall-time axis is ``k * seconds / iterations``. For
 Levenberg-Marquardt that spreads the cost of a rejected trial (one solve) and of an accepted one
-(a solve and a new Jacobian) alike. The machine is a shared 2-core CPU, so times are noisy; the
-wall-time claims carry wide margins. The runs hold OpenBLAS to one thread (``one_blas_thread``):
+(a solve and a new Jacobian) alike. Times depend on the machine, its load and the compiler, so
+they are recorded and plotted, never claimed. The runs hold OpenBLAS to one thread (``one_blas_thread``):
 the Cholesky factorizations go through SciPy's OpenBLAS, whose spinning worker threads made a
 301 x 301 Cholesky 30x slower on a busy 2-core machine.
 
@@ -38,16 +39,15 @@ iterations than Adam to the target on sine, 13-14x on peaks; gradient descent ne
 Per second it is ahead on sine (about 5x sooner), where an iteration (a 31 x 31 Cholesky) costs 1-3
 Adam steps; on peaks an iteration costs ``O(N P^2 + P^3)`` against Adam's ``O(N P)``, 80-130 Adam
 steps at P = 1051 in our runs, more than it saves in iterations, and Adam reaches the target about
-6-10x sooner. That ratio depends on the machine and the compiler (the test suite's
+6-10x sooner. These ratios depend on the machine and the compiler (the test suite's
 ``--xla_backend_optimization_level=0`` slows Adam's element-wise steps several times and leaves the
-factorizations, library calls, as they are; at P = 301, quick, the two come out even), so the
-peaks wall-time ratio is reported, not claimed.
+factorizations, library calls, as they are; at P = 301, quick, the two come out even), so every
+wall-time figure (the time ratios to the target, Adam's loss at Levenberg-Marquardt's final time,
+the growth of an iteration's cost from sine to peaks) is recorded in results.json, not claimed.
 
-Claims tested: on both problems Levenberg-Marquardt reaches the target loss (sine 1e-4, peaks 1e-3)
-within its budget in at least 5x fewer iterations than Adam, and gradient descent does not reach it
-within its budget; on sine Levenberg-Marquardt reaches the target at least 3x sooner in wall time
-than Adam, and when its run ends Adam's loss at the same wall time is at least 10x higher; a
-Levenberg-Marquardt iteration, counted in Adam steps, costs at least 3x more on peaks than on sine.
+Claims tested (iteration counts, which do not depend on the clock): on both problems
+Levenberg-Marquardt reaches the target loss (sine 1e-4, peaks 1e-3) within its budget in at least 5x
+fewer iterations than Adam, and gradient descent does not reach it within its budget.
 """
 
 from __future__ import annotations
@@ -190,13 +190,9 @@ def summarize(results: dict) -> tuple[dict, dict]:
         m["time_ratio_adam_over_lm"] = (None if lm["seconds_to_target"] is None or adam["seconds_to_target"] is None
                                         else adam["seconds_to_target"] / max(lm["seconds_to_target"], 1e-12))
         m["loss_ratio_adam_over_lm_at_lm_seconds"] = results[name]["adam_loss_at_lm_seconds"] / lm["final_loss"]
-    claims["sine: Levenberg-Marquardt reaches C <= 1e-4 at least 3x sooner in wall time than Adam"] = (
-        s["time_ratio_adam_over_lm"] is not None and s["time_ratio_adam_over_lm"] >= 3)
-    claims["sine: after Levenberg-Marquardt's whole run, Adam's loss at the same wall time is at least 10x higher"] = (
-        bool(s["loss_ratio_adam_over_lm_at_lm_seconds"] >= 10))  # NaN (Adam's run was shorter) fails
+    # Wall time is recorded (metrics: time_ratio_adam_over_lm, loss_ratio_adam_over_lm_at_lm_seconds,
+    # cost_growth_peaks_over_sine), not claimed: it depends on the machine, its load and the compiler.
     s["cost_growth_peaks_over_sine"] = p["per_iteration_cost_lm_over_adam"] / s["per_iteration_cost_lm_over_adam"]
-    claims[f"a Levenberg-Marquardt iteration, measured in Adam steps, costs at least 3x more on peaks "
-           f"(P = {results['peaks']['P']}) than on sine (P = 31)"] = s["cost_growth_peaks_over_sine"] >= 3
     return metrics, claims
 
 

@@ -1,8 +1,7 @@
 """Parity-N with few hidden units: how often Levenberg-Marquardt, Adam and gradient descent find a solution.
 
-Seed 000 (``seeds/000_309bb8af22dded47.txt``, "Second-order gradient descent") says of
-Levenberg-Marquardt: it "may also find solutions in smaller node counts for which other methods
-might not converge". The test: N-bit parity (``fb.data.parity(N, "bipolar")``: inputs and targets
+Levenberg-Marquardt is reported to find solutions with fewer hidden units than first-order
+methods, where they fail to converge (Hagan & Menhaj 1994; Wilamowski & Yu 2010 on parity-N). The test: N-bit parity (``fb.data.parity(N, "bipolar")``: inputs and targets
 in {-1, +1}, all 2^N patterns) on ``fb.mlp([N, h, 1], activation="tanh", output="tanh")``,
 ``C = 1/(2 * 2^N) sum (yhat - t)^2``, float64, for N = 3..7 (quick: 3, 4) and h = N-2 .. N hidden
 units (``--fewer``, ``--more``). Each method starts from the same ``--seeds`` initialisations
@@ -298,7 +297,8 @@ def figure(r: dict):
         Line2D([], [], marker=mk, mfc="none", ms=9, color=COLORS[m], ls="none",
                label=f"{m}, {L['epochs']} epochs (parity-{L['N']}, h = {L['h']})")
         for m, mk in (("Adam", "s"), ("gradient descent", "v"))]
-    axes[0][0].legend(handles=handles, fontsize=7, loc="upper left")
+    # below the panels, outside every axes: inside, it covered the curves of the first panel
+    fig.legend(handles=handles, fontsize=8, loc="outside lower center", ncol=min(len(handles), 3), frameon=False)
     fig.suptitle(f"Success within the budget (LM {r['lm_steps']} trials, Adam and GD {r['epochs']} epochs); "
                  f"dotted: h = N, enough by construction", fontsize=10)
     return fig

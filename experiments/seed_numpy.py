@@ -1,7 +1,7 @@
-"""Seed 001's NumPy code example, transcribed as a function: the reference for tests and benchmarks.
+"""The NumPy code of the seed example (the 6-example, 3-input toy of the classic NumPy backpropagation tutorial), as functions: the reference for tests and benchmarks.
 
 One hidden layer of sigmoid units, identity output, E = 1/(2N) sum (yhat - y)^2, full-batch
-gradient descent. The bias is folded in as weight row 0 with a fixed input of 1, as in the seed.
+gradient descent. The bias is folded in as weight row 0 with a fixed input of 1, as in the tutorial.
 """
 
 import numpy as np
@@ -12,7 +12,7 @@ def sigmoid(x):
 
 
 def initial_weights(n_in=3, num_hidden=3, n_out=1, seed=1):
-    """The seed's draw: ``np.random.seed(1)``, then ``2 * random - 1`` for each weight matrix."""
+    """The tutorial's draw: ``np.random.seed(1)``, then ``2 * random - 1`` for each weight matrix."""
     np.random.seed(seed)
     hidden_weights = 2 * np.random.random((n_in + 1, num_hidden)) - 1
     output_weights = 2 * np.random.random((num_hidden + 1, n_out)) - 1
@@ -20,7 +20,7 @@ def initial_weights(n_in=3, num_hidden=3, n_out=1, seed=1):
 
 
 def train(X, y, hidden_weights, output_weights, alpha=0.1, num_iterations=10000):
-    """The seed's loop; returns the final outputs and the trained weight matrices."""
+    """The tutorial's loop; returns the final outputs and the trained weight matrices."""
     hidden_weights, output_weights = hidden_weights.copy(), output_weights.copy()
     for _ in range(num_iterations):
         # forward phase

@@ -2,9 +2,9 @@
 
 Lang & Witbrock's two interleaved spirals (``fb.data.two_spirals()``: 2 x 97 points, radius up to
 6.5, three turns each; labels 1 and 0 become targets t = +1 and -1) are a classic hard problem for
-backpropagation. Seed 000 (``seeds/000_309bb8af22dded47.txt``, "Second-order gradient descent")
-says Levenberg-Marquardt "often converges faster than first-order gradient descent, especially
-when the topology of the error function is complicated"; this experiment measures it on this set.
+backpropagation (Lang & Witbrock 1988). Levenberg-Marquardt is said to converge faster than
+first-order gradient descent, the more so on a complicated error surface (Hagan & Menhaj 1994);
+this experiment measures it on this set.
 Net: ``fb.mlp([2, 20, 20, 1], activation="tanh", output="tanh")`` (P = 501 > 194 residuals),
 ``C = 1/(2N) sum (yhat - t)^2``, float64, both methods from the same initial parameters (seed 0).
 A point is classified right when ``sign(yhat) = t``.
@@ -21,8 +21,8 @@ A point is classified right when ``sign(yhat) = t``.
 Timing: Levenberg-Marquardt's clock runs over its calls only (compiled first by a call with
 ``goal=inf``), Adam's over its second, identical, run (the first compiles). The wall-time axis of
 Adam spreads its run's seconds evenly over its epochs; Levenberg-Marquardt's is the sum of the
-calls' seconds, spread over each call's trials. A shared 2-core CPU: times are noisy, the claims
-keep wide margins.
+calls' seconds, spread over each call's trials. Times depend on the machine and its load: they are
+recorded and plotted, not claimed.
 
     python experiments/two_spirals.py [--lm-trials 1500] [--chunk 25] [--epochs 3000]
         [--seed 0] [--quick] [--out runs/two_spirals]

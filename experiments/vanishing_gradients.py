@@ -1,9 +1,9 @@
 """Vanishing and exploding gradients at initialisation: ||dC/dW^l|| and ||delta^l|| layer by layer.
 
-Seed 000 names "exploding gradient, vanishing gradient" among the main disadvantages of gradient
-descent with backpropagation (its introduction; its "Limitations" section adds the related
-"trouble crossing plateaus"). The backward recursion shows where they come from (seed 000,
-"Matrix multiplication"; batch rows as in DESIGN.md):
+Exploding and vanishing gradients are among the main difficulties of gradient descent with
+backpropagation in deep networks (Hochreiter 1991; Bengio, Simard & Frasconi 1994; Glorot & Bengio
+2010), with the related trouble of crossing plateaus. The backward recursion shows where they come
+from (backpropagation in matrix form, one example a row as everywhere in fbackprop):
 
     delta^{l-1} = f'(z^{l-1}) * (delta^l @ W^l),      dC/dW^l = delta^l.T @ a^{l-1}
 
@@ -11,7 +11,7 @@ Each step back multiplies delta by ``W^l`` and by ``f'(z^{l-1})``; over ``D`` hi
 product shrinks or grows geometrically unless the two balance. Sigmoid has ``f' <= 1/4``, so it
 loses a factor at every layer whatever the weights' scale; tanh (``f'(0) = 1``) with Glorot's
 ``Var W = 2 / (fan_in + fan_out)`` and relu (``f' in {0, 1}``, half the units off) with He's
-``Var W = 2 / fan_in`` keep ``||delta^l||`` roughly constant; seed 001's ``W, b ~ U[-1, 1]``
+``Var W = 2 / fan_in`` keep ``||delta^l||`` roughly constant; the classic tutorial's ``W, b ~ U[-1, 1]``
 (``Var W = 1/3``, far above ``1 / fan_in``) makes tanh's gradient grow toward the input and
 relu's blow up in scale. With relu, ``||dC/dW^l|| = ||delta^l.T @ a^{l-1}||`` stays level under
 every initialiser, because ``a^{l-1}`` shrinks going forward by the factor ``delta^l`` shrinks going
@@ -19,7 +19,7 @@ back; ``||delta^l||`` shows the difference the initialiser makes.
 
 The experiment: one fixed random batch (``x ~ N(0, 1)``, random class labels), cross-entropy on
 logits, networks ``[width] + [width] * depth + [10]`` with sigmoid, tanh or relu hidden layers and
-each initialiser (uniform as in seed 001, glorot, he, lecun). For each, ``--seeds`` independent
+each initialiser (uniform on [-1, 1] as in the classic NumPy tutorial, glorot, he, lecun). For each, ``--seeds`` independent
 initialisations (``fb.init_many``, vmapped), one hand-written forward/backward pass each
 (``fb.backprop_trace``), and the geometric mean over seeds of ``||dC/dW^l||_F`` and
 ``||delta^l||_F`` (delta over the whole batch, ``dC/dz^l`` with the 1/N of the batch mean).
@@ -30,10 +30,10 @@ A second figure shows the first layer's gradient norm against depth.
     python experiments/vanishing_gradients.py [--depth 16] [--width 64] [--seeds 8] [--seed 0] [--quick] [--out runs/vanishing_gradients]
 
 Claims tested: with sigmoid and a scaled initialiser (glorot, he, lecun) the first layer's gradient
-is below 0.5^depth of the last layer's, and even with seed 001's uniform init below 0.8^depth;
+is below 0.5^depth of the last layer's, and even with the uniform [-1, 1] init below 0.8^depth;
 relu + He and tanh + Glorot keep ||dC/dW^l|| and ||delta^l|| within a factor of 10 across layers;
 relu with Glorot or LeCun lets ||delta^l|| shrink toward the input (gain below 0.85 a layer) where
-He's factor 2 keeps it (gain 0.85 to 1.2); seed 001's uniform init makes tanh's gradient grow toward
+He's factor 2 keeps it (gain 0.85 to 1.2); the uniform [-1, 1] init makes tanh's gradient grow toward
 the input (gain above 1.2) and every relu layer's gradient exceed 2^depth; the hand-written norms
 equal jax.grad's (max rel diff <= 1e-10, float64).
 """
@@ -166,7 +166,7 @@ def summarize(r: dict, depth: int) -> tuple[dict, dict]:
     claims = {
         f"sigmoid vanishes: with glorot, he and lecun, ||dC/dW^1|| / ||dC/dW^L|| < 0.5^{depth} = {0.5**depth:.1e} "
         f"(largest: {sig_scaled ** depth:.1e}, a gain of {sig_scaled:.2f} a layer; f' <= 1/4)": sig_scaled < 0.5,
-        f"sigmoid vanishes even with seed 001's uniform [-1, 1] init: ||dC/dW^1|| / ||dC/dW^L|| < 0.8^{depth} = "
+        f"sigmoid vanishes even with the uniform [-1, 1] init: ||dC/dW^1|| / ||dC/dW^L|| < 0.8^{depth} = "
         f"{0.8**depth:.1e} (measured {G('W', 'sigmoid', 'uniform') ** depth:.1e})": G("W", "sigmoid", "uniform") < 0.8,
         f"relu + He keeps ||dC/dW^l|| and ||delta^l|| within a factor 10 across the {L} layers "
         f"(max/min {S('W', 'relu', 'he'):.1f} and {S('delta', 'relu', 'he'):.1f})":
@@ -177,9 +177,9 @@ def summarize(r: dict, depth: int) -> tuple[dict, dict]:
         f"relu with Glorot or LeCun: ||delta^l|| shrinks toward the input (gain < 0.85 a layer; measured "
         f"{relu_small:.2f}); with He it does not (gain in [0.85, 1.2]; measured {G('delta', 'relu', 'he'):.2f})":
             relu_small < 0.85 and 0.85 <= G("delta", "relu", "he") <= 1.2,
-        f"seed 001's uniform init explodes with tanh: ||dC/dW^l|| grows toward the input (gain > 1.2 a layer; "
+        f"the uniform [-1, 1] init explodes with tanh: ||dC/dW^l|| grows toward the input (gain > 1.2 a layer; "
         f"measured {G('W', 'tanh', 'uniform'):.2f})": G("W", "tanh", "uniform") > 1.2,
-        f"seed 001's uniform init explodes with relu: every ||dC/dW^l|| > 2^{depth} = {2.0**depth:.0f} "
+        f"the uniform [-1, 1] init explodes with relu: every ||dC/dW^l|| > 2^{depth} = {2.0**depth:.0f} "
         f"(smallest {m['W_min/relu/uniform']:.1e}; with He: {m['W_min/relu/he']:.1f})": m["W_min/relu/uniform"] > 2.0**depth,
         f"the hand-written backward pass gives jax.grad's gradients on the {depth}-hidden-layer sigmoid net "
         f"(max rel diff {r['vs_autodiff']:.1e} <= 1e-10, float64)": r["vs_autodiff"] <= 1e-10,
@@ -207,7 +207,7 @@ def figure(r: dict, depth: int, seeds: int):
             for name in INITS:
                 a = r[kind][depth][act][name]
                 layers = np.arange(1, a.shape[1] + 1)
-                line, = ax.semilogy(layers, geomean(a), "o-", ms=3, label=name + (" (seed 001)" if name == "uniform" else ""))
+                line, = ax.semilogy(layers, geomean(a), "o-", ms=3, label=name + (" [-1, 1]" if name == "uniform" else ""))
                 ax.fill_between(layers, a.min(0), a.max(0), color=line.get_color(), alpha=0.15, lw=0)
             ax.set(ylabel=label if j == 0 else None, xlabel="layer l (1: next to the input, L: output)" if i == 1 else None)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -222,14 +222,14 @@ def figure(r: dict, depth: int, seeds: int):
 
 
 def figure_depth(first: dict, depths, seeds: int):
-    """``||dC/dW^1||`` against depth: seed 001's uniform init (dashed) and each activation's matched one."""
+    """``||dC/dW^1||`` against depth: the uniform [-1, 1] init (dashed) and each activation's matched one."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     for color, act in zip(("C0", "C1", "C2"), ACTIVATIONS):
         for name, style in ((MATCHED[act], "-"), ("uniform", "--")):
             ax.semilogy(depths, first[f"{act}/{name}"], style, marker="o", ms=4, color=color,
-                        label=f"{act} + {name}" + (" (seed 001)" if name == "uniform" else ""))
+                        label=f"{act} + {name}" + (" [-1, 1]" if name == "uniform" else ""))
     ax.set(xlabel="depth (hidden layers)", ylabel=r"$\|\partial C/\partial W^1\|_F$ (first layer)", xticks=list(depths),
            title=f"First-layer gradient norm at initialisation vs depth\n(geometric mean over {seeds} seeds)")
     ax.grid(True, which="major", alpha=0.3)

@@ -1,17 +1,17 @@
 """XOR: a 2-2-1 sigmoid network learns it; a single layer (no hidden units) cannot.
 
 XOR's four points (fb.data.xor: t = 1 at (0, 1) and (1, 0), t = 0 at (0, 0) and (1, 1)) are not
-linearly separable (seed 002, "Motivation": single-layer perceptrons "cannot learn ... patterns ...
-that are not linearly separable"; seed 000, History: Amari's MLP "learned to classify patterns not
-linearly separable"). Proof: a single unit with a monotone output f (sigmoid or step) puts a point
+linearly separable: a single-layer perceptron cannot learn them (Minsky & Papert 1969), a network
+with a hidden layer can (Amari 1967; Rumelhart, Hinton & Williams 1986). Proof: a single unit with a monotone output f (sigmoid or step) puts a point
 on the 1-side of 0.5 exactly when z = w1 x1 + w2 x2 + b > 0. All four right would need
 b < 0 (at (0,0)), w2 + b > 0, w1 + b > 0 and w1 + w2 + b < 0 (at (1,1)); adding the middle two
 gives w1 + w2 + b > -b > 0, a contradiction. So at most 3 of the 4 points can be right.
 
     python experiments/xor.py [--seeds 1000] [--epochs 5000] [--lr 4.0] [--seed 0] [--quick] [--out runs/xor]
 
-Setup: sigmoid hidden and output units, seed 001's cost C = 1/(2N) sum (yhat - t)^2 (fbackprop's
-"squared_error", the batch mean), seed 001's initial weights W, b ~ U[-1, 1] (init="uniform"),
+Setup: sigmoid hidden and output units, the cost C = 1/(2N) sum (yhat - t)^2 (fbackprop's
+"squared_error", the batch mean), initial weights W, b ~ U[-1, 1] (init="uniform"; the classic
+tutorial choice),
 plain full-batch gradient descent (optax.sgd) with eta = 4 on the mean C, which is eta = 1 on the
 summed error 1/2 sum (yhat - t)^2. One vmapped, compiled call (fb.train_many over fb.init_many)
 trains every seed. Success: all four outputs on the right side of 0.5 (yhat > 0.5 where t = 1,
@@ -22,9 +22,9 @@ while the weights keep growing. Two points stuck at yhat = 1/2 give C -> 1/16; t
 at their mean target (2/3 or 1/3) give C -> 1/12; all four at 1/2 give C = 1/8. (Hamey 1998 showed
 the 2-2-1 XOR surface has no strict local minima: these are flat regions and saddles reached as
 weights grow, which gradient descent cannot leave in practice.) The single-layer network, trained
-the same way, goes to yhat = 1/2 everywhere, C = 1/8. Rosenblatt's perceptron rule (seed 002's
-delta rule with a step output, w <- w + eta (t - y) x with the bias as w_0 on a fixed input 1,
-seed 001) never finishes an epoch without an error and keeps revisiting the same few weights.
+the same way, goes to yhat = 1/2 everywhere, C = 1/8. Rosenblatt's perceptron rule (Rosenblatt 1958:
+the delta rule with a step output, w <- w + eta (t - y) x with the bias as w_0 on a fixed input 1)
+never finishes an epoch without an error and keeps revisiting the same few weights.
 
 Claims tested: the 2-2-1 network classifies all four points for >= 70% of the seeds; no
 single-layer network does (0 of the seeds) and none ends below C = 1/8 - 1e-6; >= 90% of the failing
@@ -45,7 +45,9 @@ import optax
 jax.config.update("jax_enable_x64", True)
 
 import fbackprop as fb  # noqa: E402
-from fbackprop.train import DIVERGED  # noqa: E402
+from fbackprop.status import Status  # noqa: E402
+
+DIVERGED = Status.DIVERGED
 
 import common  # noqa: E402
 
@@ -90,8 +92,9 @@ def perceptron(epochs: int = 100, eta: float = 1.0, seed: int = 0, data=None) ->
     """Rosenblatt's rule on XOR (or ``data = (x: (4, 2), t: (4, 1))``), online in a shuffled order each
     epoch, from ``w = (-1/2, 0, 0)``.
 
-    ``w = (w_0, w_1, w_2)`` with the bias as ``w_0`` on a fixed input 1 (seed 001);
-    ``y = 1 if w . (1, x) > 0 else 0``; ``w <- w + eta (t - y) (1, x)`` (seed 002's delta rule, step output).
+    ``w = (w_0, w_1, w_2)`` with the bias as ``w_0`` on a fixed input 1;
+    ``y = 1 if w . (1, x) > 0 else 0``; ``w <- w + eta (t - y) (1, x)`` (the delta rule with a step
+    output, Rosenblatt 1958).
     Keeps the best weights seen (Gallant's pocket) and every distinct weight vector visited. With
     ``eta = 1`` the bias stays a half-integer and ``w_1, w_2`` integers (exact in floating point), so
     no line ever passes through one of the four points and revisited weights compare equal.

@@ -3,7 +3,11 @@
 Each notebook is executed with nbclient in a fresh IPython kernel running *this* interpreter
 (``sys.executable``, so the kernel sees the same environment and the same fbackprop as the test
 run, whatever kernelspecs are installed elsewhere), with ``FBACKPROP_QUICK=1`` (fewer repeats
-and epochs), from the notebooks folder. The stored copies are also checked: executed, free of
+and epochs), from the notebooks folder. The kernel runs under the compiler flags a user's Jupyter
+has: ``XLA_FLAGS`` (which tests/conftest.py sets for the suite's speed) is removed from its
+environment. Each notebook runs once per seed of ``FBACKPROP_SEEDS`` (default ``0``; the notebooks
+read their seed from ``FBACKPROP_SEED``), so ``FBACKPROP_SEEDS=0,1,2,3,4`` checks every claim a
+notebook asserts over five initialisations. The stored copies are also checked: executed, free of
 errors and of absolute paths, and still making the calls they exist to show.
 """
 
@@ -57,8 +61,11 @@ def test_notebooks_found():
 
 
 @pytest.mark.parametrize("path", PATHS, ids=[p.name for p in PATHS])
-def test_notebook_runs(path, monkeypatch):
-    monkeypatch.setenv("FBACKPROP_QUICK", "1")  # the kernel inherits this process's environment
+def test_notebook_runs(path, seed, monkeypatch):  # seed: one of FBACKPROP_SEEDS (tests/conftest.py)
+    # the kernel inherits this process's environment: quick mode, the seed, and a user's compiler flags
+    monkeypatch.setenv("FBACKPROP_QUICK", "1")
+    monkeypatch.setenv("FBACKPROP_SEED", str(seed))
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
     nb = nbformat.read(path, as_version=4)
     # one cell appended to the run copy: which interpreter did the kernel run?
     nb.cells.append(nbformat.v4.new_code_cell("import sys; print(sys.executable)"))

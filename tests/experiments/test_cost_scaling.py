@@ -44,7 +44,7 @@ def test_claims_fail_when_the_costs_are_wrong():
     quadratic_backprop = cost_scaling.summarize(synthetic(bp_power=2.0))["claims"]
     assert not all(quadratic_backprop.values())
     linear_fd = cost_scaling.summarize(synthetic(fd_power=1.0))["claims"]
-    assert sum(not held for held in linear_fd.values()) >= 3     # both slopes and the growth of the ratio
+    assert sum(not held for held in linear_fd.values()) >= 2     # the slope gap and the 10x slowdown
 
 
 def test_times_under_the_overhead_are_not_fitted():

@@ -1,4 +1,4 @@
-"""experiments/linear_neuron.py: seed 000's linear neuron on x = (1, 1), t = 0; backprop is the delta rule."""
+"""experiments/linear_neuron.py: a linear neuron on x = (1, 1), t = 0; backprop is the delta rule."""
 
 import jax.numpy as jnp
 import numpy as np
@@ -26,8 +26,8 @@ def test_path_is_the_closed_form():
     assert np.isclose(w_star.sum(), 0.0) and np.isclose(*(w0 - w_star))
 
 
-def test_seed_000_E_is_twice_fbackprop_C():
-    """The convention the docstring states: E = (t - y)^2 (seed 000) = 2 C, C = 1/2 (t - y)^2 (fbackprop)."""
+def test_example_E_is_twice_fbackprop_C():
+    """The convention the docstring states: E = (t - y)^2 (the example's) = 2 C, C = 1/2 (t - y)^2 (fbackprop)."""
     w = np.array([[0.7, -2.2]])
     C, _ = fb.value_and_backprop(ln.NET, "squared_error")(({"W": w, "b": np.zeros(1)},), ln.X, ln.T)
     assert np.isclose(ln.E(*w[0]), 2 * float(C), rtol=1e-14)
