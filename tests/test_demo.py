@@ -7,7 +7,9 @@ Report files are written with the user's umask (a colleague can read them), not 
 """
 
 import json
+import os
 import re
+import stat
 import sys
 from pathlib import Path
 
@@ -34,6 +36,9 @@ def test_demo_quick_writes_the_report(tmp_path, capsys, monkeypatch):
     assert all((tmp_path / image).read_bytes()[:4] == b"\x89PNG" for image in images)
     assert f"**{len(result['claims'])} of {len(result['claims'])} claims held**" in report
     assert "claims held" in capsys.readouterr().out
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "REPORT.md").stat().st_mode) == 0o666 & ~umask     # readable by a colleague
 
 
 def test_a_crashing_experiment_is_a_failed_claim_not_a_crash(tmp_path, monkeypatch):
