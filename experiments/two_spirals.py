@@ -27,14 +27,19 @@ recorded and plotted, not claimed.
     python experiments/two_spirals.py [--lm-trials 1500] [--chunk 25] [--epochs 3000]
         [--seed 0] [--quick] [--out runs/two_spirals]
 
-What it finds: per iteration Levenberg-Marquardt is ahead (C <= 0.1 after about 470 trials, Adam
-after about 1450 epochs), per second it is behind: a trial (a 194 x 194 solve) costs 10-20 Adam
+What it finds: from seed 0, per iteration Levenberg-Marquardt is ahead (C <= 0.1 after about 470
+trials, Adam after about 1300 epochs), but not from every start: in quick runs from seeds 0-4 it got
+there first four times (1.5-2.7x fewer trials than Adam's epochs) and once not within its 1000
+trials (83% right at the end), while Adam always ended at 99.5-100%. Per second it is behind: a trial (a 194 x 194 solve) costs 10-20 Adam
 steps, and Adam classifies every point after 3000 epochs, a third of a second, when
 Levenberg-Marquardt has about 70% right; it gets to 100% after about 900 trials, 2 s.
 
-Claims tested: Adam classifies all 194 points after its epochs; Levenberg-Marquardt reaches at least 95%
-within its budget of trials, and its loss never rises; per iteration Levenberg-Marquardt reaches C <= 0.1 in at least 2x fewer trials than
-Adam needs epochs. Levenberg-Marquardt's accuracy at Adam's wall time and
+Claims tested (each held from all of seeds 0-4): Adam classifies at least 98% of the 194 points
+after its epochs (measured 99.5-100%); Levenberg-Marquardt classifies at least 75% within its budget
+of trials (measured 83-100%), and its loss never rises (a property of its accept/reject rule).
+Which method reaches C <= 0.1 first (trials against epochs) depends on the start, so it is
+recorded (metrics ``first_trial_below_0.1``, ``first_epoch_below_0.1``), not claimed; so are
+Levenberg-Marquardt's accuracy at Adam's wall time and
 the cost of a trial in Adam steps are recorded (metrics) but not claimed: they depend on the
 machine's load and compiler flags (70-93% and 10-20 steps measured).
 """
@@ -149,13 +154,14 @@ def summarize(r: dict) -> tuple[dict, dict]:
     metrics["lm"]["first_trial_below_0.1"], metrics["adam"]["first_epoch_below_0.1"] = below(lm["loss"]), below(adam["loss"])
     k_lm, k_adam = metrics["lm"]["first_trial_below_0.1"], metrics["adam"]["first_epoch_below_0.1"]
     claims = {
-        f"Adam ({adam['iterations']} epochs, {adam['seconds']:.2g} s) classifies all {N} points": adam["accuracy"] == 1.0,
-        f"Levenberg-Marquardt reaches at least 95% within its {lm['iterations']} trials "
-        f"(measured {lm['accuracy'][-1]:.1%} after {lm['seconds']:.2g} s)": lm["accuracy"][-1] >= 0.95,
+        f"Adam ({adam['iterations']} epochs) classifies at least 98% of the {N} points "
+        f"(measured {adam['accuracy']:.1%})": adam["accuracy"] >= 0.98,
+        f"Levenberg-Marquardt classifies at least 75% within its {lm['iterations']} trials "
+        f"(measured {lm['accuracy'][-1]:.1%})": lm["accuracy"][-1] >= 0.75,
         "Levenberg-Marquardt's loss never rises": bool(np.all(np.diff(lm["loss"]) <= 0)),
-        f"per iteration Levenberg-Marquardt is ahead: it reaches C <= 0.1 in at least 2x fewer trials than Adam "
-        f"needs epochs (measured {k_lm} and {k_adam})": k_lm is not None and k_adam is not None and 2 * k_lm <= k_adam,
     }
+    # which reaches C <= 0.1 first depends on the start (LM first from 4 of seeds 0-4): recorded, not claimed
+    metrics["lm_trials_over_adam_epochs_to_0.1"] = None if k_lm is None or k_adam is None else k_lm / k_adam
     return metrics, claims
 
 

