@@ -50,8 +50,15 @@ def parser(doc: str, name: str) -> argparse.ArgumentParser:
     return p
 
 
-def finish(name: str, args: argparse.Namespace, t0: float, metrics: dict, claims: dict[str, bool],
-           figures: dict | None = None, table: str | None = None) -> dict:
+def finish(
+    name: str,
+    args: argparse.Namespace,
+    t0: float,
+    metrics: dict,
+    claims: dict[str, bool],
+    figures: dict | None = None,
+    table: str | None = None,
+) -> dict:
     """Write results.json, ``<figure name>.png`` for each figure and ``table.md``; print the claims.
 
     ``t0`` is the ``time.perf_counter()`` at the start of the run; returns what results.json holds.
@@ -65,12 +72,22 @@ def finish(name: str, args: argparse.Namespace, t0: float, metrics: dict, claims
         plt.close(fig)
     if table is not None:
         fb.results.write_text(os.path.join(args.out, "table.md"), table + "\n")
-    result = {"experiment": name, "config": vars(args), "versions": fb.results.versions(), "metrics": metrics,
-              "claims": claims, "figures": pngs, "seconds": time.perf_counter() - t0}
+    result = {
+        "experiment": name,
+        "config": vars(args),
+        "versions": fb.results.versions(),
+        "metrics": metrics,
+        "claims": claims,
+        "figures": pngs,
+        "seconds": time.perf_counter() - t0,
+    }
     fb.results.write_json(os.path.join(args.out, "results.json"), result)
     if table is not None:
         print(table)
     for claim, held in claims.items():
         print(f"  [{'held' if held else 'FAILED'}] {claim}")
-    print(f"{name}: {sum(claims.values())}/{len(claims)} claims held in {result['seconds']:.1f} s; results in {args.out}")
+    print(
+        f"{name}: {sum(claims.values())}/{len(claims)} claims held in {result['seconds']:.1f} s; results in "
+        f"{args.out}"
+    )
     return result

@@ -65,9 +65,9 @@ import optax
 
 jax.config.update("jax_enable_x64", True)
 
-import fbackprop as fb  # noqa: E402
-
 import common  # noqa: E402
+
+import fbackprop as fb  # noqa: E402
 
 LOSS = "squared_error"
 METHODS = ("Levenberg-Marquardt", "Adam", "gradient descent")
@@ -77,12 +77,15 @@ TARGETS = {"sine": 1e-4, "peaks": 1e-3}
 
 
 def one_blas_thread():
-    """A context holding OpenBLAS (LAPACK's factorizations on the CPU) to one thread, if threadpoolctl is installed."""
+    """A context holding OpenBLAS (LAPACK's factorizations on the CPU) to one thread, if threadpoolctl is
+    installed."""
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
         return contextlib.nullcontext()
-    jax.block_until_ready(jnp.linalg.cholesky(jnp.eye(2)))  # loads LAPACK's OpenBLAS (lazily loaded) so the limit reaches it
+    jax.block_until_ready(
+        jnp.linalg.cholesky(jnp.eye(2))
+    )  # loads LAPACK's OpenBLAS (lazily loaded) so the limit reaches it
     return threadpool_limits(1, user_api="blas")
 
 
@@ -113,18 +116,29 @@ def _fastest(go, repeats: int, budget: float = 1.0):
 def run_lm(net, params0, x, y, steps: int, repeats: int = 10, budget: float = 1.0) -> dict:
     """Levenberg-Marquardt for ``steps`` trials; ``loss[k]`` is C after trial k (``loss[0]``: the start)."""
     t = time.perf_counter()
-    jax.block_until_ready(fb.levenberg_marquardt(net, params0, x, y, loss=LOSS, solver="dense", max_steps=steps,
-                                                   goal=np.inf))
+    jax.block_until_ready(
+        fb.levenberg_marquardt(net, params0, x, y, loss=LOSS, solver="dense", max_steps=steps, goal=np.inf)
+    )
     compile_s = time.perf_counter() - t
-    r, seconds = _fastest(lambda: fb.levenberg_marquardt(net, params0, x, y, loss=LOSS, solver="dense", max_steps=steps),
-                           repeats, budget)
+    r, seconds = _fastest(
+        lambda: fb.levenberg_marquardt(net, params0, x, y, loss=LOSS, solver="dense", max_steps=steps),
+        repeats,
+        budget,
+    )
     k = int(r.iterations)
-    return {"loss": np.asarray(r.history.loss[: k + 1]), "seconds": seconds, "iterations": k,
-            "compile_seconds": compile_s, "accepted": int(np.nansum(np.asarray(r.history.accepted[1: k + 1]))),
-            "message": r.message}
+    return {
+        "loss": np.asarray(r.history.loss[: k + 1]),
+        "seconds": seconds,
+        "iterations": k,
+        "compile_seconds": compile_s,
+        "accepted": int(np.nansum(np.asarray(r.history.accepted[1 : k + 1]))),
+        "message": r.message,
+    }
 
 
-def run_first_order(net, params0, x, y, optimizer, steps: int, repeats: int = 10, budget: float = 1.0) -> dict:
+def run_first_order(
+    net, params0, x, y, optimizer, steps: int, repeats: int = 10, budget: float = 1.0
+) -> dict:
     """``steps`` full-batch updates by ``fb.train``; ``loss[e]`` is C after e updates."""
     go = lambda: fb.train(net, LOSS, params0, x, y, optimizer, epochs=steps, progress=False)
     t = time.perf_counter()
@@ -132,8 +146,13 @@ def run_first_order(net, params0, x, y, optimizer, steps: int, repeats: int = 10
     compile_s = time.perf_counter() - t
     r, seconds = _fastest(go, repeats, budget)
     k = int(r.epochs)
-    return {"loss": np.asarray(r.history.loss[: k + 1]), "seconds": seconds, "iterations": k,
-            "compile_seconds": compile_s, "message": r.message}
+    return {
+        "loss": np.asarray(r.history.loss[: k + 1]),
+        "seconds": seconds,
+        "iterations": k,
+        "compile_seconds": compile_s,
+        "message": r.message,
+    }
 
 
 def first_below(loss: np.ndarray, target: float) -> int | None:
@@ -177,7 +196,7 @@ def iteration_ratios(name: str, quick: bool, seeds, lm_steps: int, fo_steps: int
     return {"seeds": list(seeds), "lm_iterations": lm_its, "adam_iterations": adam_its, "ratio": ratios}
 
 
-#: Starts of the untimed sine comparison (seed, seed + 1, ...): one start's ratio ranged 3.3-11 over seeds 0-4.
+#: Starts of the untimed sine comparison (seed, seed + 1, ...): one start's ratio was 3.3-11 over seeds 0-4.
 STARTS = 5
 
 
@@ -185,22 +204,38 @@ def run(name: str, quick: bool, seed: int, lm_steps: int, fo_steps: int, repeats
     net, p0, x, y = problem(name, quick, seed)
     budget = 0.3 if quick else 1.0  # seconds of timed repeats per method
     adam = optax.adam(ADAM_LR)
-    runs = {"Levenberg-Marquardt": run_lm(net, p0, x, y, lm_steps, repeats, budget),
-            "Adam": run_first_order(net, p0, x, y, adam, fo_steps, repeats, budget),
-            "gradient descent": run_first_order(net, p0, x, y, optax.sgd(GD_LR), fo_steps, repeats, budget)}
+    runs = {
+        "Levenberg-Marquardt": run_lm(net, p0, x, y, lm_steps, repeats, budget),
+        "Adam": run_first_order(net, p0, x, y, adam, fo_steps, repeats, budget),
+        "gradient descent": run_first_order(net, p0, x, y, optax.sgd(GD_LR), fo_steps, repeats, budget),
+    }
     target = TARGETS[name]
     for r in runs.values():
         r["per_iteration_seconds"] = r["seconds"] / max(r["iterations"], 1)
         r["iterations_to_target"] = first_below(r["loss"], target)
-        r["seconds_to_target"] = (None if r["iterations_to_target"] is None
-                                  else r["iterations_to_target"] * r["per_iteration_seconds"])
+        r["seconds_to_target"] = (
+            None
+            if r["iterations_to_target"] is None
+            else r["iterations_to_target"] * r["per_iteration_seconds"]
+        )
         r["final_loss"] = float(r["loss"][-1])
-    starts = (iteration_ratios(name, quick, range(seed, seed + STARTS), lm_steps, fo_steps, adam)
-              if name == "sine" else None)
+    starts = (
+        iteration_ratios(name, quick, range(seed, seed + STARTS), lm_steps, fo_steps, adam)
+        if name == "sine"
+        else None
+    )
     lm, adam = runs["Levenberg-Marquardt"], runs["Adam"]
-    return {"name": name, "sizes": list(net.sizes), "P": net.n_params, "N": int(x.shape[0]), "target": target,
-            "initial_loss": float(lm["loss"][0]), "runs": runs, "starts": starts,
-            "adam_loss_at_lm_seconds": loss_at_time(adam, lm["seconds"])}
+    return {
+        "name": name,
+        "sizes": list(net.sizes),
+        "P": net.n_params,
+        "N": int(x.shape[0]),
+        "target": target,
+        "initial_loss": float(lm["loss"][0]),
+        "runs": runs,
+        "starts": starts,
+        "adam_loss_at_lm_seconds": loss_at_time(adam, lm["seconds"]),
+    }
 
 
 def summarize(results: dict) -> tuple[dict, dict]:
@@ -218,39 +253,62 @@ def summarize(results: dict) -> tuple[dict, dict]:
         m["per_iteration_cost_lm_over_adam"] = lm["per_iteration_seconds"] / adam["per_iteration_seconds"]
         t = r["target"]
         if r["starts"] is None:
-            claims[f"{name}: Levenberg-Marquardt reaches C <= {t:g} within its {lm['iterations']} iterations, in at "
-                   f"least 5x fewer iterations than Adam"] = it_lm is not None and m["iteration_ratio_adam_over_lm"] >= 5
-        else:   # on sine one start's ratio depends on the start (3.3-11 over seeds 0-4): the median of STARTS
+            claims[
+                f"{name}: Levenberg-Marquardt reaches C <= {t:g} within its {lm['iterations']} iterations, "
+                "in at "
+                f"least 5x fewer iterations than Adam"
+            ] = it_lm is not None and m["iteration_ratio_adam_over_lm"] >= 5
+        else:  # on sine one start's ratio depends on the start (3.3-11 over seeds 0-4): the median of STARTS
             st = r["starts"]
             m["median_iteration_ratio_over_starts"] = float(np.median(st["ratio"]))
-            claims[f"{name}: from each of {len(st['seeds'])} starts Levenberg-Marquardt reaches C <= {t:g} within "
-                   f"its {lm['iterations']} iterations, and in the median over them in at least 3x fewer iterations "
-                   f"than Adam"] = (all(k is not None for k in st["lm_iterations"])
-                                    and m["median_iteration_ratio_over_starts"] >= 3)
-        claims[f"{name}: gradient descent (lr {GD_LR:g}) does not reach C <= {t:g} within {gd['iterations']} "
-               f"iterations"] = gd["iterations_to_target"] is None
+            claims[
+                f"{name}: from each of {len(st['seeds'])} starts Levenberg-Marquardt reaches C <= {t:g} "
+                "within "
+                f"its {lm['iterations']} iterations, and in the median over them in at least 3x fewer "
+                "iterations "
+                f"than Adam"
+            ] = (
+                all(k is not None for k in st["lm_iterations"])
+                and m["median_iteration_ratio_over_starts"] >= 3
+            )
+        claims[
+            f"{name}: gradient descent (lr {GD_LR:g}) does not reach C <= {t:g} within {gd['iterations']} "
+            f"iterations"
+        ] = gd["iterations_to_target"] is None
     s, p = metrics["sine"], metrics["peaks"]
     for name, m in metrics.items():
         lm, adam = (results[name]["runs"][k] for k in ("Levenberg-Marquardt", "Adam"))
-        m["time_ratio_adam_over_lm"] = (None if lm["seconds_to_target"] is None or adam["seconds_to_target"] is None
-                                        else adam["seconds_to_target"] / max(lm["seconds_to_target"], 1e-12))
-        m["loss_ratio_adam_over_lm_at_lm_seconds"] = results[name]["adam_loss_at_lm_seconds"] / lm["final_loss"]
+        m["time_ratio_adam_over_lm"] = (
+            None
+            if lm["seconds_to_target"] is None or adam["seconds_to_target"] is None
+            else adam["seconds_to_target"] / max(lm["seconds_to_target"], 1e-12)
+        )
+        m["loss_ratio_adam_over_lm_at_lm_seconds"] = (
+            results[name]["adam_loss_at_lm_seconds"] / lm["final_loss"]
+        )
     # Wall time is recorded (metrics: time_ratio_adam_over_lm, loss_ratio_adam_over_lm_at_lm_seconds,
     # cost_growth_peaks_over_sine), not claimed: it depends on the machine, its load and the compiler.
-    s["cost_growth_peaks_over_sine"] = p["per_iteration_cost_lm_over_adam"] / s["per_iteration_cost_lm_over_adam"]
+    s["cost_growth_peaks_over_sine"] = (
+        p["per_iteration_cost_lm_over_adam"] / s["per_iteration_cost_lm_over_adam"]
+    )
     return metrics, claims
 
 
 def table(results: dict) -> str:
-    lines = ["| problem | method | iterations | C at end | iterations to target | seconds to target | "
-             "ms per iteration |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| problem | method | iterations | C at end | iterations to target | seconds to target | "
+        "ms per iteration |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, r in results.items():
         for method in METHODS:
             x = r["runs"][method]
             it, s = x["iterations_to_target"], x["seconds_to_target"]
-            lines.append(f"| {name} (P = {r['P']}, target {r['target']:g}) | {method} | {x['iterations']} | "
-                         f"{x['final_loss']:.2e} | {'-' if it is None else it} | {'-' if s is None else f'{s:.3g}'} | "
-                         f"{1e3 * x['per_iteration_seconds']:.3g} |")
+            lines.append(
+                f"| {name} (P = {r['P']}, target {r['target']:g}) | {method} | {x['iterations']} | "
+                f"{x['final_loss']:.2e} | {'-' if it is None else it} | {'-' if s is None else f'{s:.3g}'} | "
+                f"{1e3 * x['per_iteration_seconds']:.3g} |"
+            )
     return "\n".join(lines)
 
 
@@ -258,7 +316,9 @@ def figure(results: dict):
     """One row per problem: C against iterations and against wall time, log-log."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(len(results), 2, figsize=(11, 4 * len(results)), constrained_layout=True, squeeze=False)
+    fig, axes = plt.subplots(
+        len(results), 2, figsize=(11, 4 * len(results)), constrained_layout=True, squeeze=False
+    )
     for row, (name, r) in zip(axes, results.items()):
         for method in METHODS:
             x = r["runs"][method]
@@ -270,10 +330,14 @@ def figure(results: dict):
             ax.set(ylabel="C = 1/(2N) sum (yhat - y)^2")
             ax.legend(fontsize=8)
         net = "-".join(map(str, r["sizes"]))
-        row[0].set(xlabel="iteration + 1 (LM: every trial, rejected ones too)",
-                   title=f"{name}: {net} tanh net, P = {r['P']}, N = {r['N']}: loss per iteration")
-        row[1].set(xlabel="wall time (s) after compilation: (iteration + 1) x the run's seconds per iteration",
-                   title=f"{name}: loss against wall time")
+        row[0].set(
+            xlabel="iteration + 1 (LM: every trial, rejected ones too)",
+            title=f"{name}: {net} tanh net, P = {r['P']}, N = {r['N']}: loss per iteration",
+        )
+        row[1].set(
+            xlabel="wall time (s) after compilation: (iteration + 1) x the run's seconds per iteration",
+            title=f"{name}: loss against wall time",
+        )
     return fig
 
 
@@ -283,21 +347,42 @@ BUDGETS = {"sine": ((500, 2000), (1000, 20000)), "peaks": ((150, 2000), (100, 30
 
 def main(argv=None) -> dict:
     p = common.parser(__doc__, "lm_vs_first_order")
-    p.add_argument("--lm-steps", type=int, default=None,
-                   help="Levenberg-Marquardt trials (default: sine 1000, peaks 100; quick: 500, 150)")
-    p.add_argument("--first-order-steps", type=int, default=None,
-                   help="Adam and gradient-descent steps (default: sine 20000, peaks 3000; quick: 2000, 2000)")
-    p.add_argument("--repeats", type=int, default=10, help="timed runs per method (at most 1 s of them, quick 0.3 s), the fastest counts")
+    p.add_argument(
+        "--lm-steps",
+        type=int,
+        default=None,
+        help="Levenberg-Marquardt trials (default: sine 1000, peaks 100; quick: 500, 150)",
+    )
+    p.add_argument(
+        "--first-order-steps",
+        type=int,
+        default=None,
+        help="Adam and gradient-descent steps (default: sine 20000, peaks 3000; quick: 2000, 2000)",
+    )
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=10,
+        help="timed runs per method (at most 1 s of them, quick 0.3 s), the fastest counts",
+    )
     args = p.parse_args(argv)
     t0 = time.perf_counter()
     results = {}
     with one_blas_thread():
         for name, budget in BUDGETS.items():
             lm_steps, fo_steps = budget[0 if args.quick else 1]
-            results[name] = run(name, args.quick, args.seed, args.lm_steps or lm_steps, args.first_order_steps or fo_steps,
-                                args.repeats)
+            results[name] = run(
+                name,
+                args.quick,
+                args.seed,
+                args.lm_steps or lm_steps,
+                args.first_order_steps or fo_steps,
+                args.repeats,
+            )
     metrics, claims = summarize(results)
-    return common.finish("lm_vs_first_order", args, t0, metrics, claims, {"loss_curves": figure(results)}, table(results))
+    return common.finish(
+        "lm_vs_first_order", args, t0, metrics, claims, {"loss_curves": figure(results)}, table(results)
+    )
 
 
 if __name__ == "__main__":

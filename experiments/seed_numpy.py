@@ -1,4 +1,5 @@
-"""The NumPy code of the seed example (the 6-example, 3-input toy of the classic NumPy backpropagation tutorial), as functions: the reference for tests and benchmarks.
+"""The NumPy code of the seed example (the 6-example, 3-input toy of the classic NumPy backpropagation
+tutorial), as functions: the reference for tests and benchmarks.
 
 One hidden layer of sigmoid units, identity output, E = 1/(2N) sum (yhat - y)^2, full-batch
 gradient descent. The bias is folded in as weight row 0 with a fixed input of 1, as in the tutorial.
@@ -25,11 +26,17 @@ def train(X, y, hidden_weights, output_weights, alpha=0.1, num_iterations=10000)
     for _ in range(num_iterations):
         # forward phase
         input_layer_outputs = np.hstack((np.ones((X.shape[0], 1)), X))
-        hidden_layer_outputs = np.hstack((np.ones((X.shape[0], 1)), sigmoid(np.dot(input_layer_outputs, hidden_weights))))
+        hidden_layer_outputs = np.hstack(
+            (np.ones((X.shape[0], 1)), sigmoid(np.dot(input_layer_outputs, hidden_weights)))
+        )
         output_layer_outputs = np.dot(hidden_layer_outputs, output_weights)
         # backward phase
         output_error = output_layer_outputs - y
-        hidden_error = hidden_layer_outputs[:, 1:] * (1 - hidden_layer_outputs[:, 1:]) * np.dot(output_error, output_weights.T[:, 1:])
+        hidden_error = (
+            hidden_layer_outputs[:, 1:]
+            * (1 - hidden_layer_outputs[:, 1:])
+            * np.dot(output_error, output_weights.T[:, 1:])
+        )
         hidden_pd = input_layer_outputs[:, :, np.newaxis] * hidden_error[:, np.newaxis, :]
         output_pd = hidden_layer_outputs[:, :, np.newaxis] * output_error[:, np.newaxis, :]
         total_hidden_gradient = np.average(hidden_pd, axis=0)

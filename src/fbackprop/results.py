@@ -112,5 +112,10 @@ def versions() -> dict[str, str]:
     """
     from . import __version__
 
-    return {"fbackprop": __version__, "python": platform.python_version(), "jax": jax.__version__,
-            "device": str(jax.devices()[0].device_kind), "platform": platform.platform()}
+    return {
+        "fbackprop": __version__,
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "device": str(jax.devices()[0].device_kind),
+        "platform": platform.platform(),
+    }

@@ -11,22 +11,28 @@ import re
 import stat
 from pathlib import Path
 
+import common
 import pytest
 
-import common
 import fbackprop as fb
 
-EXPERIMENTS = sorted(p.stem for p in (Path(__file__).resolve().parents[2] / "experiments").glob("*.py")
-                     if p.stem not in ("common", "seed_numpy"))
+EXPERIMENTS = sorted(
+    p.stem
+    for p in (Path(__file__).resolve().parents[2] / "experiments").glob("*.py")
+    if p.stem not in ("common", "seed_numpy")
+)
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_help_shows_every_default(name, capsys, monkeypatch):
-    monkeypatch.setenv("COLUMNS", "250")                   # one line per option: no wrapped "(default:"
+    monkeypatch.setenv("COLUMNS", "250")  # one line per option: no wrapped "(default:"
     parsers = []
     real_parse = argparse.ArgumentParser.parse_args
-    monkeypatch.setattr(argparse.ArgumentParser, "parse_args",
-                        lambda self, *a, **k: (parsers.append(self), real_parse(self, *a, **k))[1])
+    monkeypatch.setattr(
+        argparse.ArgumentParser,
+        "parse_args",
+        lambda self, *a, **k: (parsers.append(self), real_parse(self, *a, **k))[1],
+    )
     module = importlib.import_module(name)
     with pytest.raises(SystemExit) as stop:
         module.main(["--help"])
@@ -39,8 +45,11 @@ def test_help_shows_every_default(name, capsys, monkeypatch):
             continue
         assert action.help, f"{name}: {action.option_strings} has no help text"
         if action.default not in (None, False):
-            assert f"(default: {action.default})" in text or f"(default: {' '.join(map(str, action.default))})" \
-                in text or str(action.default) in text, f"{name}: {action.option_strings} hides its default"
+            assert (
+                f"(default: {action.default})" in text
+                or f"(default: {' '.join(map(str, action.default))})" in text
+                or str(action.default) in text
+            ), f"{name}: {action.option_strings} hides its default"
 
 
 def test_help_formatter_leaves_out_empty_defaults():
@@ -50,7 +59,7 @@ def test_help_formatter_leaves_out_empty_defaults():
     text = p.format_help()
     assert "the rate (default: 0.5)" in text
     assert "(default: None)" not in text and "(default: False)" not in text
-    assert "runs/x" in text                                      # --out's default
+    assert "runs/x" in text  # --out's default
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
@@ -75,7 +84,7 @@ def test_results_files_get_the_users_umask(tmp_path, umask, writer):
     finally:
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
-    assert [p.name for p in path.parent.iterdir()] == [path.name]        # no temporary file left behind
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left behind
 
 
 def test_atomic_write_replaces_the_whole_file(tmp_path):

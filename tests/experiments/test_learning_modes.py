@@ -1,15 +1,17 @@
 """experiments/learning_modes.py: online, mini-batch and batch learning from one start."""
 
-import numpy as np
-
 import learning_modes
+import numpy as np
 
 
 def test_learning_modes_quick(run_quick):
     result = run_quick(learning_modes)
     m = result["metrics"]
     assert {name: mode["updates_per_epoch"] for name, mode in m["modes"].items()} == {
-        "online": 200, "mini-batch": 20, "batch": 1}
+        "online": 200,
+        "mini-batch": 20,
+        "batch": 1,
+    }
     assert m["one_example_max_abs_diff"] == 0.0
     curves = m["loss_curves"]
     assert all(len(c) == m["epochs"] + 1 for c in curves.values())

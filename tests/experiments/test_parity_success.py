@@ -3,10 +3,10 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import parity_success as exp
 import pytest
 
 import fbackprop as fb
-import parity_success as exp
 
 
 def test_parity_success_quick(run_quick):
@@ -22,7 +22,7 @@ def test_the_construction_computes_parity(N):
     x, t = fb.data.parity(N, "bipolar", np.float64)
     yhat = np.asarray(exp.parity_net(N, N).apply(exp.construction(N), x))
     assert np.all(np.sign(yhat) == t)
-    assert np.abs(yhat - t).max() < 0.3                                     # |tanh(+-1) -+ 1| = 0.238...
+    assert np.abs(yhat - t).max() < 0.3  # |tanh(+-1) -+ 1| = 0.238...
 
 
 def test_padded_units_do_not_change_the_network():
@@ -33,14 +33,14 @@ def test_padded_units_do_not_change_the_network():
     x, t = fb.data.parity(N, "bipolar", np.float64)
     big, small = exp.parity_net(N, H), exp.parity_net(N, h)
     for s in range(3):
-        pb = jax.tree.map(lambda l: jnp.asarray(l[s]), p)
+        pb = jax.tree.map(lambda l: jnp.asarray(l[s]), p)  # noqa: B023 (used at once, inside the loop)
         ps = ({"W": pb[0]["W"][:h], "b": pb[0]["b"][:h]}, {"W": pb[1]["W"][:, :h], "b": pb[1]["b"]})
         np.testing.assert_array_equal(big.apply(pb, x), small.apply(ps, x))
         g = fb.backprop(big, "squared_error")(pb, x, t)
         assert float(jnp.abs(g[0]["W"][h:]).max()) == 0.0 and float(jnp.abs(g[1]["W"][:, h:]).max()) == 0.0
         gs = fb.backprop(small, "squared_error")(ps, x, t)
         np.testing.assert_allclose(g[0]["W"][:h], gs[0]["W"], rtol=1e-12, atol=1e-15)
-    r1, r2 = np.sqrt(6 / (N + h)), np.sqrt(6 / (h + 1))                   # Glorot ranges of the 4-2-1 net
+    r1, r2 = np.sqrt(6 / (N + h)), np.sqrt(6 / (h + 1))  # Glorot ranges of the 4-2-1 net
     assert np.abs(p[0]["W"][:, :h]).max() <= r1 and np.abs(p[1]["W"][:, :, :h]).max() <= r2
 
 
