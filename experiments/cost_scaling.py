@@ -25,7 +25,10 @@ backprop / forward ratio. The clock is the process's CPU time: on a shared machi
 measures the other processes too (wall-clock medians are recorded as well). Forward mode and
 central differences are measured whole, never extrapolated, up to depth 6 (P = 1632; --quick:
 depth 3, P = 816); backprop and the forward pass up to depth 32 (P = 8704; --quick: 16). A slope
-is the least-squares fit of log(time) against log(P). --quick compiles with XLA's backend
+is the least-squares fit of log(time) against log(P). With XLA's default optimisation
+(``XLA_FLAGS`` set, but empty) the quick sizes' forward pass runs in under 5 no-op calls at every
+depth, so the backprop / forward pass claim has nothing to measure and fails rather than guess;
+the full sizes (batch 512) are measurable either way. --quick compiles with XLA's backend
 optimisation off, as the test suite does (compiling dominates a quick run).
 
 What to expect: backprop / forward pass ~2 at small depth, rising to ~3.5 at depth 32 as the
