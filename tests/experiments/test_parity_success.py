@@ -26,8 +26,8 @@ def test_the_construction_computes_parity(N):
 
 
 def test_padded_units_do_not_change_the_network():
-    """The h-unit net and its zero-padded (H-unit) twin give the same outputs (to rounding) and the same loss gradient
-    on the live weights, and zero gradient on the padded ones."""
+    """The h-unit net and its zero-padded (H-unit) twin give the same outputs (to rounding) and the same
+    loss gradient on the live weights, and zero gradient on the padded ones."""
     N, h, H = 4, 2, 5
     p = exp.padded_inits(N, h, H, 3, np.random.default_rng(0))
     x, t = fb.data.parity(N, "bipolar", np.float64)
