@@ -28,8 +28,8 @@ depth 3, P = 816); backprop and the forward pass up to depth 32 (P = 8704; --qui
 is the least-squares fit of log(time) against log(P). With XLA's default optimisation
 (``XLA_FLAGS`` set, but empty) the quick sizes' forward pass runs in under 5 no-op calls at every
 depth, so the backprop / forward pass claim has nothing to measure and fails rather than guess;
-``--quick`` therefore sets the suite's flags itself when ``XLA_FLAGS`` is unset. --quick compiles with XLA's backend
-optimisation off, as the test suite does (compiling dominates a quick run).
+``--quick`` therefore compiles with XLA's backend optimisation off when ``XLA_FLAGS`` is unset,
+as the test suite does (compiling dominates a quick run, too).
 
 What to expect: backprop / forward pass ~2 at small depth, rising to ~3.5 at depth 32 as the
 activations backprop must keep (the forward pass's a^{l-1} are remembered for
