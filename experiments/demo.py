@@ -4,9 +4,10 @@
 
 Runs, each into its own folder under --out: gradcheck (the hand-written gradients against
 jax.grad, forward mode and finite differences over a matrix of networks, float32 and float64),
-seed_example (seed 001's NumPy example trained by the hand-written backward pass), xor (a 2-2-1
+seed_example (the 6-example, 3-input toy of the classic NumPy backpropagation tutorial,
+trained by the hand-written backward pass), xor (a 2-2-1
 network learns XOR over 1000 seeds in one compiled program; a perceptron cannot), cost_scaling
-(seed 000's efficiency argument, timed), digits (an MLP on scikit-learn's digits with Adam) and
+(backpropagation's efficiency argument, timed), digits (an MLP on scikit-learn's digits with Adam) and
 lm_vs_first_order (Levenberg-Marquardt against gradient descent and Adam on sin and peaks).
 Then writes REPORT.md: every experiment's table, figures and claims, and whether each claim held.
 ``--quick`` runs every experiment in its quick setting (the test suite's). Each experiment runs in
@@ -25,6 +26,9 @@ import sys
 import time
 
 import fbackprop as fb
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402  (experiments/common.py: the --help formatter)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -49,7 +53,7 @@ measured in this run; none is hard-coded.
 
 
 def run_experiment(name: str, flags: list[str], out: str) -> tuple[dict, str]:
-    """Run ``experiments/<name>.py`` in a fresh process; its results.json (or a failed claim) and docstring."""
+    """Run ``experiments/<name>.py`` in a fresh process; its results.json (or a failed claim), docstring."""
     script = os.path.join(HERE, f"{name}.py")
     with open(script) as f:
         doc = ast.get_docstring(ast.parse(f.read())) or name
@@ -59,8 +63,13 @@ def run_experiment(name: str, flags: list[str], out: str) -> tuple[dict, str]:
     if code == 0 and os.path.exists(path):
         with open(path) as f:
             return json.load(f), doc
-    return {"experiment": name, "claims": {f"{name}.py ran to the end (exit code {code})": False}, "figures": {},
-            "seconds": time.perf_counter() - t0, "versions": fb.results.versions()}, doc
+    return {
+        "experiment": name,
+        "claims": {f"{name}.py ran to the end (exit code {code})": False},
+        "figures": {},
+        "seconds": time.perf_counter() - t0,
+        "versions": fb.results.versions(),
+    }, doc
 
 
 def section(result: dict, doc: str, out: str) -> str:
@@ -82,21 +91,35 @@ def report(results: list[tuple[dict, str]], out: str, seconds: float) -> str:
     """REPORT.md: the introduction, the claims at a glance, then one section per experiment."""
     claims = [(r["experiment"], c, h) for r, _ in results for c, h in r["claims"].items()]
     held = sum(h for _, _, h in claims)
-    head = ["# fbackprop demo report", "", INTRO, f"**{held} of {len(claims)} claims held** "
-            f"(fbackprop {fb.__version__}, JAX {results[0][0]['versions']['jax']}, "
-            f"{results[0][0]['versions']['device']}; {seconds:.0f} s in all).", "",
-            "| experiment | claim | held |", "|---|---|---|"]
+    head = [
+        "# fbackprop demo report",
+        "",
+        INTRO,
+        f"**{held} of {len(claims)} claims held** "
+        f"(fbackprop {fb.__version__}, JAX {results[0][0]['versions']['jax']}, "
+        f"{results[0][0]['versions']['device']}; {seconds:.0f} s in all).",
+        "",
+        "| experiment | claim | held |",
+        "|---|---|---|",
+    ]
     head += [f"| {e} | {c} | {'yes' if h else '**NO**'} |" for e, c, h in claims]
     return "\n".join(head) + "\n\n" + "\n".join(section(r, doc, out) for r, doc in results)
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="every experiment in its quick setting (the test suite's)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="runs/demo")
-    p.add_argument("--experiments", default=",".join(name for name, _ in TOUR),
-                   help="which of the tour to run, comma-separated (default: all, in this order)")
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=common.HelpFormatter)
+    p.add_argument(
+        "--quick", action="store_true", help="every experiment in its quick setting (the test suite's)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="the seed passed to every experiment (--seed)")
+    p.add_argument(
+        "--out", default="runs/demo", help="folder for REPORT.md, results.json and one folder per experiment"
+    )
+    p.add_argument(
+        "--experiments",
+        default=",".join(name for name, _ in TOUR),
+        help="which of the tour to run, comma-separated, in the tour's order",
+    )
     args = p.parse_args(argv)
     chosen = args.experiments.split(",")
     unknown = sorted(set(chosen) - {name for name, _ in TOUR})
@@ -113,8 +136,10 @@ def main(argv=None) -> int:
     seconds = time.perf_counter() - t0
     path = fb.results.write_text(os.path.join(args.out, "REPORT.md"), report(results, args.out, seconds))
     claims = {f"{r['experiment']}: {c}": h for r, _ in results for c, h in r["claims"].items()}
-    fb.results.write_json(os.path.join(args.out, "results.json"),
-                          {"config": vars(args), "versions": fb.results.versions(), "claims": claims, "seconds": seconds})
+    fb.results.write_json(
+        os.path.join(args.out, "results.json"),
+        {"config": vars(args), "versions": fb.results.versions(), "claims": claims, "seconds": seconds},
+    )
     print(f"\n{sum(claims.values())}/{len(claims)} claims held in {seconds:.0f} s; report in {path}")
     return 0 if all(claims.values()) else 1
 

@@ -1,11 +1,12 @@
-"""Gradient check: hand-written backprop vs jax.grad, forward mode and finite differences, float32 and float64.
+"""Gradient check: hand-written backprop vs jax.grad, forward mode and finite differences, float32 and
+float64.
 
 A matrix of networks (activations x losses x depths), each checked in both dtypes.
 
     python experiments/gradcheck.py [--quick] [--seed 0] [--out runs/gradcheck]
 
-Every network is checked four ways (seed 000, "Matrix multiplication": delta^{l-1} =
-f'(z^{l-1}) * (W^l)^T delta^l, dC/dW^l = delta^l (a^{l-1})^T): ``fb.backprop`` (hand-written),
+Every network is checked four ways (backpropagation in matrix form, Rumelhart, Hinton & Williams 1986:
+delta^{l-1} = f'(z^{l-1}) * (W^l)^T delta^l, dC/dW^l = delta^l (a^{l-1})^T): ``fb.backprop`` (hand-written),
 ``fb.autodiff`` (jax.grad, the reference), ``fb.forward_mode`` (one JVP per parameter) and
 ``fb.numerical_grad`` (central differences). Errors are ``fb.compare``'s max relative error
 (largest |difference| over the leaf's largest entry) against jax.grad in the same dtype; the
@@ -41,7 +42,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
-os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true")
+os.environ.setdefault(
+    "XLA_FLAGS", "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+)
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -49,10 +52,10 @@ import numpy as np  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 
+import common  # noqa: E402
+
 import fbackprop as fb  # noqa: E402
 from fbackprop.autodiff import default_eps  # noqa: E402
-
-import common  # noqa: E402
 
 ACTIVATIONS = sorted(fb.activations.ACTIVATIONS)
 LOSSES = sorted(fb.losses.LOSSES)
@@ -80,10 +83,10 @@ class Row(NamedTuple):
     dtype: str
     sizes: tuple[int, ...]
     n_params: int
-    vs_autodiff: float           # backprop vs jax.grad, max relative error
-    forward_vs_autodiff: float   # forward mode vs jax.grad
-    fd_vs_autodiff: float        # central differences vs jax.grad, relative to the whole gradient's largest entry
-    fd_cosine: float             # smallest per-leaf cosine(central differences, jax.grad)
+    vs_autodiff: float  # backprop vs jax.grad, max relative error
+    forward_vs_autodiff: float  # forward mode vs jax.grad
+    fd_vs_autodiff: float  # central differences vs jax.grad, relative to the whole gradient's largest entry
+    fd_cosine: float  # smallest per-leaf cosine(central differences, jax.grad)
     fd_leaf_max_rel: float = float("nan")  # central differences vs jax.grad per leaf (reported, not judged)
 
     @property
@@ -136,8 +139,11 @@ def df_kinks(name: str) -> tuple[float, ...]:
     """The points of ``fb.activations.KINKS[name]`` where f' itself jumps (relu, leaky_relu; not elu,
     whose f' is continuous and only f'' jumps): read off the library's f' on either side."""
     df = fb.activations.get(name).df
-    return tuple(k for k in fb.activations.KINKS.get(name, ())
-                 if abs(float(df(np.float64(k + 1e-9))) - float(df(np.float64(k - 1e-9)))) > 1e-3)
+    return tuple(
+        k
+        for k in fb.activations.KINKS.get(name, ())
+        if abs(float(df(np.float64(k + 1e-9))) - float(df(np.float64(k - 1e-9)))) > 1e-3
+    )
 
 
 def kink_free(hidden, params, x) -> np.ndarray:
@@ -152,10 +158,10 @@ def kink_free(hidden, params, x) -> np.ndarray:
     for l, (name, theta) in enumerate(zip(hidden, params)):
         if not any(kinks[l:]):
             break
-        z = a @ theta["W"].T + theta["b"]                       # z^l = a^{l-1} W^T + b
+        z = a @ theta["W"].T + theta["b"]  # z^l = a^{l-1} W^T + b
         for kink in kinks[l]:
             ok &= np.all(np.abs(z - kink) >= KINK_MARGIN, axis=1)
-        a = np.asarray(fb.activations.get(name).f(z))           # a^l = f(z^l)
+        a = np.asarray(fb.activations.get(name).f(z))  # a^l = f(z^l)
     return ok
 
 
@@ -181,7 +187,9 @@ def draw(todo, seed: int, n: int = 8) -> dict[int, tuple]:
             params = []
             for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
                 r = np.sqrt(6.0 / (fan_in + fan_out))
-                params.append({"W": rng.uniform(-r, r, (fan_out, fan_in)), "b": 0.5 * rng.standard_normal(fan_out)})
+                params.append(
+                    {"W": rng.uniform(-r, r, (fan_out, fan_in)), "b": 0.5 * rng.standard_normal(fan_out)}
+                )
             pool = 1.5 * rng.standard_normal((16 * n, sizes[0]))
             x = pool[kink_free(hidden, params, pool)][:n]
         if loss == "cross_entropy":
@@ -196,14 +204,20 @@ def draw(todo, seed: int, n: int = 8) -> dict[int, tuple]:
 
 def as_dtype(params, x, y, dtype: str):
     """Round the float64 draw to ``dtype`` (integer labels stay integers)."""
-    cast = lambda a: np.asarray(a, dtype) if np.issubdtype(np.asarray(a).dtype, np.floating) else np.asarray(a)
+    cast = lambda a: (
+        np.asarray(a, dtype) if np.issubdtype(np.asarray(a).dtype, np.floating) else np.asarray(a)
+    )
     return jax.tree.map(cast, params), cast(x), cast(y)
 
 
 def gradients(net, loss: str, dtype: str):
     """``(params, x, y) -> [backprop, jax.grad, forward mode, central differences]``."""
-    methods = (fb.backprop(net, loss), fb.autodiff(net, loss), fb.forward_mode(net, loss),
-               fb.numerical_grad(net, loss, eps=FD_EPS[dtype]))
+    methods = (
+        fb.backprop(net, loss),
+        fb.autodiff(net, loss),
+        fb.forward_mode(net, loss),
+        fb.numerical_grad(net, loss, eps=FD_EPS[dtype]),
+    )
     return lambda p, x, y: [m(p, x, y) for m in methods]
 
 
@@ -247,21 +261,49 @@ def run(quick: bool = False, seed: int = 0, groups: int = 1) -> list[Row]:
     for j, net, manual, reverse, forward, numerical in results:
         hidden, loss, dtype = todo[j][1:]
         fd = fb.compare(numerical, reverse)
-        rows[j] = Row(tuple(hidden), loss, dtype, net.sizes, net.n_params, fb.compare(manual, reverse).max_rel,
-                      fb.compare(forward, reverse).max_rel, fb.compare(flat(numerical), flat(reverse)).max_rel,
-                      fd.min_cosine, fd.max_rel)
+        rows[j] = Row(
+            tuple(hidden),
+            loss,
+            dtype,
+            net.sizes,
+            net.n_params,
+            fb.compare(manual, reverse).max_rel,
+            fb.compare(forward, reverse).max_rel,
+            fb.compare(flat(numerical), flat(reverse)).max_rel,
+            fd.min_cosine,
+            fd.max_rel,
+        )
     return [rows[j] for j in range(len(todo))]
 
 
 def table(rows: list[Row]) -> str:
     """A Markdown table, one network per row (errors: max relative error against jax.grad)."""
-    head = ("hidden activations", "loss", "dtype", "sizes", "P", "backprop vs jax.grad", "forward vs jax.grad",
-            "finite diff vs jax.grad (whole gradient)", "finite diff cosine (min over leaves)", "")
+    head = (
+        "hidden activations",
+        "loss",
+        "dtype",
+        "sizes",
+        "P",
+        "backprop vs jax.grad",
+        "forward vs jax.grad",
+        "finite diff vs jax.grad (whole gradient)",
+        "finite diff cosine (min over leaves)",
+        "",
+    )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = (",".join(r.activations), r.loss, r.dtype, "-".join(map(str, r.sizes)), str(r.n_params),
-                 f"{r.vs_autodiff:.1e}", f"{r.forward_vs_autodiff:.1e}", f"{r.fd_vs_autodiff:.1e}",
-                 f"1 - {max(1 - r.fd_cosine, 0):.0e}", "ok" if r.ok else "FAIL")
+        cells = (
+            ",".join(r.activations),
+            r.loss,
+            r.dtype,
+            "-".join(map(str, r.sizes)),
+            str(r.n_params),
+            f"{r.vs_autodiff:.1e}",
+            f"{r.forward_vs_autodiff:.1e}",
+            f"{r.fd_vs_autodiff:.1e}",
+            f"1 - {max(1 - r.fd_cosine, 0):.0e}",
+            "ok" if r.ok else "FAIL",
+        )
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -274,12 +316,16 @@ def claims(rows: list[Row]) -> dict[str, bool]:
         if not mine:
             continue
         n, tol = len(mine), exact_tol(dtype)
-        out[f"{dtype}: backprop equals jax.grad within {tol:.0e} (max relative error) on all {n} networks"] = \
-            all(r.vs_autodiff <= tol for r in mine)
-        out[f"{dtype}: forward mode equals jax.grad within {tol:.0e} on all {n} networks"] = \
-            all(r.forward_vs_autodiff <= tol for r in mine)
-        out[f"{dtype}: central differences (h = {FD_EPS[dtype]:.1e}) agree with jax.grad within "
-            f"{fd_tol(dtype):.0e} of the gradient's largest entry on all {n} networks"] = all(r.fd_ok for r in mine)
+        out[
+            f"{dtype}: backprop equals jax.grad within {tol:.0e} (max relative error) on all {n} networks"
+        ] = all(r.vs_autodiff <= tol for r in mine)
+        out[f"{dtype}: forward mode equals jax.grad within {tol:.0e} on all {n} networks"] = all(
+            r.forward_vs_autodiff <= tol for r in mine
+        )
+        out[
+            f"{dtype}: central differences (h = {FD_EPS[dtype]:.1e}) agree with jax.grad within "
+            f"{fd_tol(dtype):.0e} of the gradient's largest entry on all {n} networks"
+        ] = all(r.fd_ok for r in mine)
     return out
 
 
@@ -289,11 +335,13 @@ def worst(rows: list[Row]) -> dict:
     for dtype in DTYPES:
         mine = [r for r in rows if r.dtype == dtype]
         if mine:
-            out[dtype] = {"networks": len(mine),
-                          "backprop_vs_autodiff": max(r.vs_autodiff for r in mine),
-                          "forward_vs_autodiff": max(r.forward_vs_autodiff for r in mine),
-                          "fd_vs_autodiff": max(r.fd_vs_autodiff for r in mine),
-                          "fd_min_cosine": min(r.fd_cosine for r in mine)}
+            out[dtype] = {
+                "networks": len(mine),
+                "backprop_vs_autodiff": max(r.vs_autodiff for r in mine),
+                "forward_vs_autodiff": max(r.forward_vs_autodiff for r in mine),
+                "fd_vs_autodiff": max(r.fd_vs_autodiff for r in mine),
+                "fd_min_cosine": min(r.fd_cosine for r in mine),
+            }
     return out
 
 
@@ -303,7 +351,7 @@ def summary(rows: list[Row]) -> dict:
     tols = ", ".join(f"{dt} {exact_tol(dt):.0e}" for dt in DTYPES)
     return {
         "claim": f"backprop equals jax.grad and forward mode (max relative error within {tols}) and "
-                 f"central differences agree with them, on every network in float32 and float64",
+        f"central differences agree with them, on every network in float32 and float64",
         "held": all(c.values()),
         "networks": len(rows),
         "claims": c,
@@ -337,9 +385,11 @@ def figure(rows: list[Row]):
     their tolerance are outlined in red; grey cells were not run (``--quick`` runs a subset)."""
     import matplotlib.pyplot as plt
 
-    panels = (("hand-written backprop", "vs_autodiff", exact_tol),
-              ("forward mode (jax.jvp per parameter)", "forward_vs_autodiff", exact_tol),
-              ("central differences (whole-gradient scale)", "fd_vs_autodiff", fd_tol))
+    panels = (
+        ("hand-written backprop", "vs_autodiff", exact_tol),
+        ("forward mode (jax.jvp per parameter)", "forward_vs_autodiff", exact_tol),
+        ("central differences (whole-gradient scale)", "fd_vs_autodiff", fd_tol),
+    )
     fig, axes = plt.subplots(1, 3, figsize=(16, 7.5), sharey=True)
     floor = -17.0
     for ax, (title, field, tol) in zip(axes, panels):
@@ -350,22 +400,46 @@ def figure(rows: list[Row]):
         im = ax.imshow(logs, cmap="viridis", vmin=floor, vmax=0, aspect="auto")
         for i, j in zip(*np.nonzero(np.isfinite(logs))):
             v, dt = logs[i, j], columns[j][0]
-            ax.text(j, i, "0" if errors[i, j] == 0 else f"{v:.1f}", ha="center", va="center", fontsize=7,
-                    color="white" if v < -8 else "black")
+            ax.text(
+                j,
+                i,
+                "0" if errors[i, j] == 0 else f"{v:.1f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if v < -8 else "black",
+            )
             if errors[i, j] > tol(dt):
                 ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="red", lw=2))
         ax.axvline(len(LOSSES) - 0.5, color="white", lw=3)
-        ax.set_xticks(range(len(columns)), [SHORT[loss] for _, loss in columns], fontsize=8, rotation=30, ha="right")
+        ax.set_xticks(
+            range(len(columns)), [SHORT[loss] for _, loss in columns], fontsize=8, rotation=30, ha="right"
+        )
         for k, dt in enumerate(DTYPES):
-            ax.text((k + 0.5) * len(LOSSES) - 0.5, -0.7, f"{dt} (tol. {tol(dt):.0e})", ha="center", va="bottom", fontsize=8)
+            ax.text(
+                (k + 0.5) * len(LOSSES) - 0.5,
+                -0.7,
+                f"{dt} (tol. {tol(dt):.0e})",
+                ha="center",
+                va="bottom",
+                fontsize=8,
+            )
         ax.set_yticks(range(len(labels)), labels, fontsize=8)
         ax.set_title(f"{title} vs jax.grad", fontsize=10, pad=22)
         ax.set_xlabel("loss")
     axes[0].set_ylabel("hidden activations (two hidden layers of 5 units; last rows: mixed stacks)")
-    fig.colorbar(im, ax=axes, fraction=0.02, pad=0.01,
-                 label="log10 max relative error against jax.grad (same dtype); '0': identical")
-    fig.suptitle("Gradient check against jax.grad, per network (red outline: over the dtype's tolerance; "
-                 "grey: not run)", fontsize=11)
+    fig.colorbar(
+        im,
+        ax=axes,
+        fraction=0.02,
+        pad=0.01,
+        label="log10 max relative error against jax.grad (same dtype); '0': identical",
+    )
+    fig.suptitle(
+        "Gradient check against jax.grad, per network (red outline: over the dtype's tolerance; "
+        "grey: not run)",
+        fontsize=11,
+    )
     return fig
 
 
@@ -374,9 +448,13 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
     t0 = time.perf_counter()
     rows = run(args.quick, args.seed)
-    metrics = {"networks": len(rows), "worst": worst(rows), "fd_eps": FD_EPS,
-               "tolerances": {dt: {"exact": exact_tol(dt), "finite_differences": fd_tol(dt)} for dt in DTYPES},
-               "rows": [r._asdict() for r in rows]}
+    metrics = {
+        "networks": len(rows),
+        "worst": worst(rows),
+        "fd_eps": FD_EPS,
+        "tolerances": {dt: {"exact": exact_tol(dt), "finite_differences": fd_tol(dt)} for dt in DTYPES},
+        "rows": [r._asdict() for r in rows],
+    }
     return common.finish("gradcheck", args, t0, metrics, claims(rows), {"heatmap": figure(rows)}, table(rows))
 
 

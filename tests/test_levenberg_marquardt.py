@@ -129,10 +129,12 @@ def test_a_singular_system_raises_mu_instead_of_making_nan():
 def test_every_damping_and_scaling_fits_the_sine(damping, scaling):
     x, y = fb.data.sine(60, dtype=np.float64)
     net = fb.mlp([1, 8, 1], activation="tanh")
-    r = fb.levenberg_marquardt(
-        net, net.init(jax.random.key(0)), x, y, damping=damping, scaling=scaling, max_steps=150
-    )
-    assert float(r.history.loss[int(r.iterations)]) <= 1e-3 * float(r.history.loss[0]), r.message
+    for seed in range(5):  # every start of 0-4 (one program), 20x down: measured 75x or more
+        r = fb.levenberg_marquardt(
+            net, net.init(jax.random.key(seed)), x, y, damping=damping, scaling=scaling, max_steps=150
+        )
+        C0, C = float(r.history.loss[0]), float(r.history.loss[int(r.iterations)])
+        assert C <= 0.05 * C0, (seed, r.message)
 
 
 def test_cross_entropy_trains_through_the_gauss_newton_form():

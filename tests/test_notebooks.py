@@ -3,7 +3,11 @@
 Each notebook is executed with nbclient in a fresh IPython kernel running *this* interpreter
 (``sys.executable``, so the kernel sees the same environment and the same fbackprop as the test
 run, whatever kernelspecs are installed elsewhere), with ``FBACKPROP_QUICK=1`` (fewer repeats
-and epochs), from the notebooks folder. The stored copies are also checked: executed, free of
+and epochs), from the notebooks folder. The kernel runs under the compiler flags a user's Jupyter
+has: ``XLA_FLAGS`` (which tests/conftest.py sets for the suite's speed) is removed from its
+environment. Each notebook runs once per seed of ``FBACKPROP_SEEDS`` (default ``0``; the notebooks
+read their seed from ``FBACKPROP_SEED``), so ``FBACKPROP_SEEDS=0,1,2,3,4`` checks every claim a
+notebook asserts over five initialisations. The stored copies are also checked: executed, free of
 errors and of absolute paths, and still making the calls they exist to show.
 """
 
@@ -13,9 +17,15 @@ from pathlib import Path
 
 import pytest
 
-nbformat = pytest.importorskip("nbformat", reason="notebook tests need the dev extras: pip install -e '.[dev]'")
-nbclient = pytest.importorskip("nbclient", reason="notebook tests need the dev extras: pip install -e '.[dev]'")
-ipykernel_spec = pytest.importorskip("ipykernel.kernelspec", reason="notebook tests need ipykernel: pip install -e '.[dev]'")
+nbformat = pytest.importorskip(
+    "nbformat", reason="notebook tests need the dev extras: pip install -e '.[dev]'"
+)
+nbclient = pytest.importorskip(
+    "nbclient", reason="notebook tests need the dev extras: pip install -e '.[dev]'"
+)
+ipykernel_spec = pytest.importorskip(
+    "ipykernel.kernelspec", reason="notebook tests need ipykernel: pip install -e '.[dev]'"
+)
 from jupyter_client import AsyncKernelManager  # noqa: E402  (installed with nbclient)
 from jupyter_client.kernelspec import KernelSpec  # noqa: E402
 
@@ -25,13 +35,37 @@ CELL_TIMEOUT_S = 300
 
 #: Calls a notebook must keep making, or it has lost its point.
 KEY_CALLS = {
-    "01_manual_vs_autodiff.ipynb": ("fb.backprop(", "fb.autodiff(", "fb.compare(", "fb.backprop_trace(",
-                                    "fb.train(", "fb.forward_mode(", "fb.numerical_grad(", "fb.per_example_grads("),
-    "02_second_order_optimizers.ipynb": ("fb.jacobian(", "fb.as_matrix(", "fb.compare(", "fb.backprop(", "fb.ggn(",
-                                         "fb.levenberg_marquardt(", "fb.gauss_newton(", "fb.newton(",
-                                         "fb.hessian_free(", "fb.train("),
-    "03_curvature.ipynb": ("fb.hessian_blocks(", "fb.hessian_diag(", "fb.hessian(", "fb.hvp(", "fb.lanczos(",
-                           "fb.ggn(", "fb.compare("),
+    "01_manual_vs_autodiff.ipynb": (
+        "fb.backprop(",
+        "fb.autodiff(",
+        "fb.compare(",
+        "fb.backprop_trace(",
+        "fb.train(",
+        "fb.forward_mode(",
+        "fb.numerical_grad(",
+        "fb.per_example_grads(",
+    ),
+    "02_second_order_optimizers.ipynb": (
+        "fb.jacobian(",
+        "fb.as_matrix(",
+        "fb.compare(",
+        "fb.backprop(",
+        "fb.ggn(",
+        "fb.levenberg_marquardt(",
+        "fb.gauss_newton(",
+        "fb.newton(",
+        "fb.hessian_free(",
+        "fb.train(",
+    ),
+    "03_curvature.ipynb": (
+        "fb.hessian_blocks(",
+        "fb.hessian_diag(",
+        "fb.hessian(",
+        "fb.hvp(",
+        "fb.lanczos(",
+        "fb.ggn(",
+        "fb.compare(",
+    ),
 }
 
 
@@ -57,20 +91,31 @@ def test_notebooks_found():
 
 
 @pytest.mark.parametrize("path", PATHS, ids=[p.name for p in PATHS])
-def test_notebook_runs(path, monkeypatch):
-    monkeypatch.setenv("FBACKPROP_QUICK", "1")  # the kernel inherits this process's environment
+def test_notebook_runs(path, seed, monkeypatch):  # seed: one of FBACKPROP_SEEDS (tests/conftest.py)
+    # the kernel inherits this process's environment: quick mode, the seed, and a user's compiler flags
+    monkeypatch.setenv("FBACKPROP_QUICK", "1")
+    monkeypatch.setenv("FBACKPROP_SEED", str(seed))
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
     nb = nbformat.read(path, as_version=4)
     # one cell appended to the run copy: which interpreter did the kernel run?
     nb.cells.append(nbformat.v4.new_code_cell("import sys; print(sys.executable)"))
     client = nbclient.NotebookClient(
-        nb, kernel_name="python3", kernel_manager_class=ThisPythonKernel, timeout=CELL_TIMEOUT_S,
-        startup_timeout=120, allow_errors=False, record_timing=False, coalesce_streams=True,
+        nb,
+        kernel_name="python3",
+        kernel_manager_class=ThisPythonKernel,
+        timeout=CELL_TIMEOUT_S,
+        startup_timeout=120,
+        allow_errors=False,
+        record_timing=False,
+        coalesce_streams=True,
         resources={"metadata": {"path": str(NOTEBOOKS)}},  # the kernel's working directory
     )
     client.execute()  # raises CellExecutionError, naming the cell and the traceback, on any error
     kernel_python = "".join(o.get("text", "") for o in nb.cells[-1].outputs).strip()
     assert os.path.abspath(kernel_python) == os.path.abspath(sys.executable)
-    errors = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs if o.output_type == "error"]
+    errors = [
+        o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs if o.output_type == "error"
+    ]
     assert not errors
 
 
@@ -82,8 +127,9 @@ def test_stored_notebook_is_clean(path):
     nbformat.validate(nb)
     code = [cell for cell in nb.cells if cell.cell_type == "code"]
     assert code, f"{path.name} has no code cells"
-    assert [cell.execution_count for cell in code] == list(range(1, len(code) + 1)), \
+    assert [cell.execution_count for cell in code] == list(range(1, len(code) + 1)), (
         f"{path.name}: store it executed top to bottom in a fresh kernel"
+    )
     outputs = [o for cell in code for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"], f"{path.name} was stored with an error"
     text = path.read_text()

@@ -24,8 +24,9 @@ def losses(r):
 
 
 def test_newton_uses_the_exact_hessian_and_never_raises_the_loss():
-    r = fb.newton(NET, P0, X, Y, max_steps=60)
-    assert np.all(np.diff(losses(r)) <= 0) and final(r) <= 1e-3 * float(r.history.loss[0])
+    for seed in range(5):  # every start of 0-4 (one program), 20x down: measured 70x or more (1300x from 0)
+        r = fb.newton(NET, NET.init(jax.random.key(seed)), X, Y, max_steps=60)
+        assert np.all(np.diff(losses(r)) <= 0) and final(r) <= 0.05 * float(r.history.loss[0]), seed
 
 
 def test_newton_first_step_is_the_damped_newton_step():
@@ -40,8 +41,11 @@ def test_newton_first_step_is_the_damped_newton_step():
 
 
 def test_gauss_newton_line_search_decreases_and_solves_a_linear_model_in_one_step():
-    r = fb.gauss_newton(NET, P0, X, Y, max_steps=30)
-    assert np.all(np.diff(losses(r)) <= 0) and final(r) < 0.1 * float(r.history.loss[0])
+    # undamped, its progress is chaotic (C_30 / C_0 from 0.002 to 0.8 over starts 0-4 and 1e-13 nudges):
+    # asserted is what the line search guarantees from every start, a monotone decrease
+    for seed in range(5):
+        r = fb.gauss_newton(NET, NET.init(jax.random.key(seed)), X, Y, max_steps=30)
+        assert np.all(np.diff(losses(r)) <= 0) and final(r) < float(r.history.loss[0]), seed
     lin = fb.mlp([3, 2])
     kx, ky = jax.random.split(jax.random.key(1))
     x, y = jax.random.normal(kx, (30, 3)), jax.random.normal(ky, (30, 2))
@@ -60,8 +64,11 @@ def test_checkpoints_are_geometric_and_end_at_the_last_iteration():
 
 @pytest.mark.parametrize("precondition", [False, True])
 def test_hessian_free_fits_the_sine_and_never_raises_the_loss(precondition):
-    r = fb.hessian_free(NET, P0, X, Y, max_steps=60, precondition=precondition)
-    assert np.all(np.diff(losses(r)) <= 1e-15) and final(r) <= 1e-3 * float(r.history.loss[0]), r.message
+    for seed in range(5):  # every start of 0-4, 20x down: measured 180x or more
+        r = fb.hessian_free(NET, NET.init(jax.random.key(seed)), X, Y, max_steps=60,
+                            precondition=precondition)
+        assert np.all(np.diff(losses(r)) <= 1e-15), (seed, r.message)
+        assert final(r) <= 0.05 * float(r.history.loss[0]), (seed, r.message)
 
 
 def test_hessian_free_with_mini_batch_curvature_is_deterministic_given_the_key():

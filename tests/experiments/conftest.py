@@ -1,4 +1,10 @@
-"""Experiments are scripts in experiments/; their tests import them and run ``main`` in quick mode."""
+"""Experiments are scripts in experiments/; their tests import them and run ``main`` in quick mode.
+
+Every quick run takes its ``--seed`` from the ``seed`` fixture, one of ``FBACKPROP_SEEDS``
+(tests/conftest.py; default ``0``): with ``FBACKPROP_SEEDS=0,1,2,3,4`` each experiment test that uses
+``run_quick`` runs once per seed, so a claim that holds for one lucky seed only shows up as a failure
+(test ids ``[seed3]``).
+"""
 
 import json
 import sys
@@ -10,16 +16,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "experiments"))
 
 
 @pytest.fixture
-def run_quick(tmp_path):
-    """``run_quick(module, *flags)``: run ``module.main`` with ``--quick --out tmp``, check that
-    results.json and every figure were written and that every claim held; return the result."""
+def run_quick(tmp_path, seed):
+    """``run_quick(module, *flags)``: run ``module.main`` with ``--quick --seed S --out tmp``, check
+    that results.json and every figure were written and that every claim held; return the result."""
 
     def run(module, *flags):
-        result = module.main(["--quick", "--out", str(tmp_path), *flags])
+        result = module.main(["--quick", "--seed", str(seed), "--out", str(tmp_path), *flags])
         on_disk = json.loads((tmp_path / "results.json").read_text())
         assert on_disk["claims"] == result["claims"] and result["claims"]
         failed = [claim for claim, held in result["claims"].items() if not held]
-        assert not failed, f"claims that did not hold: {failed}"
+        assert not failed, f"claims that did not hold (seed {seed}): {failed}"
         for png in result["figures"].values():
             assert Path(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         return result

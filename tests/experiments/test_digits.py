@@ -1,8 +1,7 @@
 """experiments/digits.py: an MLP on scikit-learn's digits, Adam with the hand-written gradients."""
 
-import numpy as np
-
 import digits
+import numpy as np
 
 
 def test_digits_quick(run_quick):

@@ -1,9 +1,10 @@
-"""experiments/gradcheck.py: backprop vs jax.grad vs forward mode vs central differences, float32 and float64."""
+"""experiments/gradcheck.py: backprop vs jax.grad vs forward mode vs central differences, float32 and
+float64."""
 
+import gradcheck
 import numpy as np
 
 import fbackprop as fb
-import gradcheck
 
 
 def test_gradcheck_quick(run_quick):
@@ -29,9 +30,11 @@ def test_matrix_covers_every_activation_loss_and_dtype():
 
 
 def test_tolerances_are_per_dtype():
-    row = gradcheck.Row(("tanh", "tanh"), "squared_error", "float64", (4, 5, 5, 3), 73, 1e-8, 1e-16, 1e-9, 1.0)
-    assert not row.ok                                   # 1e-8 is a bug in float64 ...
-    assert row._replace(dtype="float32").ok             # ... and rounding in float32
+    row = gradcheck.Row(
+        ("tanh", "tanh"), "squared_error", "float64", (4, 5, 5, 3), 73, 1e-8, 1e-16, 1e-9, 1.0
+    )
+    assert not row.ok  # 1e-8 is a bug in float64 ...
+    assert row._replace(dtype="float32").ok  # ... and rounding in float32
     assert not row._replace(dtype="float32", forward_vs_autodiff=1e-3).ok
     assert not row._replace(dtype="float32", fd_vs_autodiff=0.1).ok
     assert gradcheck.exact_tol("float32") == fb.tolerance("float32")
@@ -57,8 +60,10 @@ def test_draw_keeps_preactivations_away_from_kinks():
 
 
 def test_heatmap_grid_places_each_network():
-    rows = [gradcheck.Row(("gelu", "gelu"), "cross_entropy", "float32", (4, 5, 5, 3), 73, 3e-7, 2e-7, 1e-4, 1.0),
-            gradcheck.Row(("tanh",), "squared_error", "float64", (4, 5, 3), 43, 2e-16, 3e-16, 1e-9, 1.0)]
+    rows = [
+        gradcheck.Row(("gelu", "gelu"), "cross_entropy", "float32", (4, 5, 5, 3), 73, 3e-7, 2e-7, 1e-4, 1.0),
+        gradcheck.Row(("tanh",), "squared_error", "float64", (4, 5, 3), 43, 2e-16, 3e-16, 1e-9, 1.0),
+    ]
     labels, columns, errors = gradcheck.grid(rows, "vs_autodiff")
     assert errors.shape == (len(gradcheck.ACTIVATIONS) + len(gradcheck.DEPTHS), 6)
     assert errors[labels.index("gelu"), columns.index(("float32", "cross_entropy"))] == 3e-7

@@ -1,19 +1,22 @@
-"""experiments/learning_modes.py: seed 002's online, mini-batch and batch learning from one start."""
-
-import numpy as np
+"""experiments/learning_modes.py: online, mini-batch and batch learning from one start."""
 
 import learning_modes
+import numpy as np
 
 
 def test_learning_modes_quick(run_quick):
     result = run_quick(learning_modes)
     m = result["metrics"]
     assert {name: mode["updates_per_epoch"] for name, mode in m["modes"].items()} == {
-        "online": 200, "mini-batch": 20, "batch": 1}
+        "online": 200,
+        "mini-batch": 20,
+        "batch": 1,
+    }
     assert m["one_example_max_abs_diff"] == 0.0
     curves = m["loss_curves"]
     assert all(len(c) == m["epochs"] + 1 for c in curves.values())
-    assert curves["online"][-1] < curves["mini-batch"][-1] < curves["batch"][-1]  # more updates, lower loss
+    # more updates an epoch, lower loss, by a margin (online vs mini-batch is not ordered: both are noisy)
+    assert max(curves["online"][-1], curves["mini-batch"][-1]) <= 0.5 * curves["batch"][-1]
     assert all(mode["seconds"] > 0 for mode in m["modes"].values())
     assert "loss_vs_epochs_and_time" in result["figures"]
 

@@ -1,17 +1,28 @@
-"""experiments/learning_rate.py: too small, good and too large rates; divergence reported; a sweep in one call."""
+"""experiments/learning_rate.py: too small, good and too large rates; divergence reported; a sweep in one
+call."""
 
 import jax
 import jax.numpy as jnp
+import learning_rate
 import numpy as np
 
 import fbackprop as fb
-import learning_rate
+from fbackprop.status import MESSAGES, Status
 
 
 def test_learning_rate_quick(run_quick):
     result = run_quick(learning_rate)
     runs = result["metrics"]["runs"]
-    assert [runs[k]["status_text"] for k in ("small", "good", "large")] == ["max epochs", "loss goal reached", "diverged"]
+    assert [runs[k]["status"] for k in ("small", "good", "large")] == [
+        Status.MAX_EPOCHS,
+        Status.GOAL,
+        Status.DIVERGED,
+    ]
+    assert [runs[k]["status_text"] for k in ("small", "good", "large")] == [
+        MESSAGES[Status.MAX_EPOCHS],
+        MESSAGES[Status.GOAL],
+        MESSAGES[Status.DIVERGED],
+    ]  # "max epochs/steps reached", ...
     large = runs["large"]
     assert large["params_finite"] and np.isfinite(large["loss_at_params"])
     assert f"diverged at step {large['diverged_step']}" in large["message"]

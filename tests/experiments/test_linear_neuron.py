@@ -1,10 +1,10 @@
-"""experiments/linear_neuron.py: seed 000's linear neuron on x = (1, 1), t = 0; backprop is the delta rule."""
+"""experiments/linear_neuron.py: a linear neuron on x = (1, 1), t = 0; backprop is the delta rule."""
 
 import jax.numpy as jnp
+import linear_neuron as ln
 import numpy as np
 
 import fbackprop as fb
-import linear_neuron as ln
 
 
 def test_linear_neuron_quick(run_quick):
@@ -26,17 +26,21 @@ def test_path_is_the_closed_form():
     assert np.isclose(w_star.sum(), 0.0) and np.isclose(*(w0 - w_star))
 
 
-def test_seed_000_E_is_twice_fbackprop_C():
-    """The convention the docstring states: E = (t - y)^2 (seed 000) = 2 C, C = 1/2 (t - y)^2 (fbackprop)."""
+def test_example_E_is_twice_fbackprop_C():
+    """The convention the docstring states: E = (t - y)^2 (the example's) = 2 C, C = 1/2 (t - y)^2
+    (fbackprop)."""
     w = np.array([[0.7, -2.2]])
     C, _ = fb.value_and_backprop(ln.NET, "squared_error")(({"W": w, "b": np.zeros(1)},), ln.X, ln.T)
     assert np.isclose(ln.E(*w[0]), 2 * float(C), rtol=1e-14)
 
 
 def test_claims_can_fail():
-    """eta > 1 overshoots the valley (|1 - 2 eta| > 1): the convergence claims fail, the delta rule still holds."""
+    """eta > 1 overshoots the valley (|1 - 2 eta| > 1): the convergence claims fail, the delta rule still
+    holds."""
     r = ln.run(start=(2.0, 0.5), eta=1.1, steps=50, starts=5, seed=0)
     _, claims = ln.summarize(r)
     held = [held for claim, held in claims.items() if "delta rule" in claim and "random" not in claim]
     assert held == [True]
-    assert not any(held for claim, held in claims.items() if "reaches the valley" in claim or "projection" in claim)
+    assert not any(
+        held for claim, held in claims.items() if "reaches the valley" in claim or "projection" in claim
+    )

@@ -1,4 +1,4 @@
-"""experiments/seed_example.py: seed 001's example, hand-written vs autodiff vs the seed's NumPy code."""
+"""experiments/seed_example.py: the seed example, hand-written vs autodiff vs the tutorial's NumPy code."""
 
 import seed_example
 

@@ -1,11 +1,12 @@
-"""experiments/vanishing_gradients.py: per-layer gradient norms at initialisation, by activation and initialiser."""
+"""experiments/vanishing_gradients.py: per-layer gradient norms at initialisation, by activation and
+initialiser."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import vanishing_gradients as vg
 
 import fbackprop as fb
-import vanishing_gradients as vg
 
 
 def test_vanishing_gradients_quick(run_quick):
@@ -47,7 +48,7 @@ def test_norms_match_autodiff_and_the_sigmoid_bound():
     assert gW.shape == d.shape == (len(vg.INITS) * seeds, depth + 1)
     net = fb.mlp(vg.sizes(depth, width), activation="sigmoid")
     for s in (0, len(vg.INITS) * seeds - 1):  # the first uniform and the last lecun network
-        p = jax.tree.map(lambda leaf: leaf[s], params)
+        p = jax.tree.map(lambda leaf: leaf[s], params)  # noqa: B023 (used at once, inside the loop)
         ref = fb.autodiff(net, "cross_entropy")(p, x, y)
         np.testing.assert_allclose(gW[s], [np.linalg.norm(g["W"]) for g in ref], rtol=1e-12)
         for l in range(1, depth + 1):  # delta^l (0-based l) comes back through W^{l+1}

@@ -1,16 +1,18 @@
 """experiments/xor.py: a 2-2-1 network learns XOR over most seeds; a single layer never does."""
 
 import numpy as np
+import xor
 
 import fbackprop as fb
-import xor
 
 
 def test_xor_quick(run_quick):
     result = run_quick(xor)
     m = result["metrics"]
     assert m["seeds"] == 200 and m["epochs"] == 2000
-    assert 0.7 <= m["success_rate_221"] < 1.0  # most seeds succeed, and some fail: the failure analysis is not empty
+    assert (
+        0.7 <= m["success_rate_221"] < 1.0
+    )  # most seeds succeed, and some fail: the failure analysis is not empty
     assert m["success_count_single"] == 0 and m["points_right_single_counts"][4] == 0
     assert m["failures_on_plateau"] <= m["failures_221"] == sum(m["points_right_221_counts"][:4])
     assert m["final_loss_221_successes"]["q50"] < 0.01 < m["final_loss_221"]["q100"]
@@ -22,8 +24,8 @@ def test_no_line_gets_all_four_points():
     """The docstring's proof, checked by brute force: over a grid of lines, the best gets exactly 3 of 4."""
     x, t = fb.data.xor(np.float64)
     g = np.linspace(-3, 3, 25)
-    w = np.stack(np.meshgrid(g, g, g), -1).reshape(-1, 3)          # (w0, w1, w2)
-    z = w[:, :1] + w[:, 1:] @ x.T                                     # (lines, 4)
+    w = np.stack(np.meshgrid(g, g, g), -1).reshape(-1, 3)  # (w0, w1, w2)
+    z = w[:, :1] + w[:, 1:] @ x.T  # (lines, 4)
     right = xor.right_side(1 / (1 + np.exp(-z)), t[:, 0]).sum(1)
     assert right.max() == 3
 
