@@ -114,7 +114,7 @@ for name, grad in GRADIENTS.items():
             f"{name}: Inf in y",
             lambda g=grad: g(NET, "squared_error")(P, X, Y_INF),
             ValueError,
-            r"^y " + NONFINITE.format("inf", r"\(4, 0\)"),
+            r"^squared_error: y " + NONFINITE.format("inf", r"\(4, 0\)"),
             values=True,
         ),
         Case(
@@ -133,7 +133,7 @@ CASES += [
         r"^x " + NONFINITE.format("nan", r"\(2, 1\)"),
         values=True,
     ),
-    Case("train: Inf in y", lambda: train(y=Y_INF), ValueError, r"^y holds 1 non-finite", values=True),
+    Case("train: Inf in y", lambda: train(y=Y_INF), ValueError, r"^squared_error: y holds 1 non-finite", values=True),
     Case(
         "train: NaN in params",
         lambda: train(params=P_NAN),

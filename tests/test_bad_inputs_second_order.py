@@ -177,7 +177,7 @@ CASES = [
         "lm val nan",
         lambda: LM(NET, P, X, Y, val=(with_nan(X), Y)),
         ValueError,
-        r"val\[0\] holds 1 non-finite value",
+        r"val: x holds 1 non-finite value",
     ),
     (
         "lm x nan",

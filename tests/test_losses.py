@@ -256,7 +256,7 @@ BAD = {
         Z3,
         np.array([[0, 0, 0]] * 3 + [[0, np.nan, 0]]),
         ValueError,
-        r"y must be finite; y\[3, 1\] is nan",
+        r"squared_error: y holds 1 non-finite value \(the first, nan, at index \(3, 1\)\)",
     ),
     "se complex target": ("squared_error", Z3, np.zeros((4, 3), complex), TypeError, "real numbers"),
     "se string target": ("squared_error", Z3, [["a"] * 3] * 4, TypeError, "must hold real numbers.*<U1"),

@@ -65,7 +65,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .validate import as_int, is_concrete
+from .validate import as_int, check_finite, is_concrete
 
 
 class Loss(NamedTuple):
@@ -160,10 +160,7 @@ def _first_bad_row(bad: np.ndarray) -> int:
 
 
 def _check_finite_values(y, name: str):
-    arr = np.asarray(y)
-    if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
-        i, j = (int(k) for k in np.argwhere(~np.isfinite(arr))[0])
-        raise ValueError(f"{name}: y must be finite; y[{i}, {j}] is {arr[i, j]}")
+    check_finite(y, f"{name}: y")  # the package's one message for NaN/Inf, naming the index
 
 
 def _output(yhat: Any, name: str, fn: str):
