@@ -58,7 +58,7 @@ def flag(value: Any, name: str) -> bool:
 def stopping(goal: Any, min_grad: Any, max_steps: Any) -> tuple:
     """``goal >= 0``, ``min_grad >= 0`` (both may be traced) and ``max_steps >= 1`` (concrete)."""
     return (
-        real(goal, "goal", minimum=0.0),
+        real(goal, "goal", minimum=0.0, finite=False),  # goal=inf: stop at the start
         real(min_grad, "min_grad", minimum=0.0),
         as_int(max_steps, "max_steps", minimum=1),
     )
