@@ -133,7 +133,13 @@ CASES += [
         r"^x " + NONFINITE.format("nan", r"\(2, 1\)"),
         values=True,
     ),
-    Case("train: Inf in y", lambda: train(y=Y_INF), ValueError, r"^squared_error: y holds 1 non-finite", values=True),
+    Case(
+        "train: Inf in y",
+        lambda: train(y=Y_INF),
+        ValueError,
+        r"^squared_error: y holds 1 non-finite",
+        values=True,
+    ),
     Case(
         "train: NaN in params",
         lambda: train(params=P_NAN),

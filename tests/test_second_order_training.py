@@ -65,8 +65,9 @@ def test_checkpoints_are_geometric_and_end_at_the_last_iteration():
 @pytest.mark.parametrize("precondition", [False, True])
 def test_hessian_free_fits_the_sine_and_never_raises_the_loss(precondition):
     for seed in range(5):  # every start of 0-4, 20x down: measured 180x or more
-        r = fb.hessian_free(NET, NET.init(jax.random.key(seed)), X, Y, max_steps=60,
-                            precondition=precondition)
+        r = fb.hessian_free(
+            NET, NET.init(jax.random.key(seed)), X, Y, max_steps=60, precondition=precondition
+        )
         assert np.all(np.diff(losses(r)) <= 1e-15), (seed, r.message)
         assert final(r) <= 0.05 * float(r.history.loss[0]), (seed, r.message)
 

@@ -35,10 +35,19 @@ MESSAGES: dict[int, str] = {
     Status.MU_MAX: "mu above mu_max",
     Status.MAX_FAIL: "validation loss rose max_fail times in a row",
     Status.LINE_SEARCH: "line search found no decrease",
-    Status.NONFINITE_START: "the loss is not finite at the start: params, x or y hold NaN or Inf",
+    Status.NONFINITE_START: (
+        "the loss or its gradient is not finite at the start (NaN/Inf in the data or params, or an overflow)"
+    ),
 }
 
 
 def message(status) -> str:
-    """The text of one status code (an int or a 0-d array)."""
+    """The text of one status code.
+
+    Args:
+        status: a ``Status``, an int or a 0-d integer array (``result.status``).
+
+    Returns:
+        The message, e.g. ``"loss goal reached"``.
+    """
     return MESSAGES[int(status)]

@@ -517,7 +517,9 @@ def newton(net, params, x, y, **options) -> LMResult:
 
     Args:
         net: an fbackprop ``Network``. For a Flax/Equinox ``apply`` use ``fb.least_squares``.
-        params, x, y: as for ``levenberg_marquardt``.
+        params: the initial parameters, a tuple of ``{"W", "b"}`` dicts.
+        x: ``(N, n_in)`` inputs.
+        y: ``(N, n_out)`` targets (or labels ``(N,)`` for cross_entropy).
         **options: ``levenberg_marquardt``'s keyword options, except ``solver`` and ``curvature``
             (always the exact Hessian, solved densely).
 
