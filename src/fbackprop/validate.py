@@ -3,256 +3,44 @@
 Every public function that takes ``(params, x, y)`` runs these before it calls its compiled
 core. Most read only shapes and dtypes, which are static under ``jit`` (so they cost nothing
 there). Two read values, and only when the arrays are concrete (outside ``jit``, not tracers):
-the range of integer class labels, and NaN/Inf in ``params``, ``x`` and ``y``.
+the range of integer class labels, and NaN/Inf in ``params``, ``x`` and ``y`` (``fbackprop.finite``
+says what that costs and what happens under ``jit``).
 
-The finiteness check and ``jit``: outside ``jit`` a NaN or Inf in ``params``, ``x`` or ``y`` is a
-``ValueError`` naming the array, the leaf and the first bad index. It costs one fused reduction
-computed in the same compiled program as the result (``checked``) or one small program
-(``check_call``), and one read of a bool per call. Under ``jit`` (the user's own, or ``jax.jit`` of
-an fbackprop function) the values are unknown at trace time and are not checked: non-finite inputs
-then give non-finite results, and the training loops report a loss that is not finite at the start
-through their status (``Status.NONFINITE_START``).
+This module holds the call checks (``check_call``, ``checked`` and the pieces they are made of) and
+the dtype rule (``params_dtype``). The scalar options (``as_int``, ``as_float``, ``check_choice``,
+``cached_transformation``) live in ``fbackprop.options`` and the finiteness checks in
+``fbackprop.finite``; both are re-exported here, so ``from .validate import as_int`` keeps working.
 """
 
 from __future__ import annotations
 
 import functools
-import operator
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+# Re-exports: the options and the finiteness checks live in their own modules; code imports them
+# from here (``from .validate import as_int, check_finite``), and that keeps working (``__all__``).
+from .finite import (
+    _dtype,
+    check_finite,  # noqa: F401
+    check_finite_named,
+    finite_flag,
+    is_concrete,
+    raise_nonfinite,
+)
+from .options import as_float, as_int, cached_transformation, check_choice  # noqa: F401
+
 if TYPE_CHECKING:  # pragma: no cover
     from .losses import Loss
     from .nets import Network
 
-
-# --- scalars and options: one rule each, used by every public function ----------------------------
-def as_int(value: Any, name: str, *, minimum: int | None = 1, maximum: int | None = None) -> int:
-    """``value`` as a Python int: Python, NumPy and 0-d JAX integers are accepted (anything with
-    ``__index__``), bools and floats are refused, and ``minimum <= value <= maximum`` is checked.
-
-    Args:
-        value: what the user passed.
-        name: the argument's name, for messages (``"epochs"``).
-        minimum: the smallest value accepted (default 1; ``None``: no bound).
-        maximum: the largest value accepted (default ``None``: no bound).
-
-    Returns:
-        The value as a Python ``int`` (hashable and equal across integer types).
-
-    Raises:
-        TypeError: naming ``name``, what was expected and what came, for a non-integer.
-        ValueError: likewise, for an integer out of range.
-    """
-    if isinstance(value, (bool, np.bool_)) or (
-        hasattr(value, "dtype") and not jnp.issubdtype(value.dtype, jnp.integer)
-    ):
-        raise TypeError(f"{name} must be an integer; got {value!r} ({type(value).__name__})")
-    if isinstance(value, jax.core.Tracer):
-        raise TypeError(
-            f"{name} must be a concrete integer (it fixes a shape or a loop length); got a traced value"
-        )
-    try:
-        out = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an integer; got {value!r} ({type(value).__name__})") from None
-    if (minimum is not None and out < minimum) or (maximum is not None and out > maximum):
-        lo = "-inf" if minimum is None else minimum
-        hi = "inf" if maximum is None else maximum
-        raise ValueError(f"{name} must be an integer from {lo} to {hi}; got {out}")
-    return out
-
-
-def as_float(
-    value: Any,
-    name: str,
-    *,
-    minimum: float | None = None,
-    maximum: float | None = None,
-    open_min: bool = False,
-    finite: bool = True,
-) -> float:
-    """``value`` as a Python float in range: any real number, NumPy or 0-d JAX scalar (not a bool or str).
-
-    Args:
-        value: what the user passed.
-        name: the argument's name, for messages.
-        minimum: the lower bound (default ``None``: none).
-        maximum: the upper bound, inclusive (default ``None``: none).
-        open_min: refuse ``minimum`` itself (``> minimum`` rather than ``>=``; default False).
-        finite: refuse infinities (default True); NaN is always refused.
-
-    Returns:
-        The value as a Python ``float``.
-
-    Raises:
-        TypeError: for a non-number (naming ``name``, what was expected and what came).
-        ValueError: for NaN, an infinity when ``finite``, or a value out of range.
-    """
-    if isinstance(value, (bool, np.bool_, str, bytes)) or isinstance(value, jax.core.Tracer):
-        kind = "concrete real number" if isinstance(value, jax.core.Tracer) else "real number"
-        raise TypeError(f"{name} must be a {kind}; got {value!r} ({type(value).__name__})")
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a real number; got {value!r} ({type(value).__name__})") from None
-    if np.isnan(out) or (finite and not np.isfinite(out)):
-        raise ValueError(
-            f"{name} must be a finite number; got {out}"
-            if finite
-            else f"{name} must be a real number, not NaN; got {out}"
-        )
-    below = minimum is not None and (out <= minimum if open_min else out < minimum)
-    if below or (maximum is not None and out > maximum):
-        lo = "(" if open_min else "["
-        raise ValueError(
-            f"{name} must lie in {lo}{'-inf' if minimum is None else minimum}, "
-            f"{'inf' if maximum is None else maximum}]; got {out}"
-        )
-    return out
-
-
-def check_choice(value: Any, name: str, choices: Sequence[Any]) -> Any:
-    """``value`` must be one of ``choices`` (strings, usually).
-
-    Args:
-        value: what the user passed.
-        name: the argument's name, for messages.
-        choices: the accepted values.
-
-    Returns:
-        ``value``.
-
-    Raises:
-        ValueError: listing ``choices`` and showing what came.
-    """
-    try:
-        ok = value in choices
-    except TypeError:  # an unhashable value against a set
-        ok = False
-    if not ok:
-        raise ValueError(f"{name} must be one of {list(choices)}; got {value!r}")
-    return value
-
-
-def is_concrete(tree: Any) -> bool:
-    """True when no leaf of ``tree`` is a tracer (so its values can be read: outside ``jit``).
-
-    Args:
-        tree: any pytree.
-
-    Returns:
-        ``False`` as soon as one leaf is a ``jax.core.Tracer``.
-    """
-    return not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(tree))
-
-
-@functools.cache
-def _inexact(dtype) -> bool:
-    return bool(jnp.issubdtype(dtype, jnp.inexact))
-
-
-def _dtype(leaf: Any):
-    dt = getattr(leaf, "dtype", None)
-    return np.dtype(dt) if dt is not None else jnp.result_type(leaf)
-
-
-def finite_flag(tree: Any) -> jax.Array:
-    """``True`` (a 0-d bool array) when every float leaf of ``tree`` is finite: one fused reduction.
-
-    Traceable, so it can run inside a compiled program beside the computation it guards (``checked``
-    does this: the check costs one extra output, not one extra dispatch).
-
-    Args:
-        tree: a pytree of arrays; integer and bool leaves are skipped.
-
-    Returns:
-        A 0-d bool array.
-    """
-    flags = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree) if _inexact(_dtype(leaf))]
-    return jnp.all(jnp.stack(flags)) if flags else jnp.array(True)
-
-
-_finite_flag = jax.jit(finite_flag)
-
-
-def _first_nonfinite(tree: Any, name: str) -> str | None:
-    """The message for the first leaf of ``tree`` holding NaN/Inf (host side, only on failure)."""
-    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
-        arr = np.asarray(leaf)
-        if not _inexact(arr.dtype):
-            continue
-        bad = ~np.isfinite(arr)
-        if bad.any():
-            where = tuple(int(i) for i in np.argwhere(bad)[0]) if arr.ndim else ()
-            count = int(bad.sum())
-            return (
-                f"{name}{jax.tree_util.keystr(path)} holds {count} non-finite value{'s' * (count > 1)} "
-                f"(the first, {arr[where]}, at index {where}); expected finite numbers. fbackprop checks "
-                "params, x and y whenever they are concrete (outside jit); under jit they are not checked "
-                "and NaN/Inf gives NaN results"
-            )
-    return None
-
-
-def raise_nonfinite(named: dict[str, Any]) -> None:
-    """Raise the ``ValueError`` of ``check_finite`` for the first named tree holding NaN/Inf.
-
-    Args:
-        named: ``{"params": params, "x": x, ...}``, searched in order.
-
-    Raises:
-        ValueError: naming the argument, the leaf and the index of the first non-finite value.
-    """
-    for name, tree in named.items():
-        msg = _first_nonfinite(tree, name)
-        if msg is not None:
-            raise ValueError(msg)
-    raise ValueError(f"one of {', '.join(named)} holds a non-finite value; expected finite numbers")
-
-
-def check_finite(tree: Any, name: str) -> None:
-    """Refuse NaN/Inf in ``tree`` when its values are concrete, naming the leaf and the first bad index.
-
-    The common case costs one fused on-device reduction (``finite_flag``) and one read of a bool;
-    the index is computed on the host only when something is not finite. NumPy leaves are checked
-    with NumPy (no transfer). Under ``jit`` the values are not known at trace time, so nothing is
-    checked there: non-finite inputs then give non-finite results (and ``train``/
-    ``levenberg_marquardt`` report a non-finite start through their status).
-
-    Args:
-        tree: a pytree of arrays (``params``, ``x``, ``y``); integer and bool leaves are skipped.
-        name: the argument's name, for the message (``"x"``).
-
-    Raises:
-        ValueError: ``"x holds 1 non-finite value (the first, nan, at index (2, 1)); expected finite
-            numbers ..."``.
-    """
-    check_finite_named({name: tree})
-
-
-def check_finite_named(named: dict[str, Any]) -> None:
-    """``check_finite`` for several arguments at once, in one fused reduction.
-
-    Args:
-        named: ``{"params": params, "x": x, "y": y}``: the argument names (for the message) and
-            their trees. Nothing is checked unless every leaf is concrete.
-
-    Raises:
-        ValueError: naming the first argument (in the dict's order) holding NaN/Inf, its leaf and index.
-    """
-    if not is_concrete(named):
-        return
-    leaves = [leaf for leaf in jax.tree.leaves(named) if _inexact(_dtype(leaf))]
-    host = [leaf for leaf in leaves if not isinstance(leaf, jax.Array)]
-    device = [leaf for leaf in leaves if isinstance(leaf, jax.Array)]
-    ok = all(np.isfinite(leaf).all() for leaf in host) and (not device or bool(_finite_flag(device)))
-    if not ok:
-        raise_nonfinite(named)
+__all__ = ["as_apply", "as_array", "check_call", "check_inputs", "check_like", "check_params"]
+__all__ += ["check_targets", "check_x", "checked", "is_network", "params_dtype", "require_network"]
+__all__ += ["as_float", "as_int", "cached_transformation", "check_choice"]  # from fbackprop.options
+__all__ += ["check_finite", "check_finite_named", "finite_flag", "is_concrete", "raise_nonfinite"]  # .finite
 
 
 def params_dtype(params: Any, name: str = "params") -> Any:
@@ -296,34 +84,6 @@ def params_dtype(params: Any, name: str = "params") -> Any:
 @functools.cache
 def _floating(dtype) -> bool:
     return bool(jnp.issubdtype(dtype, jnp.floating))
-
-
-def cached_transformation(factory):
-    """Cache a transformation ``(model, loss, *options) -> function`` on its (hashable) arguments.
-
-    ``fb.backprop(net, loss)(params, x, y)`` written inline then reuses one compiled program, as
-    ``jax.jit`` does for one function: equal networks (``fb.mlp`` with equal arguments), the same loss
-    and equal options give the same function object. Unhashable arguments (a model held in a list,
-    say) skip the cache: each such call builds, and compiles, anew.
-
-    Args:
-        factory: the transformation to cache.
-
-    Returns:
-        The cached factory, with ``cache_info()`` and ``cache_clear()``.
-    """
-    cache = functools.lru_cache(maxsize=256)(factory)
-
-    @functools.wraps(factory)
-    def get(*args, **kwargs):
-        try:
-            hash((args, tuple(sorted(kwargs.items()))))
-        except TypeError:
-            return factory(*args, **kwargs)
-        return cache(*args, **kwargs)
-
-    get.cache_info, get.cache_clear = cache.cache_info, cache.cache_clear
-    return get
 
 
 def check_x(x: Any, n_in: int | None = None) -> jax.Array:
