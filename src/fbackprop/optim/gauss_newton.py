@@ -35,8 +35,8 @@ from .levenberg_marquardt import (
     LMHistory,
     LMResult,
     _like,
-    start_is_finite,
 )
+from .lm_loop import start_is_finite
 
 __all__ = ["gauss_newton", "LINE_SEARCH", "STATUS"]
 

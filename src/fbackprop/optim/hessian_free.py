@@ -41,8 +41,8 @@ from .levenberg_marquardt import (
     LMHistory,
     LMResult,
     _like,
-    start_is_finite,
 )
+from .lm_loop import start_is_finite
 
 
 def checkpoints(cg_iters: int) -> tuple[int, ...]:

@@ -25,7 +25,8 @@ from ..validate import check_choice, check_finite, params_dtype
 from . import _options as O
 from . import solvers as S
 from .damping import Damping
-from .levenberg_marquardt import SCALINGS, LMResult, _scalars, lm_loop
+from .levenberg_marquardt import SCALINGS, LMResult
+from .lm_loop import _scalars, lm_loop
 
 
 def residual_rows(shape: tuple) -> int:

@@ -1,0 +1,356 @@
+"""Bad inputs to the second-order optimizers (``fb.levenberg_marquardt``, ``fb.newton``,
+``fb.gauss_newton``, ``fb.hessian_free``, ``fb.least_squares``, ``fb.optim.auto_solver``): one row a
+case (``cases.py``: the runner, how to add one).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import fbackprop as fb
+
+from .cases import Case, check, table, with_nan
+
+NET = fb.mlp([2, 3, 1], activation="tanh")
+P = NET.init(jax.random.key(0))
+X = np.linspace(-1.0, 1.0, 8).reshape(4, 2)
+Y = np.array([[0.1], [0.2], [-0.3], [0.4]])
+APPLY = NET.apply
+P_NAN = ({"W": with_nan(P[0]["W"], (1, 0)), "b": P[0]["b"]}, P[1])
+LM = fb.levenberg_marquardt
+INTS = jnp.arange(3)
+ALT = r"fb\.least_squares\(residual, params\)"
+
+CASES: list[Case] = []
+
+# --- levenberg_marquardt: counts -------------------------------------------------------------
+CASES += [
+    Case(
+        "lm chunk_size=0",
+        lambda: LM(NET, P, X, Y, chunk_size=0),
+        ValueError,
+        r"chunk_size must be an integer from 1 to inf; got 0",
+    ),
+    Case(
+        "lm chunk_size=2.5",
+        lambda: LM(NET, P, X, Y, chunk_size=2.5),
+        TypeError,
+        r"chunk_size must be an integer; got 2\.5 \(float\)",
+    ),
+    Case(
+        "lm max_steps=0",
+        lambda: LM(NET, P, X, Y, max_steps=0),
+        ValueError,
+        r"max_steps must be an integer from 1 to inf; got 0",
+    ),
+    Case(
+        "lm max_steps=2.0",
+        lambda: LM(NET, P, X, Y, max_steps=2.0),
+        TypeError,
+        r"max_steps must be an integer; got 2\.0",
+    ),
+    Case(
+        "lm max_fail=0",
+        lambda: LM(NET, P, X, Y, max_fail=0),
+        ValueError,
+        r"max_fail must be an integer from 1 to inf; got 0",
+    ),
+    Case(
+        "lm cg_maxiter=0",
+        lambda: LM(NET, P, X, Y, solver="cg", cg_maxiter=0),
+        ValueError,
+        r"cg_maxiter must be an integer from 1 to inf; got 0",
+    ),
+]
+
+# --- levenberg_marquardt: reals ----------------------------------------------------------------
+CASES += [
+    Case(
+        "lm mu_dec=10",
+        lambda: LM(NET, P, X, Y, mu_dec=10, mu_inc=0.1),
+        ValueError,
+        r"mu_dec must lie in \(0\.0, 1\.0\) \(it multiplies mu after an accepted step\); got 10\.0",
+    ),
+    Case(
+        "lm mu_inc=0.1",
+        lambda: LM(NET, P, X, Y, mu_inc=0.1),
+        ValueError,
+        r"mu_inc must lie in \(1\.0, inf\) \(it multiplies mu after a rejected step\); got 0\.1",
+    ),
+    Case("lm mu=0", lambda: LM(NET, P, X, Y, mu=0.0), ValueError, r"mu must lie in \(0\.0, inf\]; got 0\.0"),
+    Case(
+        "lm mu=nan",
+        lambda: LM(NET, P, X, Y, mu=float("nan")),
+        ValueError,
+        r"mu must be a finite number; got nan",
+    ),
+    Case(
+        "lm mu='big'",
+        lambda: LM(NET, P, X, Y, mu="big"),
+        TypeError,
+        r"mu must be a real number; got 'big' \(str\)",
+    ),
+    Case(
+        "lm mu > mu_max",
+        lambda: LM(NET, P, X, Y, mu=1.0, mu_max=1e-3),
+        ValueError,
+        r"mu must not exceed mu_max .*got mu=1\.0, mu_max=0\.001",
+    ),
+    Case(
+        "lm goal=-1",
+        lambda: LM(NET, P, X, Y, goal=-1),
+        ValueError,
+        r"goal must lie in \[0\.0, inf\]; got -1\.0",
+    ),
+    Case(
+        "lm goal=None",
+        lambda: LM(NET, P, X, Y, goal=None),
+        TypeError,
+        r"goal must be a real number; got None",
+    ),
+    Case(
+        "lm min_grad=-1e-3",
+        lambda: LM(NET, P, X, Y, min_grad=-1e-3),
+        ValueError,
+        r"min_grad must lie in \[0\.0, inf\]",
+    ),
+    Case(
+        "lm cg_tol=-1",
+        lambda: LM(NET, P, X, Y, cg_tol=-1.0),
+        ValueError,
+        r"cg_tol must lie in \[0\.0, inf\]; got -1\.0",
+    ),
+]
+
+# --- levenberg_marquardt: names, flags, data ---------------------------------------------------
+CASES += [
+    Case(
+        "lm solver='qr'",
+        lambda: LM(NET, P, X, Y, solver="qr"),
+        ValueError,
+        r"solver must be one of \['dense', 'accumulate', 'cg', 'dual', 'auto'\]; got 'qr'",
+    ),
+    Case(
+        "lm damping='fletcher'",
+        lambda: LM(NET, P, X, Y, damping="fletcher"),
+        ValueError,
+        r"damping must be one of \['marquardt', 'nielsen', 'trust_region'\]; got 'fletcher'",
+    ),
+    Case(
+        "lm scaling='diag'",
+        lambda: LM(NET, P, X, Y, scaling="diag"),
+        ValueError,
+        r"scaling must be one of \['identity', 'marquardt'\]; got 'diag'",
+    ),
+    Case(
+        "lm curvature='fisher'",
+        lambda: LM(NET, P, X, Y, curvature="fisher"),
+        ValueError,
+        r"curvature must be one of \['ggn', 'hessian'\]; got 'fisher'",
+    ),
+    Case(
+        "lm hessian with cg",
+        lambda: LM(NET, P, X, Y, curvature="hessian", solver="cg"),
+        ValueError,
+        r"solver must be 'dense' or 'auto'; got 'cg'",
+    ),
+    Case(
+        "lm data_parallel='yes'",
+        lambda: LM(NET, P, X, Y, data_parallel="yes"),
+        TypeError,
+        r"data_parallel must be True or False; got 'yes'",
+    ),
+    Case(
+        "lm val=(x,)",
+        lambda: LM(NET, P, X, Y, val=(X,)),
+        TypeError,
+        r"val must be a pair \(x_val, y_val\) .*; got a tuple of length 1",
+        values=True,
+    ),
+    Case(
+        "lm val=x",
+        lambda: LM(NET, P, X, Y, val=X),
+        TypeError,
+        r"val must be a pair \(x_val, y_val\) .*; got an array of shape \(4, 2\)",
+    ),
+    Case(
+        "lm val rows",
+        lambda: LM(NET, P, X, Y, val=(X, Y[:3])),
+        ValueError,
+        r"val: y has 3 rows but x has 4",
+        values=True,
+    ),
+    Case(
+        "lm val nan",
+        lambda: LM(NET, P, X, Y, val=(with_nan(X), Y)),
+        ValueError,
+        r"val: x holds 1 non-finite value",
+    ),
+    Case(
+        "lm x nan",
+        lambda: LM(NET, P, with_nan(X, (2, 1)), Y),
+        ValueError,
+        r"x holds 1 non-finite value \(the first, nan, at index \(2, 1\)\)",
+    ),
+    Case(
+        "lm params nan",
+        lambda: LM(NET, P_NAN, X, Y),
+        ValueError,
+        r"params\[0\]\['W'\] holds 1 non-finite value",
+    ),
+    Case(
+        "lm apply",
+        lambda: LM(APPLY, P, X, Y),
+        TypeError,
+        r"fb\.levenberg_marquardt is hand-written .*got <bound method.*" + ALT,
+    ),
+]
+
+# --- newton, gauss_newton, hessian_free ------------------------------------------------------------
+CASES += [
+    Case(
+        "newton apply", lambda: fb.newton(APPLY, P, X, Y), TypeError, r"^fb\.newton is hand-written .*" + ALT
+    ),
+    Case(
+        "newton solver",
+        lambda: fb.newton(NET, P, X, Y, solver="cg"),
+        TypeError,
+        r"fb\.newton always uses the exact Hessian .*no solver option \(got solver='cg'\)",
+    ),
+    Case(
+        "gn apply",
+        lambda: fb.gauss_newton(APPLY, P, X, Y),
+        TypeError,
+        r"^fb\.gauss_newton is hand-written .*" + ALT,
+    ),
+    Case(
+        "gn max_steps=0",
+        lambda: fb.gauss_newton(NET, P, X, Y, max_steps=0),
+        ValueError,
+        r"max_steps must be an integer",
+    ),
+    Case(
+        "gn armijo=1",
+        lambda: fb.gauss_newton(NET, P, X, Y, armijo=1.0),
+        ValueError,
+        r"armijo must lie in \(0\.0, 1\.0\)",
+    ),
+    Case(
+        "gn max_halvings=-1",
+        lambda: fb.gauss_newton(NET, P, X, Y, max_halvings=-1),
+        ValueError,
+        r"max_halvings must be an integer from 0 to inf; got -1",
+    ),
+    Case(
+        "gn x nan", lambda: fb.gauss_newton(NET, P, with_nan(X), Y), ValueError, r"x holds 1 non-finite value"
+    ),
+    Case(
+        "hf apply",
+        lambda: fb.hessian_free(APPLY, P, X, Y),
+        TypeError,
+        r"^fb\.hessian_free is hand-written .*" + ALT,
+    ),
+    Case(
+        "hf cg_iters=0",
+        lambda: fb.hessian_free(NET, P, X, Y, cg_iters=0),
+        ValueError,
+        r"cg_iters must be an integer from 1 to inf; got 0",
+    ),
+    Case(
+        "hf batch_size=5",
+        lambda: fb.hessian_free(NET, P, X, Y, batch_size=5),
+        ValueError,
+        r"batch_size must be an integer from 1 to 4; got 5",
+    ),
+    Case(
+        "hf lam=0",
+        lambda: fb.hessian_free(NET, P, X, Y, lam=0.0),
+        ValueError,
+        r"lam must lie in \(0\.0, inf\]; got 0\.0",
+    ),
+    Case(
+        "hf decay=1.5",
+        lambda: fb.hessian_free(NET, P, X, Y, decay=1.5),
+        ValueError,
+        r"decay must lie in \[0\.0, 1\.0\]",
+    ),
+    Case(
+        "hf key=0",
+        lambda: fb.hessian_free(NET, P, X, Y, key=0),
+        TypeError,
+        r"key must be a JAX PRNG key such as jax\.random\.key\(0\); got 0",
+    ),
+    Case(
+        "hf precondition='yes'",
+        lambda: fb.hessian_free(NET, P, X, Y, precondition="yes"),
+        TypeError,
+        r"precondition must be True or False; got 'yes'",
+    ),
+]
+
+# --- least_squares ---------------------------------------------------------------------------------
+CASES += [
+    Case(
+        "ls residual not callable", lambda: fb.least_squares(X, P), TypeError, r"residual must be a callable"
+    ),
+    Case(
+        "ls integer residual",
+        lambda: fb.least_squares(lambda p: jnp.array([1, 2]), P),
+        TypeError,
+        r"must return a floating array; it returned int",
+        values=True,
+    ),
+    Case(
+        "ls tuple residual",
+        lambda: fb.least_squares(lambda p: (p[0]["b"], p[1]["b"]), P),
+        TypeError,
+        r"residual\(params\) must return one array; it returned PyTreeDef",
+    ),
+    Case(
+        "ls empty residual",
+        lambda: fb.least_squares(lambda p: p[0]["b"][:0], P),
+        ValueError,
+        r"returned an empty array of shape \(0,\)",
+    ),
+    Case(
+        "ls integer params",
+        lambda: fb.least_squares(lambda p: p * 1.0, INTS),
+        TypeError,
+        r"params has dtype int\d+; parameters must be real floating point",
+    ),
+    Case(
+        "ls params nan",
+        lambda: fb.least_squares(lambda p: p, with_nan(np.ones(3), 1)),
+        ValueError,
+        r"params holds 1 non-finite value \(the first, nan, at index \(1,\)\)",
+    ),
+    Case(
+        "ls mu_dec=2",
+        lambda: fb.least_squares(lambda p: p, np.ones(3), mu_dec=2.0),
+        ValueError,
+        r"mu_dec must lie in \(0\.0, 1\.0\)",
+    ),
+    Case(
+        "ls max_steps=0",
+        lambda: fb.least_squares(lambda p: p, np.ones(3), max_steps=0),
+        ValueError,
+        r"max_steps must be an integer from 1",
+    ),
+]
+
+# --- auto_solver ---
+CASES += [
+    Case(
+        "auto_solver n_rows=0",
+        lambda: fb.optim.auto_solver(0, 10),
+        ValueError,
+        r"n_rows must be an integer from 1",
+    ),
+]
+
+
+@table(CASES)
+def test_bad_input(case, compiles):
+    check(case, compiles)
