@@ -403,3 +403,19 @@ def test_autodiff_twin_at_tied_and_zero_logits(name):
     np.testing.assert_allclose(
         per_example(loss, jax.hessian)(z, y), loss.hessian(z, y), rtol=1e-12, atol=1e-15
     )
+
+
+def test_loss_written_with_seven_fields_constructs_and_trains():
+    """``hessian_sqrt`` is the optional last field: a ``Loss(...)`` written before it existed still
+    builds (``hessian_sqrt=None``), and the gradient code, which never calls it, runs with it."""
+    se = L.squared_error
+    mine = L.Loss("mine", se.value, se.grad, se.hessian, se.hvp, se.prepare, se.sample)
+    assert mine.hessian_sqrt is None and L.get(mine) is mine
+    net = fb.mlp([2, 3, 1])
+    params, x = net.init(jax.random.key(0)), jax.random.normal(jax.random.key(1), (4, 2))
+    y = jnp.sin(x[:, :1])
+    C, grads = fb.value_and_backprop(net, mine)(params, x, y)
+    C_ref, grads_ref = fb.value_and_backprop(net, se)(params, x, y)
+    np.testing.assert_allclose(C, C_ref, rtol=1e-14)
+    for g, g_ref in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_ref)):
+        np.testing.assert_allclose(g, g_ref, rtol=1e-13)

@@ -1,0 +1,29 @@
+"""The built-in losses by name: ``LOSSES`` and ``get``, which every ``(model, loss)`` function uses."""
+
+from __future__ import annotations
+
+from .base import Loss
+from .binary_cross_entropy import binary_cross_entropy
+from .cross_entropy import cross_entropy
+from .squared_error import squared_error
+
+LOSSES: dict[str, Loss] = {l.name: l for l in (squared_error, cross_entropy, binary_cross_entropy)}
+
+
+def get(loss: str | Loss) -> Loss:
+    """Look a loss up by name, or pass a ``Loss`` through.
+
+    Args:
+        loss: ``"squared_error"``, ``"cross_entropy"``, ``"binary_cross_entropy"`` or a ``Loss``.
+
+    Returns:
+        The ``Loss``.
+
+    Raises:
+        ValueError: an unknown name (the valid ones are listed).
+    """
+    if isinstance(loss, Loss):
+        return loss
+    if isinstance(loss, str) and loss in LOSSES:
+        return LOSSES[loss]
+    raise ValueError(f"unknown loss {loss!r}; expected one of {sorted(LOSSES)} or an fbackprop.losses.Loss")
