@@ -130,6 +130,11 @@ def check_finite_named(named: dict[str, Any]) -> None:
     leaves = [leaf for leaf in jax.tree.leaves(named) if _inexact(_dtype(leaf))]
     host = [leaf for leaf in leaves if not isinstance(leaf, jax.Array)]
     device = [leaf for leaf in leaves if isinstance(leaf, jax.Array)]
-    ok = all(np.isfinite(leaf).all() for leaf in host) and (not device or bool(_finite_flag(device)))
+    ok = all(np.isfinite(leaf).all() for leaf in host)
+    if ok and device:
+        flag = _finite_flag(device)
+        if isinstance(flag, jax.core.Tracer):  # called while tracing: the arrays are constants of the trace
+            flag = all(np.isfinite(np.asarray(leaf)).all() for leaf in device)
+        ok = bool(flag)
     if not ok:
         raise_nonfinite(named)

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..validate import check_finite
+from ..finite import raise_nonfinite
 
 
 class Loss(NamedTuple):
@@ -122,7 +122,11 @@ def _first_bad_row(bad: np.ndarray) -> int:
 
 
 def _check_finite_values(y, name: str):
-    check_finite(y, f"{name}: y")  # the package's one message for NaN/Inf, naming the index
+    """Concrete targets must be finite: read with NumPy (no program to compile), and on failure the
+    package's one message for NaN/Inf, naming the index."""
+    arr = np.asarray(y)
+    if np.issubdtype(arr.dtype, np.inexact) and not np.isfinite(arr).all():
+        raise_nonfinite({f"{name}: y": arr})
 
 
 def _output(yhat: Any, name: str, fn: str):
