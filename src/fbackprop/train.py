@@ -202,7 +202,8 @@ def train_many(
             f"(fb.init_many(net, key, K)); got leading sizes {sorted(s[0] if s else None for s in leading)}"
         )
     K = jnp.shape(leaves[0])[0]
-    first = jax.tree.map(lambda l: l[0], params)
+    # one run's params, as shapes: the static checks need no values (slicing an array would compile)
+    first = jax.tree.map(lambda l: jax.ShapeDtypeStruct(jnp.shape(l)[1:], jnp.result_type(l)), params)
     if keys is not None and not _is_key(keys, K):
         got = f"dtype {keys.dtype}, shape {tuple(keys.shape)}" if hasattr(keys, "dtype") else repr(keys)
         raise TypeError(
@@ -222,6 +223,7 @@ def train_many(
         epochs=epochs,
         goal=goal,
         gradient=gradient,
+        values=params,
     )
     keys = keys if keys is not None else jax.random.split(key, K)
     dtype = x.dtype

@@ -105,8 +105,11 @@ def _check_val(model, loss, params, val):
         raise type(err)(f"val=(x_val, y_val): {err}") from None
 
 
-def _setup(model, loss, params, x, y, val, mode, batch_size, key, *, epochs, goal, gradient):
+def _setup(model, loss, params, x, y, val, mode, batch_size, key, *, epochs, goal, gradient, values=None):
     """Check the call once, outside the compiled run.
+
+    ``values``: the params whose values the NaN/Inf check reads, when ``params`` are only their shapes
+    (``train_many`` checks one run's shapes and all runs' values).
 
     Returns:
         ``(loss, x, y, val, key, epochs, batch_size, goal, gradient)``, checked and normalised
@@ -145,7 +148,7 @@ def _setup(model, loss, params, x, y, val, mode, batch_size, key, *, epochs, goa
     # the values last, in one fused reduction: every static check above has passed
     check_finite_named(
         {
-            "params": params,
+            "params": params if values is None else values,
             "x": x,
             "y": y,
             **({} if val is None else {"val=(x_val, y_val): x": val[0], "val=(x_val, y_val): y": val[1]}),

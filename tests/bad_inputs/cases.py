@@ -13,8 +13,9 @@ row is one test (parametrized by ``table``), checked by ``check``:
   row of a shape compiles it, the later ones find it compiled); and rows with a ``known_compile``,
   which says what fbackprop compiles there before refusing (a gap to close, not a licence).
   A row whose check comes after that NaN/Inf check without reading values itself (e.g.
-  ``train_many: goal='low'``) finds the reduction compiled by an earlier row of the same shapes:
-  run a table whole, not one such row alone with ``-k``.
+  ``train_many: goal='low'``) would compile that reduction when it runs alone; so ``check`` swaps
+  the reduction for its NumPy twin while a row runs, and every row passes alone, in any order, as
+  under ``-k`` or ``pytest-xdist``.
 
 Adding a public function: add one row per bad argument (wrong type, out of range, NaN/Inf, an apply
 callable where a ``Network`` is needed, ...) to the table of its area (``test_gradients.py``:
@@ -32,9 +33,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
+from unittest import mock
 
 import numpy as np
 import pytest
+
+from fbackprop import finite
 
 # The package's one message for NaN/Inf in concrete data (``validate.check_finite``): format it with
 # the first bad value and its index, e.g. ``NONFINITE.format("nan", r"\(2, 1\)")``.
@@ -83,7 +87,11 @@ def check(case: Case, compiles: Callable[[], int]) -> None:
         case: the row.
         compiles: the ``compiles`` fixture (XLA compilations since the test began).
     """
-    with pytest.raises(case.error, match=case.match) as info:
+    numpy_flag = lambda leaves: all(np.isfinite(np.asarray(leaf)).all() for leaf in leaves)
+    with (
+        mock.patch.object(finite, "_finite_flag", numpy_flag),
+        pytest.raises(case.error, match=case.match) as info,
+    ):
         case.call()
     innermost = str(info.traceback[-1].path)
     assert PACKAGE in innermost, f"raised from {innermost}, not from fbackprop's own code"
