@@ -22,7 +22,9 @@ jax.config.update("jax_enable_x64", True)
 
 # Bounded example counts keep the suite inside its 10-minute budget on 2 cores; each example
 # compiles fresh shapes. FBACKPROP_HYPOTHESIS=thorough runs many more.
-settings.register_profile("ci", max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile(
+    "ci", max_examples=12, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 settings.register_profile(
     "thorough", max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )

@@ -43,7 +43,15 @@ def make_problem(
 ) -> Problem:
     net = fb.mlp(list(sizes), activation=list(activations), init=init)
     kp, kx, ky = jax.random.split(jax.random.key(seed), 3)
+    kp, kb = jax.random.split(kp)
     params = net.init(kp, dtype)
+    # non-zero biases: with the zero biases of glorot/he, a dead relu feeding the next layer puts its
+    # z exactly on a kink (0), where a one-sided derivative and autodiff's convention may differ
+    bias_keys = jax.random.split(kb, len(params))
+    params = tuple(
+        {**p, "b": p["b"] + 0.1 * jax.random.normal(k, p["b"].shape, dtype)}
+        for p, k in zip(params, bias_keys)
+    )
     x = x_scale * jax.random.normal(kx, (n, sizes[0]), dtype)
     return Problem(net, params, x, targets(ky, loss, n, sizes[-1], dtype), loss)
 

@@ -61,3 +61,11 @@ def test_known_values():
 def test_unknown_name_lists_valid_ones():
     with pytest.raises(ValueError, match="unknown activation 'sigmod'.*'sigmoid'"):
         A.get("sigmod")
+
+
+def test_elu_autodiff_at_zero_equals_the_hand_written_derivatives():
+    """At z = 0 both one-sided first derivatives of elu are 1 and f'' takes the left side, e^0 = 1: the
+    values' autodiff agrees (a dead relu feeding a zero bias puts z exactly there)."""
+    f, z = A.elu.f, jnp.zeros(3)
+    assert jnp.allclose(jax.vmap(jax.grad(f))(z), A.elu.df(z))
+    assert jnp.allclose(jax.vmap(jax.grad(jax.grad(f)))(z), A.elu.d2f(z))

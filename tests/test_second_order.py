@@ -145,3 +145,16 @@ def test_chunk_size_accepts_numpy_and_jax_integers():
             fb.hessian_blocks(pb.net, pb.loss)(pb.params, pb.x, pb.y),
         ):
             np.testing.assert_allclose(a, b, rtol=0, atol=1e-13 * float(jnp.max(jnp.abs(b))))
+
+
+def test_hvp_at_a_dead_relu_feeding_an_elu_exactly_at_zero():
+    """The case hypothesis found: relu's z < 0, zero biases, so the elu layer sits exactly at z = 0."""
+    net = fb.mlp([1, 1, 1, 1], activation=["relu", "elu"])
+    params = tuple({"W": jnp.array([[w]]), "b": jnp.zeros(1)} for w in (-0.99246531, 0.9620415, -1.64642139))
+    x, y = jnp.array([[0.69387248]]), jnp.array([[0.0]])
+    v = tuple(
+        {"W": jnp.array([[a]]), "b": jnp.array([c])} for a, c in ((1.0, -1.7), (-0.8, -1.5), (-2.3, 1.0))
+    )
+    H = fb.hessian(net, "binary_cross_entropy")(params, x, y)
+    flat = fb.flatten(fb.hvp(net, "binary_cross_entropy", method="backprop")(params, x, y, v))[0]
+    np.testing.assert_allclose(flat, H @ fb.flatten(v)[0], rtol=1e-12, atol=1e-14)

@@ -165,7 +165,9 @@ def _exp_neg_part(z):
 
 elu = Activation(
     "elu",
-    f=lambda z: jnp.where(z > 0, z, jnp.expm1(jnp.minimum(z, 0))),
+    # where, not minimum, for the safe argument: at z = 0 JAX differentiates minimum as half of each
+    # side, which would make autodiff's f'(0) = 0.5 where both one-sided derivatives are 1
+    f=lambda z: jnp.where(z > 0, z, jnp.expm1(jnp.where(z > 0, 0.0, z))),
     df=lambda z: jnp.where(z > 0, 1.0, _exp_neg_part(z)).astype(z.dtype),
     d2f=lambda z: jnp.where(z > 0, 0.0, _exp_neg_part(z)).astype(z.dtype),
 )
