@@ -18,7 +18,7 @@ from .autodiff import value_and_autodiff
 from .backprop import value_and_backprop
 from .finite import check_finite_named
 from .options import as_float, as_int
-from .validate import check_call, require_network
+from .validate import check_call, check_val, require_network
 
 MODES = ("online", "batch", "minibatch")
 
@@ -89,20 +89,8 @@ def _goal(goal) -> float:
 
 
 def _check_val(model, loss, params, val):
-    if val is None:
-        return None
-    if not isinstance(val, (tuple, list)) or len(val) != 2:
-        if isinstance(val, (tuple, list)):
-            got = f"a {type(val).__name__} of length {len(val)}"
-        elif hasattr(val, "shape"):
-            got = f"an array of shape {tuple(val.shape)}"
-        else:
-            got = f"{val!r} ({type(val).__name__})"
-        raise TypeError(f"val must be a pair (x_val, y_val) of validation inputs and targets; got {got}")
-    try:
-        return check_call(model, loss, params, *val, finite=False)
-    except (TypeError, ValueError) as err:
-        raise type(err)(f"val=(x_val, y_val): {err}") from None
+    """``val`` checked statically; its values are read with the training data's, last, in ``_setup``."""
+    return check_val(model, loss, params, val, finite=False)
 
 
 def _setup(model, loss, params, x, y, val, mode, batch_size, key, *, epochs, goal, gradient, values=None):
@@ -151,7 +139,7 @@ def _setup(model, loss, params, x, y, val, mode, batch_size, key, *, epochs, goa
             "params": params if values is None else values,
             "x": x,
             "y": y,
-            **({} if val is None else {"val=(x_val, y_val): x": val[0], "val=(x_val, y_val): y": val[1]}),
+            **({} if val is None else {"val: x": val[0], "val: y": val[1]}),
         }
     )
     return (

@@ -310,6 +310,40 @@ def check_call(
     return x, y
 
 
+def check_val(model: Any, loss: Loss, params: Any, val: Any, *, finite: bool = True):
+    """Validation data: ``None``, or a pair ``(x_val, y_val)`` checked as the training data are.
+
+    Args:
+        model: a ``Network`` or an ``apply(params, x)`` callable.
+        loss: a ``Loss``.
+        params: the parameters (their dtype is the computation's).
+        val: ``None`` or ``(x_val, y_val)``.
+        finite: also refuse NaN/Inf in concrete ``x_val``/``y_val`` (as ``check_call``).
+
+    Returns:
+        ``None``, or ``(x_val, y_val)`` prepared as ``check_call`` prepares ``(x, y)``.
+
+    Raises:
+        TypeError: ``val`` is not a pair; ``TypeError``/``ValueError`` from ``check_call``, prefixed ``val:``.
+    """
+    if val is None:
+        return None
+    if not isinstance(val, (tuple, list)) or len(val) != 2:
+        if isinstance(val, (tuple, list)):
+            got = f"a {type(val).__name__} of length {len(val)}"
+        elif hasattr(val, "shape"):
+            got = f"an array of shape {tuple(np.shape(val))}"
+        else:
+            got = f"{val!r} ({type(val).__name__})"
+        raise TypeError(
+            f"val must be a pair (x_val, y_val) of validation inputs and targets, or None; got {got}"
+        )
+    try:
+        return check_call(model, loss, params, *val, finite=finite)
+    except (TypeError, ValueError) as err:
+        raise type(err)(f"val: {err}") from None
+
+
 def check_like(v: Any, params: Any, name: str = "v") -> None:
     """A tangent ``v`` (for ``H v``) must have the tree structure and leaf shapes of ``params``.
 

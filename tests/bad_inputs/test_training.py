@@ -81,7 +81,7 @@ CASES += [
         "train: NaN in val",
         lambda: train(val=(X_NAN, Y)),
         ValueError,
-        r"^val=\(x_val, y_val\): x holds 1 non-finite value",
+        r"^val: x holds 1 non-finite value",
         values=True,
     ),
     Case(
@@ -168,7 +168,8 @@ CASES += [
         "train: val=(x,)",
         lambda: train(val=(X,)),
         TypeError,
-        r"^val must be a pair \(x_val, y_val\) of validation inputs and targets; got a tuple of length 1$",
+        r"^val must be a pair \(x_val, y_val\) of validation inputs and targets, or None; "
+        r"got a tuple of length 1$",
     ),
     Case(
         "train: val=x",
@@ -180,7 +181,7 @@ CASES += [
         "train: val of another width",
         lambda: train(val=(np.ones((2, 4)), np.zeros((2, 2)))),
         ValueError,
-        r"^val=\(x_val, y_val\): x has 4 features but the network expects 3",
+        r"^val: x has 4 features but the network expects 3",
     ),
     Case(
         "train: goal='low'",

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..validate import as_float, as_int, check_call, check_choice, check_finite, require_network
+from ..validate import as_float, as_int, check_call, check_choice, check_finite, check_val, require_network
 
 #: What to call instead when an optimizer is given a Flax/Equinox ``apply`` rather than a Network.
 ALTERNATIVE = (
@@ -88,23 +88,7 @@ def data(net, loss, params, x, y) -> tuple[jax.Array, jax.Array]:
 
 def validation(net, loss, params, val) -> tuple[jax.Array, jax.Array] | None:
     """``val``: ``None`` or a pair ``(x_val, y_val)``, checked as the training data are."""
-    if val is None:
-        return None
-    if not isinstance(val, (tuple, list)) or len(val) != 2:
-        if isinstance(val, (tuple, list)):
-            got = f"a {type(val).__name__} of length {len(val)}"
-        elif hasattr(val, "shape"):
-            got = f"an array of shape {tuple(np.shape(val))}"
-        else:
-            got = repr(val)
-        raise TypeError(
-            f"val must be a pair (x_val, y_val) of validation inputs and targets, or None; got {got}"
-        )
-    try:
-        x_val, y_val = check_call(net, loss, params, *val)
-    except (TypeError, ValueError) as err:
-        raise type(err)(f"val: {err}") from None
-    return x_val, y_val
+    return check_val(net, loss, params, val)
 
 
 def nonfinite_start(params, loss0, grad0, val0=float("nan")) -> str:
