@@ -134,10 +134,10 @@ def as_matrix(rows) -> jax.Array:
         ``(N, n_out, P)``, the columns in ``fb.flatten``'s order.
     """
     leaves = jax.tree.leaves(rows)
-    if not leaves or any(jnp.ndim(leaf) < 2 for leaf in leaves):
+    if not leaves or any(len(getattr(leaf, "shape", ())) < 2 for leaf in leaves):
+        got = [tuple(leaf.shape) if hasattr(leaf, "shape") else type(leaf).__name__ for leaf in leaves]
         raise ValueError(
-            "as_matrix takes what fb.jacobian returns: leaves with leading (N, n_out) axes; got "
-            f"leaf shapes {[tuple(jnp.shape(leaf)) for leaf in leaves]}"
+            f"as_matrix takes what fb.jacobian returns: leaves with leading (N, n_out) axes; got leaves {got}"
         )
     n, k = leaves[0].shape[:2]
     return jnp.concatenate([leaf.reshape(n, k, -1) for leaf in leaves], axis=-1)

@@ -262,7 +262,7 @@ CASES += [
         "as_matrix of params",
         lambda: fb.as_matrix(P[0]["b"]),
         ValueError,
-        r"as_matrix takes what fb\.jacobian returns: .*got leaf shapes \[\(3,\)\]",
+        r"as_matrix takes what fb\.jacobian returns: .*got leaves \[\(3,\)\]",
     ),
 ]
 
