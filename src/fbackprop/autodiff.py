@@ -69,6 +69,13 @@ def autodiff(model: Any, loss: str | _losses.Loss):
     Returns:
         ``(params, x, y) -> dC/dparams``, jit-compiled, checking its arguments at every call
         (cached: equal arguments give the same function).
+
+    Examples:
+        >>> net = fb.mlp([2, 3, 1]); params = net.init(jax.random.key(0), jnp.float64)
+        >>> x, y = jnp.ones((4, 2)), jnp.zeros((4, 1))
+        >>> grads = fb.autodiff(net, "squared_error")(params, x, y)
+        >>> grads[0]["W"].shape
+        (3, 2)
     """
     loss = _losses.get(loss)
     as_apply(model)
@@ -90,6 +97,13 @@ def value_and_autodiff(model: Any, loss: str | _losses.Loss):
 
     Returns:
         ``(params, x, y) -> (C, dC/dparams)``, jit-compiled and checked (cached).
+
+    Examples:
+        >>> net = fb.mlp([2, 3, 1]); params = net.init(jax.random.key(0), jnp.float64)
+        >>> x, y = jnp.ones((4, 2)), jnp.zeros((4, 1))
+        >>> C, grads = fb.value_and_autodiff(net, "squared_error")(params, x, y)
+        >>> C.shape, grads[0]["b"].shape
+        ((), (3,))
     """
     loss = _losses.get(loss)
     as_apply(model)
@@ -126,6 +140,13 @@ def forward_mode(model: Any, loss: str | _losses.Loss, chunk_size: int = CHUNK_S
 
     Returns:
         ``(params, x, y) -> dC/dparams``, jit-compiled and checked (cached).
+
+    Examples:
+        >>> net = fb.mlp([2, 3, 1]); params = net.init(jax.random.key(0), jnp.float64)
+        >>> x, y = jnp.ones((4, 2)), jnp.zeros((4, 1))
+        >>> fm = fb.forward_mode(net, "squared_error")(params, x, y)
+        >>> bool(fb.compare(fm, fb.backprop(net, "squared_error")(params, x, y)).ok())
+        True
     """
     loss = _losses.get(loss)
     chunk_size = as_int(chunk_size, "chunk_size")
@@ -184,6 +205,13 @@ def numerical_grad(
 
     Returns:
         ``(params, x, y) -> dC/dparams``, jit-compiled and checked (cached).
+
+    Examples:
+        >>> net = fb.mlp([2, 3, 1]); params = net.init(jax.random.key(0), jnp.float64)
+        >>> x, y = jnp.ones((4, 2)), jnp.zeros((4, 1))
+        >>> fd = fb.numerical_grad(net, "squared_error")(params, x, y)   # central differences
+        >>> fd[1]["W"].shape
+        (1, 3)
     """
     loss = _losses.get(loss)
     eps = None if eps is None else as_float(eps, "eps", minimum=0.0, open_min=True)

@@ -44,6 +44,13 @@ def forward(net: Network, params: Params, x: jax.Array) -> tuple[jax.Array, tupl
     Returns:
         ``(yhat, inputs)``: ``yhat: (N, n_out)`` and ``inputs[k]``, what layer ``k`` of
         ``net.layers`` received (``a^{l-1}`` for a dense layer, ``z^l`` for an activation).
+
+    Examples:
+        >>> net = fb.mlp([2, 3, 1]); params = net.init(jax.random.key(0), jnp.float64)
+        >>> x, y = jnp.ones((4, 2)), jnp.zeros((4, 1))
+        >>> yhat, inputs = fb.forward(net, params, x)
+        >>> yhat.shape, len(inputs)
+        ((4, 1), 4)
     """
     inputs = []
     a = x
@@ -65,6 +72,14 @@ def backward(net: Network, params: Params, inputs: tuple, g: jax.Array) -> tuple
     Returns:
         ``(grads, deltas)``, both first dense layer first: ``grads[l] = {"W": dC/dW^l, "b":
         dC/db^l}`` shaped like ``params`` and ``deltas[l] = dC/dz^l: (N, n_l)``.
+
+    Examples:
+        >>> net = fb.mlp([2, 3, 1]); params = net.init(jax.random.key(0), jnp.float64)
+        >>> x, y = jnp.ones((4, 2)), jnp.zeros((4, 1))
+        >>> yhat, inputs = fb.forward(net, params, x)
+        >>> grads, deltas = fb.backward(net, params, inputs, (yhat - y) / len(x))
+        >>> grads[1]["W"].shape, deltas[0].shape
+        ((1, 3), (4, 3))
     """
     grads, deltas = [], []
     walk = zip(net.layers, layer_params(net, params), inputs)
@@ -131,6 +146,13 @@ def backprop_trace(net: Network, loss: str | _losses.Loss):
 
     Returns:
         ``(params, x, y) -> Trace``, jit-compiled, checking its arguments at every call.
+
+    Examples:
+        >>> net = fb.mlp([2, 3, 1]); params = net.init(jax.random.key(0), jnp.float64)
+        >>> x, y = jnp.ones((4, 2)), jnp.zeros((4, 1))
+        >>> t = fb.backprop_trace(net, "squared_error")(params, x, y)
+        >>> [a.shape for a in t.a]
+        [(4, 2), (4, 3), (4, 1)]
     """
     net = require_network(net, "fb.backprop_trace", "fb.autodiff(apply, loss) (a trace needs the layers)")
     loss = _losses.get(loss)
@@ -154,6 +176,13 @@ def value_and_backprop(net: Network, loss: str | _losses.Loss):
     Returns:
         ``(params, x, y) -> (C, dC/dparams)``, jit-compiled, checking its arguments at every call
         (cached: equal arguments give the same function).
+
+    Examples:
+        >>> net = fb.mlp([2, 3, 1]); params = net.init(jax.random.key(0), jnp.float64)
+        >>> x, y = jnp.ones((4, 2)), jnp.zeros((4, 1))
+        >>> C, grads = fb.value_and_backprop(net, "squared_error")(params, x, y)
+        >>> C.shape, grads[0]["b"].shape
+        ((), (3,))
     """
     net = require_network(net, "fb.value_and_backprop", "fb.value_and_autodiff(apply, loss)")
     loss = _losses.get(loss)
@@ -188,9 +217,12 @@ def backprop(net: Network, loss: str | _losses.Loss):
         Cached: ``fb.backprop(net, loss)`` called again with equal arguments returns the same
         function, so writing it inline in a loop compiles once per shape and dtype.
 
-    Example:
-        >>> net = fb.mlp([3, 4, 1]); params = net.init(jax.random.key(0))
+    Examples:
+        >>> net = fb.mlp([2, 3, 1]); params = net.init(jax.random.key(0), jnp.float64)
+        >>> x, y = jnp.ones((4, 2)), jnp.zeros((4, 1))
         >>> grads = fb.backprop(net, "squared_error")(params, x, y)   # shaped like params
+        >>> [g["W"].shape for g in grads]
+        [(3, 2), (1, 3)]
     """
     net = require_network(net, "fb.backprop", "fb.autodiff(apply, loss)")
     loss = _losses.get(loss)
@@ -218,6 +250,13 @@ def per_example_grads(net: Network, loss: str | _losses.Loss):
     Returns:
         ``(params, x, y) ->`` per-example gradients, every leaf with a leading ``N`` axis
         (``W: (N, fan_out, fan_in)``), jit-compiled and checked.
+
+    Examples:
+        >>> net = fb.mlp([2, 3, 1]); params = net.init(jax.random.key(0), jnp.float64)
+        >>> x, y = jnp.ones((4, 2)), jnp.zeros((4, 1))
+        >>> g = fb.per_example_grads(net, "squared_error")(params, x, y)
+        >>> g[0]["W"].shape   # (N, fan_out, fan_in)
+        (4, 3, 2)
     """
     net = require_network(
         net,

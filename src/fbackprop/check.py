@@ -54,6 +54,10 @@ def tolerance(dtype: Any, finite_differences: bool = False) -> float:
 
     Raises:
         ValueError: for a dtype without a tolerance (an integer dtype, say), listing those known.
+
+    Examples:
+        >>> fb.tolerance(jnp.float64) < fb.tolerance(jnp.float32)
+        True
     """
     table = FD_TOLERANCE if finite_differences else TOLERANCE
     try:
@@ -187,9 +191,12 @@ def compare(a: Any, b: Any, method: str = "exact", *, rtol: float | None = None)
     Raises:
         ValueError: for trees of different structure or shapes, an unknown ``method`` or a negative ``rtol``.
 
-    Example:
-        >>> fd = fb.numerical_grad(net, loss)(params, x, y)
-        >>> fb.compare(fd, fb.backprop(net, loss)(params, x, y), method="finite_difference").ok()
+    Examples:
+        >>> net = fb.mlp([2, 3, 1]); params = net.init(jax.random.key(0), jnp.float64)
+        >>> x, y = jnp.ones((4, 2)), jnp.zeros((4, 1))
+        >>> fd = fb.numerical_grad(net, "squared_error")(params, x, y)
+        >>> bp = fb.backprop(net, "squared_error")(params, x, y)
+        >>> bool(fb.compare(fd, bp, method="finite_difference").ok())
         True
     """
     check_choice(method, "method", list(METHODS))

@@ -24,6 +24,11 @@ def seed_example(dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
 
     Returns:
         ``(x, y)``: ``x: (6, 3)`` of 0/1 inputs and targets ``(0 1 0 1 1 0)`` as a column ``(6, 1)``.
+
+    Examples:
+        >>> x, y = fb.data.seed_example()
+        >>> x.shape, y.shape
+        ((6, 3), (6, 1))
     """
     x = np.array([[0, 0, 1], [0, 1, 1], [1, 0, 0], [1, 1, 0], [1, 0, 1], [1, 1, 1]], dtype=dtype)
     y = np.array([[0, 1, 0, 1, 1, 0]], dtype=dtype).T
@@ -43,6 +48,11 @@ def seed_example_params(dtype=np.float32, seed: int = 1) -> tuple[dict, dict]:
 
     Returns:
         ``({"W": (3, 3), "b": (3,)}, {"W": (1, 3), "b": (1,)})``.
+
+    Examples:
+        >>> hidden, output = fb.data.seed_example_params()   # for fb.mlp([3, 3, 1])
+        >>> hidden["W"].shape, output["W"].shape, output["b"].shape
+        ((3, 3), (1, 3), (1,))
     """
     seed = as_int(seed, "seed", minimum=0)
     rng = np.random.RandomState(seed)  # the legacy global generator's stream, without touching it
@@ -72,6 +82,11 @@ def xor(dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
 
     Returns:
         ``(x, y)``: ``x: (4, 2)``, ``y: (4, 1)`` with 1 where the two inputs differ.
+
+    Examples:
+        >>> x, y = fb.data.xor()
+        >>> x.shape, y.shape
+        ((4, 2), (4, 1))
     """
     x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=dtype)
     return x, (x[:, :1] != x[:, 1:]).astype(dtype)
@@ -93,6 +108,11 @@ def parity(n: int, coding: str = "binary", dtype=np.float32) -> tuple[np.ndarray
 
     Returns:
         ``(x, y)``: ``x: (2^n, n)``, ``y: (2^n, 1)``.
+
+    Examples:
+        >>> x, y = fb.data.parity(3)
+        >>> x.shape, y.shape
+        ((8, 3), (8, 1))
     """
     n = as_int(n, "parity: n", minimum=2, maximum=8)
     if coding not in PARITY_CODINGS:
@@ -128,6 +148,11 @@ def two_spirals(
 
     Returns:
         ``(x, y)``: ``x: (2 n_points, 2)``, ``y: (2 n_points, 1)`` in ``{0, 1}``.
+
+    Examples:
+        >>> x, y = fb.data.two_spirals(4)
+        >>> x.shape, y.shape
+        ((8, 2), (8, 1))
     """
     n_points = as_int(n_points, "n_points")
     noise, seed = _noise_and_seed(noise, seed)
@@ -152,6 +177,11 @@ def sine(n: int = 200, noise: float = 0.0, seed: int = 0, dtype=np.float32) -> t
 
     Returns:
         ``(x, y)``: ``x: (n, 1)``, ``y: (n, 1)``.
+
+    Examples:
+        >>> x, y = fb.data.sine(8)
+        >>> x.shape, y.shape
+        ((8, 1), (8, 1))
     """
     n = as_int(n, "n")
     noise, seed = _noise_and_seed(noise, seed)
@@ -171,6 +201,10 @@ def peaks_function(x, y):
 
     Returns:
         The surface's height, of the broadcast shape.
+
+    Examples:
+        >>> fb.data.peaks_function(np.zeros((2, 3)), 0.0).shape
+        (2, 3)
     """
     return (
         3 * (1 - x) ** 2 * np.exp(-(x**2) - (y + 1) ** 2)
@@ -190,6 +224,11 @@ def peaks(n: int = 30, dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
 
     Returns:
         ``(x, y)``: ``x: (n n, 2)``, ``y: (n n, 1)``.
+
+    Examples:
+        >>> x, y = fb.data.peaks(3)
+        >>> x.shape, y.shape
+        ((9, 2), (9, 1))
     """
     n = as_int(n, "n")
     gx, gy = np.meshgrid(np.linspace(-3.0, 3.0, n), np.linspace(-3.0, 3.0, n))
@@ -213,6 +252,11 @@ def two_moons(
 
     Returns:
         ``(x, labels)``: ``x: (n, 2)``, integer labels ``(n,)``.
+
+    Examples:
+        >>> x, labels = fb.data.two_moons(8)
+        >>> x.shape, labels.shape, sorted(set(labels.tolist()))
+        ((8, 2), (8,), [0, 1])
     """
     n = as_int(n, "n", minimum=2)
     noise, seed = _noise_and_seed(noise, seed)
@@ -253,6 +297,11 @@ def digits(dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
 
     Returns:
         ``(x, labels)``: ``x: (1797, 64)``, integer labels ``(1797,)`` in ``0..9``.
+
+    Examples:
+        >>> x, labels = fb.data.digits()
+        >>> x.shape, labels.shape
+        ((1797, 64), (1797,))
     """
     data = _sklearn_datasets("digits").load_digits()
     return (data.data / 16.0).astype(dtype), _labels(data.target)
@@ -266,6 +315,11 @@ def breast_cancer(dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
 
     Returns:
         ``(x, labels)``: ``x: (569, 30)``, integer labels ``(569,)`` in ``{0, 1}``.
+
+    Examples:
+        >>> x, labels = fb.data.breast_cancer()
+        >>> x.shape, labels.shape
+        ((569, 30), (569,))
     """
     data = _sklearn_datasets("breast_cancer").load_breast_cancer()
     return data.data.astype(dtype), _labels(data.target)
@@ -296,6 +350,12 @@ def split(x, y, fractions=(0.6, 0.2, 0.2), seed: int = 0) -> Split:
 
     Raises:
         ValueError: for mismatched ``x``/``y``, bad fractions, or a part that would be empty.
+
+    Examples:
+        >>> x, y = np.arange(20.0).reshape(10, 2), np.arange(10.0).reshape(10, 1)
+        >>> s = fb.data.split(x, y, (0.6, 0.2, 0.2))
+        >>> s.train[0].shape, s.val[0].shape, s.test[0].shape
+        ((6, 2), (2, 2), (2, 2))
     """
     seed = as_int(seed, "seed", minimum=0)
     x, y = np.asarray(x), np.asarray(y)
@@ -335,6 +395,12 @@ def standardize(x_train, *others) -> tuple[np.ndarray, ...]:
     Raises:
         ValueError: for an ``x_train`` that is not ``(N, n_in)`` with ``N >= 1``, or another array of
             a different width.
+
+    Examples:
+        >>> x_train, x_test = np.array([[0.0], [2.0], [4.0]]), np.array([[2.0]])
+        >>> mean, std, xs_train, xs_test = fb.data.standardize(x_train, x_test)
+        >>> mean.tolist(), xs_train.shape, xs_test.tolist()   # both scaled by the training statistics
+        ([2.0], (3, 1), [[0.0]])
     """
     x_train = np.asarray(x_train)
     if x_train.ndim != 2 or x_train.shape[0] == 0:

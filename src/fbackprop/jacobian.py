@@ -64,6 +64,13 @@ def jacobian(model: Any, method: str = "backprop"):
     Returns:
         ``(params, x) -> rows``: a pytree shaped like params whose leaves gain leading
         ``(N, n_out)`` axes (``as_matrix(rows)``: ``(N, n_out, P)``); compiled, cached on the arguments.
+
+    Examples:
+        >>> net = fb.mlp([2, 3, 1]); params = net.init(jax.random.key(0), jnp.float64)
+        >>> x, y = jnp.ones((4, 2)), jnp.zeros((4, 1))
+        >>> rows = fb.jacobian(net)(params, x)   # leaves gain (N, n_out) axes
+        >>> rows[0]["W"].shape
+        (4, 1, 3, 2)
     """
     check_choice(method, "method", JACOBIAN_METHODS)
     if method == "backprop":
@@ -98,6 +105,12 @@ def jacobian_gram(model: Any, method: str = "backprop"):
 
     Returns:
         ``(params, x) -> K: (N, n_out, N, n_out)`` (compiled; cached on the arguments).
+
+    Examples:
+        >>> net = fb.mlp([2, 3, 1]); params = net.init(jax.random.key(0), jnp.float64)
+        >>> x, y = jnp.ones((4, 2)), jnp.zeros((4, 1))
+        >>> fb.jacobian_gram(net)(params, x).shape   # (N, n_out, N, n_out)
+        (4, 1, 4, 1)
     """
     check_choice(method, "method", JACOBIAN_METHODS)
     doc = (
@@ -132,6 +145,12 @@ def as_matrix(rows) -> jax.Array:
 
     Returns:
         ``(N, n_out, P)``, the columns in ``fb.flatten``'s order.
+
+    Examples:
+        >>> net = fb.mlp([2, 3, 1]); params = net.init(jax.random.key(0), jnp.float64)
+        >>> x, y = jnp.ones((4, 2)), jnp.zeros((4, 1))
+        >>> fb.as_matrix(fb.jacobian(net)(params, x)).shape   # (N, n_out, P)
+        (4, 1, 13)
     """
     leaves = jax.tree.leaves(rows)
     if not leaves or any(len(getattr(leaf, "shape", ())) < 2 for leaf in leaves):

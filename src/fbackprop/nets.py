@@ -406,9 +406,13 @@ def mlp(
         TypeError: for a size that is not an integer.
         ValueError: for fewer than two sizes, a size below 1, or an unknown name.
 
-    Example:
+    Examples:
         >>> net = fb.mlp([2, 8, 3], activation="tanh")
-        >>> params = net.init(jax.random.key(0))   # ({"W": (8, 2), "b": (8,)}, {"W": (3, 8), "b": (3,)})
+        >>> params = net.init(jax.random.key(0))
+        >>> [(p["W"].shape, p["b"].shape) for p in params]
+        [((8, 2), (8,)), ((3, 8), (3,))]
+        >>> net.apply(params, jnp.ones((5, 2))).shape
+        (5, 3)
     """
     if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__iter__"):
         raise TypeError(f"sizes must be a list of layer widths, e.g. [2, 3, 1]; got {sizes!r}")

@@ -238,6 +238,14 @@ def hessian_diag(
     Returns:
         ``(params, x, y) -> diag``, shaped like params (compiled; cached on the arguments, so
         inline calls compile once).
+
+    Examples:
+        >>> net = fb.mlp([2, 3, 1]); params = net.init(jax.random.key(0), jnp.float64)
+        >>> x, y = jnp.ones((4, 2)), jnp.zeros((4, 1))
+        >>> d = fb.hessian_diag(net, "squared_error")(params, x, y)
+        >>> H = fb.hessian(net, "squared_error")(params, x, y)
+        >>> bool(jnp.allclose(fb.flatten(d)[0], jnp.diag(H)))
+        True
     """
     return _diag(net, loss, "hessian_diag", True, chunk_size, per_example)
 
@@ -257,6 +265,13 @@ def ggn_diag(
 
     Returns:
         ``(params, x, y) -> diag``, shaped like params (compiled; cached on the arguments).
+
+    Examples:
+        >>> net = fb.mlp([2, 3, 1]); params = net.init(jax.random.key(0), jnp.float64)
+        >>> x, y = jnp.ones((4, 2)), jnp.zeros((4, 1))
+        >>> d = fb.ggn_diag(net, "squared_error")(params, x, y)   # shaped like params
+        >>> d[0]["W"].shape
+        (3, 2)
     """
     return _diag(net, loss, "ggn_diag", False, chunk_size, per_example)
 
@@ -274,6 +289,13 @@ def hessian_blocks(net: Network, loss: str | _losses.Loss, chunk_size: int | Non
     Returns:
         ``(params, x, y) -> blocks``: a tuple with one ``(P_l, P_l)`` matrix per dense layer (W
         and b jointly, W row-major then b, as ``fb.flatten`` orders them; compiled, cached).
+
+    Examples:
+        >>> net = fb.mlp([2, 3, 1]); params = net.init(jax.random.key(0), jnp.float64)
+        >>> x, y = jnp.ones((4, 2)), jnp.zeros((4, 1))
+        >>> blocks = fb.hessian_blocks(net, "squared_error")(params, x, y)
+        >>> [B.shape for B in blocks]   # W and b of each layer jointly
+        [(9, 9), (4, 4)]
     """
     net = require_network(net, "fb.hessian_blocks", "fb.hessian(apply, loss) (dense; its diagonal blocks)")
     loss, chunk_size, exact = _losses.get(loss), chunk_option(chunk_size), _bool(exact, "exact")

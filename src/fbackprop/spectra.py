@@ -142,6 +142,12 @@ def lanczos(matvec: Callable, like, key: jax.Array, num_iter: int) -> Lanczos:
     Returns:
         ``Lanczos(alpha (m,), beta (m,), Q (m, P))`` with ``m = min(num_iter, P)``;
         ``.ritz()`` gives the Ritz values ascending and their flat vectors.
+
+    Examples:
+        >>> A = jnp.diag(jnp.arange(1.0, 6.0))
+        >>> lz = fb.lanczos(lambda v: A @ v, jnp.zeros(5), jax.random.key(0), num_iter=3)
+        >>> lz.alpha.shape, lz.Q.shape
+        ((3,), (3, 5))
     """
     num_iter = as_int(num_iter, "num_iter")
     mv, P, dtype, _ = _flat(matvec, like, key)
@@ -188,6 +194,12 @@ def eigenvalues(
 
     Returns:
         ``(values (k,), vectors)``: ``vectors`` a pytree like ``like`` with a leading k axis.
+
+    Examples:
+        >>> A = jnp.diag(jnp.arange(1.0, 6.0))
+        >>> values, vectors = fb.eigenvalues(lambda v: A @ v, jnp.zeros(5), jax.random.key(1), 2, num_iter=5)
+        >>> values.shape, vectors.shape, bool(jnp.allclose(values, jnp.array([5.0, 4.0])))
+        ((2,), (2, 5), True)
     """
     check_choice(which, "which", ("top", "bottom"))
     P = ravel_pytree(like)[0].size
@@ -210,6 +222,12 @@ def power_iteration(matvec: Callable, like, key: jax.Array, num_iter: int = 100)
 
     Returns:
         ``(lambda, v)``: the Rayleigh quotient (a scalar) and the unit vector, a pytree like ``like``.
+
+    Examples:
+        >>> A = jnp.diag(jnp.arange(1.0, 6.0))
+        >>> lam, v = fb.power_iteration(lambda v: A @ v, jnp.zeros(5), jax.random.key(0), num_iter=5)
+        >>> lam.shape, v.shape
+        ((), (5,))
     """
     num_iter = as_int(num_iter, "num_iter")
     mv, P, dtype, unravel = _flat(matvec, like, key)
@@ -242,6 +260,12 @@ def hutchinson_trace(matvec: Callable, like, key: jax.Array, n_samples: int = 10
     Returns:
         ``(estimate, standard error)``, two scalars: the probes' mean and its standard error
         ``std(ddof=1) / sqrt(n_samples)``.
+
+    Examples:
+        >>> A = jnp.diag(jnp.arange(1.0, 6.0))
+        >>> est, se = fb.hutchinson_trace(lambda v: A @ v, jnp.zeros(5), jax.random.key(0), n_samples=8)
+        >>> est.shape, se.shape
+        ((), ())
     """
     n_samples = as_int(n_samples, "n_samples", minimum=2)
     z, Mz, _ = _rademacher_products(matvec, like, key, n_samples)
@@ -260,6 +284,12 @@ def hutchinson_diag(matvec: Callable, like, key: jax.Array, n_samples: int = 100
 
     Returns:
         The estimate, a pytree shaped like ``like``.
+
+    Examples:
+        >>> A = jnp.diag(jnp.arange(1.0, 6.0))
+        >>> d = fb.hutchinson_diag(lambda v: A @ v, jnp.zeros(5), jax.random.key(0), n_samples=8)
+        >>> d.shape
+        (5,)
     """
     n_samples = as_int(n_samples, "n_samples")
     z, Mz, unravel = _rademacher_products(matvec, like, key, n_samples)

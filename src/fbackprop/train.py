@@ -117,10 +117,13 @@ def train(
             NaN/Inf in concrete inputs, ...).
         TypeError: for bad types (``optimizer=0.1``, ``key=0``, ``val=x``, integer params, ...).
 
-    Example:
-        >>> adam = optax.adam(1e-2)                        # once: each new object compiles anew
-        >>> r = fb.train(net, "cross_entropy", params, x, labels, adam, epochs=200)
-        >>> r.message, r.history.loss[-1]
+    Examples:
+        >>> net = fb.mlp([2, 3, 1]); params = net.init(jax.random.key(0), jnp.float64)
+        >>> x, y = jnp.ones((4, 2)), jnp.zeros((4, 1))
+        >>> sgd = optax.sgd(0.1)   # made once: each new optimizer object compiles anew
+        >>> r = fb.train(net, "squared_error", params, x, y, sgd, epochs=5)
+        >>> r.params[0]["W"].shape, isinstance(r.message, str)
+        ((3, 2), True)
     """
     optimizer = _optimizer(optimizer)
     loss, x, y, val, key, epochs, batch_size, goal, gradient = _setup(
@@ -193,6 +196,13 @@ def train_many(
     Raises:
         ValueError, TypeError: as ``train``; also for params that are not stacked, or ``hyper`` or
             ``keys`` without K entries.
+
+    Examples:
+        >>> net = fb.mlp([2, 3, 1]); x, y = jnp.ones((4, 2)), jnp.zeros((4, 1))
+        >>> stacked = fb.init_many(net, jax.random.key(0), 3, jnp.float64)
+        >>> r = fb.train_many(net, "squared_error", stacked, x, y, optax.sgd(0.1), epochs=5)
+        >>> r.status.shape   # one run per start
+        (3,)
     """
     leaves = jax.tree.leaves(params)
     leading = {tuple(jnp.shape(l)[:1]) for l in leaves}
@@ -315,6 +325,12 @@ def init_many(net, key, k: int, dtype=None):
 
     Returns:
         ``net.init``'s tree with a leading ``k`` axis on every leaf.
+
+    Examples:
+        >>> net = fb.mlp([2, 3, 1])
+        >>> stacked = fb.init_many(net, jax.random.key(0), 4)   # 4 independent starts
+        >>> stacked[0]["W"].shape
+        (4, 3, 2)
     """
     k = as_int(k, "k")
     return jax.vmap(lambda kk: net.init(kk, dtype))(jax.random.split(key, k))

@@ -76,6 +76,13 @@ def gauss_newton(
 
     Raises:
         TypeError, ValueError: for a bad argument, naming it, before anything is compiled.
+
+    Examples:
+        >>> net = fb.mlp([2, 3, 1]); params = net.init(jax.random.key(0), jnp.float64)
+        >>> x, y = jnp.ones((4, 2)), jnp.zeros((4, 1))
+        >>> r = fb.optim.gauss_newton(net, params, x, y, max_steps=3)
+        >>> r.history.loss.shape[0] >= 1, r.params[0]["W"].shape
+        (True, (3, 2))
     """
     net, loss = O.network(net, "fb.gauss_newton"), _losses.get(loss)
     goal, min_grad, max_steps = O.stopping(goal, min_grad, max_steps)

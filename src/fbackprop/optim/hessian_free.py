@@ -100,6 +100,13 @@ def hessian_free(
 
     Raises:
         TypeError, ValueError: for a bad argument, naming it, before anything is compiled.
+
+    Examples:
+        >>> net = fb.mlp([2, 3, 1]); params = net.init(jax.random.key(0), jnp.float64)
+        >>> x, y = jnp.ones((4, 2)), jnp.zeros((4, 1))
+        >>> r = fb.optim.hessian_free(net, params, x, y, max_steps=3, cg_iters=5)
+        >>> r.params[0]["W"].shape
+        (3, 2)
     """
     net, loss = O.network(net, "fb.hessian_free"), _losses.get(loss)
     goal, min_grad, max_steps = O.stopping(goal, min_grad, max_steps)

@@ -80,6 +80,13 @@ def least_squares(
 
     Raises:
         TypeError, ValueError: for a bad argument, naming it, before anything is compiled.
+
+    Examples:
+        >>> t = jnp.linspace(0.0, 1.0, 8); obs = 2.0 * jnp.exp(-t)
+        >>> residual = lambda p: p["a"] * jnp.exp(-p["k"] * t) - obs   # (8,) residuals r(p)
+        >>> r = fb.optim.least_squares(residual, {"a": 1.0, "k": 0.5}, max_steps=5)
+        >>> sorted(r.params)
+        ['a', 'k']
     """
     if not callable(residual):
         raise TypeError(f"residual must be a callable params -> residual array; got {residual!r}")

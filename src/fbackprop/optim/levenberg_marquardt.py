@@ -186,6 +186,13 @@ def levenberg_marquardt(
 
     Raises:
         TypeError, ValueError: for a bad argument, naming it, before anything is compiled.
+
+    Examples:
+        >>> net = fb.mlp([2, 3, 1]); params = net.init(jax.random.key(0), jnp.float64)
+        >>> x, y = jnp.ones((4, 2)), jnp.zeros((4, 1))
+        >>> r = fb.levenberg_marquardt(net, params, x, y, max_steps=5)
+        >>> r.params[0]["W"].shape, isinstance(r.message, str)
+        ((3, 2), True)
     """
     net, loss = O.network(net, "fb.levenberg_marquardt"), _losses.get(loss)
     return _run(
@@ -336,6 +343,13 @@ def newton(net, params, x, y, **options) -> LMResult:
 
     Returns:
         An ``LMResult``, as ``levenberg_marquardt``'s (``history.loss``: the batch-mean cost).
+
+    Examples:
+        >>> net = fb.mlp([2, 3, 1]); params = net.init(jax.random.key(0), jnp.float64)
+        >>> x, y = jnp.ones((4, 2)), jnp.zeros((4, 1))
+        >>> r = fb.newton(net, params, x, y, max_steps=3)
+        >>> r.params[1]["b"].shape
+        (1,)
     """
     net = O.network(net, "fb.newton")
     fixed = sorted(set(options) & {"solver", "curvature"})
