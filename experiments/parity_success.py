@@ -92,7 +92,7 @@ def padded_inits(N: int, h: int, H: int, seeds: int, rng: np.random.Generator) -
     """``seeds`` Glorot-uniform initialisations of the N-h-1 net, zero-padded to H hidden units:
     ``W1: (S, H, N)``, ``b1: (S, H)``, ``W2: (S, 1, H)``, ``b2: (S, 1)``.
 
-    The distribution is ``fb.mlp``'s default (``nets._glorot``: ``W ~ U[-r, r]``,
+    The distribution is ``fb.mlp``'s default (``initializers._glorot``: ``W ~ U[-r, r]``,
     ``r = sqrt(6 / (fan_in + fan_out))``, ``b = 0``), drawn with NumPy: ``fb.init_many`` compiles
     a program (about 2 s) for every net shape, and there are 15 shapes here.
     """

@@ -1,71 +1,31 @@
 """Networks as a sequence of small layer pieces, each a few pure functions.
 
-Conventions (the matrix form of backpropagation, Rumelhart, Hinton & Williams 1986, written for
-batch rows):
+Conventions (the matrix form of backpropagation, Rumelhart, Hinton & Williams 1986, in batch rows):
 
 - ``x: (N, n_in)``; a dense layer has ``W: (fan_out, fan_in)``, ``b: (fan_out,)`` and computes
   ``z = a_prev @ W.T + b``; an activation layer computes ``a = f(z)``.
 - Parameters are a tuple with one ``{"W", "b"}`` dict per dense layer, first layer first;
   activation layers have none.
 
-A layer kind is a NamedTuple with
-``forward(theta, inp) -> out`` and ``backward(theta, inp, g) -> (g_inp, dtheta)``, where ``g`` is
-``dC/d out`` and ``g_inp`` is ``dC/d inp``: the dense layer's backward is ``db = sum(delta)``
-(BP3), ``dW = delta.T @ a_prev`` (BP4) and ``dC/da_prev = delta @ W``; the activation's is
-``delta = f'(z) * dC/da``. Together the last two are the recursion (BP2)
-``delta^{l-1} = f'(z^{l-1}) * (W^l)^T delta^l``. The walk over the layers lives in
-``backprop.py``; no layer knows about any other.
+A layer kind is a NamedTuple with ``forward(theta, inp) -> out`` and ``backward(theta, inp, g) ->
+(g_inp, dtheta)`` (``g = dC/d out``): the dense layer's is ``db = sum(delta)`` (BP3), ``dW = delta.T @
+a_prev`` (BP4), ``dC/da_prev = delta @ W``; the activation's ``delta = f'(z) * dC/da``; together the
+recursion (BP2). The walk over the layers lives in ``backprop.py``; no layer knows about any other.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from . import activations as _act
+from .initializers import INITIALIZERS
 from .validate import as_int, check_inputs
 
 Params = tuple[dict[str, jax.Array], ...]
-
-
-# --- initializers: (key, (fan_out, fan_in), dtype) -> (W, b) -----------------------------------
-def _uniform(key, shape, dtype):
-    """W and b uniform on [-1, 1] (``2 * random - 1``, as the classic NumPy backpropagation tutorial)."""
-    kw, kb = jax.random.split(key)
-    return (
-        jax.random.uniform(kw, shape, dtype, -1.0, 1.0),
-        jax.random.uniform(kb, shape[:1], dtype, -1.0, 1.0),
-    )
-
-
-def _glorot(key, shape, dtype):
-    """Glorot (Xavier) uniform: ``U[-r, r]``, ``r = sqrt(6 / (fan_in + fan_out))``; b = 0."""
-    r = math.sqrt(6.0 / (shape[0] + shape[1]))
-    return jax.random.uniform(key, shape, dtype, -r, r), jnp.zeros(shape[:1], dtype)
-
-
-def _he(key, shape, dtype):
-    """He (Kaiming) normal: ``N(0, 2 / fan_in)``, for relu-like layers; b = 0."""
-    std = math.sqrt(2.0 / shape[1])
-    return std * jax.random.normal(key, shape, dtype), jnp.zeros(shape[:1], dtype)
-
-
-def _lecun(key, shape, dtype):
-    """LeCun normal: ``N(0, 1 / fan_in)``; b = 0."""
-    std = math.sqrt(1.0 / shape[1])
-    return std * jax.random.normal(key, shape, dtype), jnp.zeros(shape[:1], dtype)
-
-
-INITIALIZERS: dict[str, Callable] = {
-    "uniform": _uniform,
-    "glorot": _glorot,
-    "he": _he,
-    "lecun": _lecun,
-}
 
 
 # --- layer pieces -----------------------------------------------------------------------------

@@ -23,14 +23,7 @@ import numpy as np
 
 # Re-exports: the options and the finiteness checks live in their own modules; code imports them
 # from here (``from .validate import as_int, check_finite``), and that keeps working (``__all__``).
-from .finite import (
-    _dtype,
-    check_finite,  # noqa: F401
-    check_finite_named,
-    finite_flag,
-    is_concrete,
-    raise_nonfinite,
-)
+from .finite import _dtype, check_finite, check_finite_named, finite_flag, is_concrete, raise_nonfinite  # noqa: F401
 from .options import as_float, as_int, cached_transformation, check_choice  # noqa: F401
 
 if TYPE_CHECKING:  # pragma: no cover
