@@ -113,7 +113,7 @@ def _cost_from_z1(net, params, x, y, e):
     z1 = x @ params[0]["W"].T + params[0]["b"] + e
     a = z1
     for layer, theta in zip(net.layers[1:], [None, params[1], None, params[2], None]):
-        a = layer.forward(theta, a)
+        a = layer.forward(theta, a)[0]  # a layer returns (output, cache)
     return fb.losses.squared_error(a, y)
 
 

@@ -30,7 +30,7 @@ def test_apply_is_the_textbook_forward_pass():
 
 def test_per_layer_activations_and_depth():
     net = fb.mlp([4, 8, 8, 8, 3], activation=["relu", "gelu", "elu"], output="identity")
-    names = [l.activation.name for l in net.layers if isinstance(l, fb.nets.Activate)]
+    names = [l.activation.name for l in net.layers if isinstance(l, fb.layers.Activation)]
     assert names == ["relu", "gelu", "elu", "identity"]
     assert len(net.layers) == 8 and net.n_out == 3
     assert "sizes=[4, 8, 8, 8, 3]" in repr(net)

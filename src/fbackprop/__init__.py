@@ -7,14 +7,17 @@ measures how far two of them are apart. Training: ``fb.train`` and ``fb.train_ma
 any optax rule), ``fb.levenberg_marquardt``, ``fb.gauss_newton``, ``fb.newton``, ``fb.hessian_free``
 and ``fb.least_squares`` (second order).
 
-Submodules: ``activations`` and ``losses`` (with their hand-written derivatives), ``data`` (small
+Networks: ``fb.mlp``, or ``fb.serial`` over the layer kinds of ``fb.layers`` (dense, convolution,
+pooling, layer norm, residual blocks, or your own), every pass of each written out.
+
+Submodules: ``layers``, ``activations`` and ``losses`` (with their hand-written derivatives), ``data`` (small
 offline data sets), ``spectra`` (Lanczos, power iteration, Hutchinson), ``optim`` (the second-order
 methods), ``status`` (the stop codes every iterative method returns) and ``results`` (results
 files). Conventions (batch rows, ``W: (fan_out, fan_in)``, the batch-mean cost) and the map from
 each equation to the function that implements it are in the documentation, ``docs/`` (``make docs``).
 """
 
-from . import activations, data, losses, optim, results, spectra, status
+from . import activations, data, layers, losses, optim, results, spectra, status
 from .autodiff import autodiff, forward_mode, numerical_grad, value_and_autodiff
 from .backprop import (
     Trace,
@@ -28,6 +31,7 @@ from .backprop import (
 from .check import GradReport, compare, tolerance
 from .curvature import fisher_vp, flatten, ggn, ggn_vp, hessian, hvp
 from .jacobian import as_matrix, jacobian, jacobian_gram
+from .layers.network import serial
 from .nets import Network, mlp
 from .optim import LMResult, gauss_newton, hessian_free, least_squares, levenberg_marquardt, newton
 from .second_order import ggn_diag, hessian_blocks, hessian_diag
@@ -65,6 +69,7 @@ __all__ = [
     "init_many",
     "jacobian",
     "jacobian_gram",
+    "layers",
     "lanczos",
     "least_squares",
     "levenberg_marquardt",
@@ -79,6 +84,7 @@ __all__ = [
     "power_iteration",
     "Result",
     "results",
+    "serial",
     "spectra",
     "status",
     "tolerance",

@@ -14,7 +14,9 @@ over rows in (BP3, BP4) is that average. For cross-entropy on logits the output 
 the fused ``delta^L = (softmax(z^L) - y) / N``.
 
 Each dense layer computes (BP3, BP4) and the first half of (BP2), each activation layer the
-second half (``nets.py``); ``backward`` here only walks them in reverse.
+second half (``layers/dense.py``, ``layers/activation.py``); any other layer kind its own part in the
+same form (``fbackprop.layers``). The walk over the layers is ``Serial.walk_back``, written once;
+every function here runs it and reads what it needs.
 
 Every factory here (``backprop``, ``value_and_backprop``, ``backprop_trace``,
 ``per_example_grads``) is cached on its arguments: ``fb.backprop(net, loss)(params, x, y)``
@@ -29,8 +31,8 @@ import jax
 import jax.numpy as jnp
 
 from . import losses as _losses
-from .nets import Network, Params, layer_params
-from .validate import cached_transformation, checked, require_network
+from .layers.network import Network, Params
+from .validate import cached_transformation, checked, require_layer_methods, require_network
 
 
 def forward(net: Network, params: Params, x: jax.Array) -> tuple[jax.Array, tuple]:
@@ -38,69 +40,68 @@ def forward(net: Network, params: Params, x: jax.Array) -> tuple[jax.Array, tupl
 
     Args:
         net: the network.
-        params: its parameters, a tuple of ``{"W": (fan_out, fan_in), "b": (fan_out,)}``.
-        x: inputs ``(N, n_in)``, one example per row (not checked here: this is the raw pass).
+        params: its parameters (for ``fb.mlp``, a tuple of ``{"W": (fan_out, fan_in), "b": (fan_out,)}``).
+        x: inputs ``(N, *input_shape)``, one example per row (not checked here: this is the raw pass).
 
     Returns:
-        ``(yhat, inputs)``: ``yhat: (N, n_out)`` and ``inputs[k]``, what layer ``k`` of
-        ``net.layers`` received (``a^{l-1}`` for a dense layer, ``z^l`` for an activation).
+        ``(yhat, cache)``: ``yhat: (N, n_out)`` and a ``SerialCache``: ``cache.inputs[k]``, what
+        layer ``k`` of ``net.layers`` received (``a^{l-1}`` for a dense layer, ``z^l`` for an
+        activation), and ``cache.caches[k]``, what its backward needs.
 
     Examples:
         >>> net = fb.mlp([2, 3, 1]); params = net.init(jax.random.key(0), jnp.float64)
         >>> x, y = jnp.ones((4, 2)), jnp.zeros((4, 1))
-        >>> yhat, inputs = fb.forward(net, params, x)
-        >>> yhat.shape, len(inputs)
+        >>> yhat, cache = fb.forward(net, params, x)
+        >>> yhat.shape, len(cache.inputs)
         ((4, 1), 4)
     """
-    inputs = []
-    a = x
-    for layer, theta in zip(net.layers, layer_params(net, params)):
-        inputs.append(a)
-        a = layer.forward(theta, a)
-    return a, tuple(inputs)
+    return net.forward(params, x)
 
 
-def backward(net: Network, params: Params, inputs: tuple, g: jax.Array) -> tuple[Params, tuple]:
+def backward(net: Network, params: Params, cache, g: jax.Array) -> tuple[Params, tuple]:
     """Backward phase (BP1-BP4) from ``g = dC/dyhat``, walking the layers in reverse.
 
     Args:
         net: the network.
         params: its parameters.
-        inputs: ``forward``'s second output.
+        cache: ``forward``'s second output.
         g: ``dC/dyhat: (N, n_out)`` (``loss.grad(yhat, y) / N`` for the batch-mean cost).
 
     Returns:
-        ``(grads, deltas)``, both first dense layer first: ``grads[l] = {"W": dC/dW^l, "b":
-        dC/db^l}`` shaped like ``params`` and ``deltas[l] = dC/dz^l: (N, n_l)``.
+        ``(grads, deltas)``, both one entry per layer with parameters, first first: ``grads`` shaped
+        like ``params`` and ``deltas[l]`` the gradient at that layer's output (``delta^l = dC/dz^l:
+        (N, n_l)`` for a dense layer).
 
     Examples:
         >>> net = fb.mlp([2, 3, 1]); params = net.init(jax.random.key(0), jnp.float64)
         >>> x, y = jnp.ones((4, 2)), jnp.zeros((4, 1))
-        >>> yhat, inputs = fb.forward(net, params, x)
-        >>> grads, deltas = fb.backward(net, params, inputs, (yhat - y) / len(x))
+        >>> yhat, cache = fb.forward(net, params, x)
+        >>> grads, deltas = fb.backward(net, params, cache, (yhat - y) / len(x))
         >>> grads[1]["W"].shape, deltas[0].shape
         ((1, 3), (4, 3))
     """
-    grads, deltas = [], []
-    walk = zip(net.layers, layer_params(net, params), inputs)
-    for layer, theta, inp in reversed(list(walk)):
-        if layer.has_params:
-            deltas.append(g)  # g arriving at a dense layer is delta^l = dC/dz^l
-        g, dtheta = layer.backward(theta, inp, g)
-        if layer.has_params:
-            grads.append(dtheta)
-    return tuple(reversed(grads)), tuple(reversed(deltas))
+    back = net.body.walk_back(params, cache, g)
+    deltas = tuple(d for layer, d in zip(net.layers, back.g_out) if layer.has_params)
+    return back.grads, deltas
 
 
 class Trace(NamedTuple):
-    """One forward and backward pass, laid out by dense layer ``l = 1..L`` (tuples, first first).
+    """One forward and backward pass, every layer kept.
+
+    ``a``, ``z``, ``delta`` are laid out by layer with parameters ``l = 1..L`` (tuples, first first):
+    ``a^{l-1}`` enters layer ``l``, ``z^l`` leaves it, ``delta^l = dC/dz^l``; for ``fb.mlp`` these are
+    the textbook's. ``inputs``, ``outputs`` and ``g_out`` hold the same for every layer of
+    ``net.layers``, whatever its kind.
 
     Attributes:
         C: the batch-mean cost, a scalar.
-        a: ``(a^0 = x, a^1, ..., a^L = yhat)``, ``a^l: (N, n_l)``.
-        z: ``(z^1, ..., z^L)``, the pre-activations, ``z^l: (N, n_l)``.
-        delta: ``(delta^1, ..., delta^L)`` with ``delta^l = dC/dz^l: (N, n_l)``.
+        a: ``(a^0 = x, a^1, ..., a^{L-1}, yhat)``: the inputs of the layers with parameters, then the output.
+        z: ``(z^1, ..., z^L)``: the outputs of the layers with parameters.
+        delta: ``(delta^1, ..., delta^L)``, ``delta^l = dC/dz^l``, shaped like ``z^l``.
         grads: ``dC/dparams``, shaped like params.
+        inputs: per layer of ``net.layers``, what it received, ``(N, *in_shape)``.
+        outputs: per layer, what it gave, ``(N, *out_shape)``.
+        g_out: per layer, ``dC/d output``.
     """
 
     C: jax.Array
@@ -108,16 +109,21 @@ class Trace(NamedTuple):
     z: tuple
     delta: tuple
     grads: Params
+    inputs: tuple = ()
+    outputs: tuple = ()
+    g_out: tuple = ()
 
 
 def _trace(net: Network, loss: _losses.Loss, params: Params, x: jax.Array, y: jax.Array) -> Trace:
-    yhat, inputs = forward(net, params, x)
+    yhat, cache = net.forward(params, x)
     C = loss(yhat, y)
-    dC_dyhat = loss.grad(yhat, y) / x.shape[0]  # dC/da^L: the 1/N of the batch mean
-    grads, deltas = backward(net, params, inputs, dC_dyhat)
-    dense_in = [inp for layer, inp in zip(net.layers, inputs) if layer.has_params]
-    z = tuple(inp for layer, inp in zip(net.layers, inputs) if not layer.has_params)
-    return Trace(C, tuple(dense_in) + (yhat,), z, deltas, grads)
+    dC_dyhat = loss.grad(yhat, y) / x.shape[0]  # dC/da^L (BP1): the 1/N of the batch mean
+    back = net.body.walk_back(params, cache, dC_dyhat)
+    outputs = cache.inputs[1:] + (yhat,)
+    has = [layer.has_params for layer in net.layers]
+    pick = lambda seq: tuple(item for item, h in zip(seq, has) if h)
+    a = pick(cache.inputs) + (yhat,)
+    return Trace(C, a, pick(outputs), pick(back.g_out), back.grads, cache.inputs, outputs, back.g_out)
 
 
 _ARGS = """
@@ -265,11 +271,11 @@ def per_example_grads(net: Network, loss: str | _losses.Loss):
     )
     loss = _losses.get(loss)
 
+    require_layer_methods(net, "fb.per_example_grads", readouts=("per_example_grads",))
+
     def grads_n(params, x, y):
-        yhat, inputs = forward(net, params, x)
-        _, deltas = backward(net, params, inputs, loss.grad(yhat, y))
-        dense_in = [inp for layer, inp in zip(net.layers, inputs) if layer.has_params]
-        return tuple(layer.per_example_grads(a, d) for layer, a, d in zip(net.dense, dense_in, deltas))
+        yhat, cache = net.forward(params, x)
+        return net.body.per_example_grads(params, cache, loss.grad(yhat, y))
 
     doc = (
         "The gradient of each example's loss ``l_n`` (not divided by N).\n"
@@ -280,13 +286,10 @@ def per_example_grads(net: Network, loss: str | _losses.Loss):
     return checked(net, loss, grads_n, doc=doc)
 
 
-def _unit_backward(net: Network, params: Params, inputs: tuple):
-    """One backward pass per output unit ``k`` (started from ``e_k`` in every row) from forward's ``inputs``:
-    ``(dense_in, deltas)``, ``dense_in[l] = a^{l-1}: (N, fan_in)``, ``deltas[l]: (n_out, N, fan_out)``."""
-    n, n_out = inputs[0].shape[0], net.n_out
-    seeds = jnp.broadcast_to(jnp.eye(n_out, dtype=inputs[0].dtype)[:, None, :], (n_out, n, n_out))
-    dense_in = tuple(inp for layer, inp in zip(net.layers, inputs) if layer.has_params)
-    return dense_in, jax.vmap(lambda e_k: backward(net, params, inputs, e_k)[1])(seeds)
+def _unit_seeds(net: Network, x: jax.Array) -> jax.Array:
+    """``e_k`` in every row, for each output unit ``k``: ``(n_out, N, n_out)``."""
+    n, n_out = x.shape[0], net.n_out
+    return jnp.broadcast_to(jnp.eye(n_out, dtype=x.dtype)[:, None, :], (n_out, n, n_out))
 
 
 def jacobian_rows(net: Network, params: Params, x: jax.Array) -> Params:
@@ -294,50 +297,41 @@ def jacobian_rows(net: Network, params: Params, x: jax.Array) -> Params:
 
     Marquardt backpropagation (Hagan & Menhaj 1994): one backward pass per output unit ``k``, seeded
     with ``dyhat/dyhat_k = e_k`` in every row, so ``delta^L = f^L'(z^L) * e_k``; the passes share one
-    forward and run together (``vmap`` over ``k``); each dense layer keeps its per-example outer products.
+    forward and run together (``vmap`` over ``k``); each layer keeps its per-example gradients.
 
     Args:
         net: the network.
         params: its parameters.
-        x: inputs ``(N, n_in)`` (not checked: the raw pass; ``fb.jacobian`` checks).
+        x: inputs ``(N, *input_shape)`` (not checked: the raw pass; ``fb.jacobian`` checks).
 
     Returns:
         A tree shaped like params whose leaves gain leading ``(N, n_out)`` axes
         (``W: (N, n_out, fan_out, fan_in)``).
     """
-    dense_in, deltas = _unit_backward(net, params, forward(net, params, x)[1])
-    rows = tuple(
-        jax.vmap(layer.per_example_grads, in_axes=(None, 0))(a, d)
-        for layer, a, d in zip(net.dense, dense_in, deltas)
-    )
+    yhat, cache = net.forward(params, x)
+    rows = jax.vmap(lambda e_k: net.body.per_example_grads(params, cache, e_k))(_unit_seeds(net, x))
     return jax.tree.map(lambda leaf: jnp.moveaxis(leaf, 0, 1), rows)
 
 
-def jacobian_gram(net: Network, params: Params, x: jax.Array, inputs: tuple | None = None) -> jax.Array:
-    """``K = J J^T: (N, n_out, N, n_out)`` without forming ``J`` (x: (N, n_in); ``inputs``: forward's
-    cache at ``x``, when the caller already has it).
+def jacobian_gram(net: Network, params: Params, x: jax.Array, cache=None) -> jax.Array:
+    """``K = J J^T: (N, n_out, N, n_out)`` from the layers' unit-seeded deltas, without forming ``J``
+    where a layer factorises its part (x: (N, *input_shape); ``cache``: forward's, when the caller has it).
 
     A dense layer's Jacobian row is an outer product, ``dyhat_nk/dW^l = delta^l_nk a^{l-1}_n^T`` and
     ``dyhat_nk/db^l = delta^l_nk`` (BP4, BP3 started from the unit vector), so the inner product of two rows
     factors: ``<J_nk, J_mj> = sum_l (delta^l_nk . delta^l_mj) (a^{l-1}_n . a^{l-1}_m + 1)``.
     That is ``(N n_out)^2 (fan_in + fan_out)`` multiply-adds a layer instead of
-    ``(N n_out)^2 fan_in fan_out``.
+    ``(N n_out)^2 fan_in fan_out`` (``Dense.jacobian_gram``). A layer without a ``jacobian_gram`` of its
+    own adds ``R R^T`` of its rows ``R`` (``per_example_grads`` seeded with unit vectors).
 
     Args:
         net: the network.
         params: its parameters.
-        x: inputs ``(N, n_in)`` (not checked).
-        inputs: ``forward(net, params, x)[1]`` when the caller has it (default: computed).
+        x: inputs ``(N, *input_shape)`` (not checked).
+        cache: ``forward(net, params, x)[1]`` when the caller has it (default: computed).
 
     Returns:
         ``K: (N, n_out, N, n_out)``, ``K[n, k, m, j] = <dyhat_nk/dtheta, dyhat_mj/dtheta>``.
     """
-    dense_in, deltas = _unit_backward(net, params, forward(net, params, x)[1] if inputs is None else inputs)
-    n_out, n = deltas[0].shape[:2]
-    hi = jax.lax.Precision.HIGHEST
-    K = 0.0
-    for a, d in zip(dense_in, deltas):
-        rows = jnp.moveaxis(d, 0, 1).reshape(n * n_out, -1)  # (N n_out, fan_out), rows (n, k)
-        dd = jnp.matmul(rows, rows.T, precision=hi).reshape(n, n_out, n, n_out)
-        K = K + dd * (jnp.matmul(a, a.T, precision=hi) + 1.0)[:, None, :, None]
-    return K
+    cache = net.forward(params, x)[1] if cache is None else cache
+    return net.body.jacobian_gram(params, cache, _unit_seeds(net, x))

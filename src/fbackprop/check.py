@@ -150,8 +150,18 @@ class GradReport(NamedTuple):
         return "\n".join(lines)
 
 
-def _leaf_name(path) -> str:
-    """``(SequenceKey(0), DictKey('W'))`` -> ``"layer 1 W"``; other trees get ``keystr``."""
+def _leaf_name(path, names=None) -> str:
+    """``(SequenceKey(0), DictKey('W'))`` -> ``"layer 1 W"``; with a network's ``layer_names()``,
+    ``"layer 1 Conv2D W"`` (nested: ``"layer 4 Residual > 1 Conv2D W"``); other trees get ``keystr``."""
+    if names is not None and path and hasattr(path[-1], "key"):
+        node = names
+        for key in path[:-1]:
+            if not (hasattr(key, "idx") and isinstance(node, tuple) and key.idx < len(node)):
+                break
+            node = node[key.idx]
+        else:
+            if isinstance(node, str):
+                return f"{node} {path[-1].key}"
     if len(path) == 2 and hasattr(path[0], "idx") and hasattr(path[1], "key"):
         return f"layer {path[0].idx + 1} {path[1].key}"
     return jax.tree_util.keystr(path) or "value"
@@ -173,7 +183,9 @@ def _leaf_error(name, a, b, floor: float) -> LeafError:
     return LeafError(name, tuple(np.shape(a)), max_abs, max_abs / scale, cosine)
 
 
-def compare(a: Any, b: Any, method: str = "exact", *, rtol: float | None = None) -> GradReport:
+def compare(
+    a: Any, b: Any, method: str = "exact", *, rtol: float | None = None, net: Any = None
+) -> GradReport:
     """Errors of the pytree ``a`` against the reference ``b`` (same structure and shapes).
 
     Args:
@@ -183,6 +195,8 @@ def compare(a: Any, b: Any, method: str = "exact", *, rtol: float | None = None)
             also ``"backprop"``, ``"autodiff"``, ``"forward_mode"``) or ``"finite_difference"``
             (also ``"numerical_grad"``).
         rtol: a tolerance on ``max_rel`` that overrides the method's (``None``: the method's).
+        net: the network the gradients are of, to name each leaf by its layer's position and kind
+            (``"layer 3 Conv2D W"``); ``None`` (default): ``"layer l W"`` by entry of params.
 
     Returns:
         A ``GradReport``; ``report.ok()`` is the verdict under its tolerance, ``print(report)``
@@ -201,14 +215,19 @@ def compare(a: Any, b: Any, method: str = "exact", *, rtol: float | None = None)
     """
     check_choice(method, "method", list(METHODS))
     rtol = None if rtol is None else as_float(rtol, "rtol", minimum=0.0)
+    if net is not None and not callable(getattr(net, "layer_names", None)):
+        raise TypeError(f"compare: net must be an fbackprop Network (from fb.serial or fb.mlp); got {net!r}")
+    names = None if net is None else net.layer_names()
     la, ta = jax.tree_util.tree_flatten_with_path(a)
     lb, tb = jax.tree_util.tree_flatten(b)
     if ta != tb:
         raise ValueError(f"compare: the two trees differ in structure:\n  {ta}\n  {tb}")
     for (path, x), y in zip(la, lb):
         if jnp.shape(x) != jnp.shape(y):
-            raise ValueError(f"compare: leaf {_leaf_name(path)} has shapes {jnp.shape(x)} and {jnp.shape(y)}")
+            raise ValueError(
+                f"compare: leaf {_leaf_name(path, names)} has shapes {jnp.shape(x)} and {jnp.shape(y)}"
+            )
     floor = 1e-3 * max([_scale(x) for _, x in la] + [_scale(y) for y in lb] + [0.0])
-    leaves = tuple(_leaf_error(_leaf_name(p), x, y, floor) for (p, x), y in zip(la, lb))
+    leaves = tuple(_leaf_error(_leaf_name(p, names), x, y, floor) for (p, x), y in zip(la, lb))
     dtype = jnp.result_type(*[x for _, x in la]).name if la else "float64"
     return GradReport(leaves, dtype, method, rtol)

@@ -36,9 +36,8 @@ import jax
 import jax.numpy as jnp
 
 from . import losses as _losses
-from .backprop import forward
-from .nets import Network, Params, layer_params
-from .validate import as_int, cached_transformation, checked, require_network
+from .layers.network import Network, Params
+from .validate import as_int, cached_transformation, checked, require_layer_methods, require_network
 
 _ARGS = """
     Args:
@@ -94,23 +93,19 @@ def hvp_backprop(net: Network, loss: str | _losses.Loss):
     )
     loss = _losses.get(loss)
 
+    require_layer_methods(
+        net,
+        'fb.hvp(net, loss, method="backprop")',
+        passes=("forward_r", "backward_r"),
+        alternative='fb.hvp(net.apply, loss, method="autodiff")',
+    )
+
     def hv(params, x, y, v):
         n = x.shape[0]
-        thetas, vs = layer_params(net, params), layer_params(net, v)
-        inputs, r_inputs, a, r_a = [], [], x, None
-        for layer, theta, v_theta in zip(net.layers, thetas, vs):  # forward and R-forward
-            inputs.append(a), r_inputs.append(r_a)
-            a, r_a = layer.forward(theta, a), layer.forward_r(theta, v_theta, a, r_a)
-        g, r_g = loss.grad(a, y) / n, loss.hvp(a, y, r_a) / n
-        Hv = []
-        for layer, theta, v_theta, inp, r_inp in reversed(
-            list(zip(net.layers, thetas, vs, inputs, r_inputs))
-        ):
-            r_g, r_grads = layer.backward_r(theta, v_theta, inp, r_inp, g, r_g)  # uses g before it moves on
-            g = layer.backward(theta, inp, g)[0]
-            if layer.has_params:
-                Hv.append(r_grads)
-        return tuple(reversed(Hv))
+        yhat, cache = net.forward(params, x)
+        r_yhat, r_cache = net.body.forward_r(params, v, cache, None)  # R{x} = 0: the input does not move
+        g, r_g = loss.grad(yhat, y) / n, loss.hvp(yhat, y, r_yhat) / n
+        return net.body.walk_back(params, cache, g, v=v, r_cache=r_cache, r_g=r_g).r_grads
 
     return checked(
         net,
@@ -126,30 +121,27 @@ def hvp_backprop(net: Network, loss: str | _losses.Loss):
     )
 
 
-def curvature_walk(net: Network, loss: _losses.Loss, params: Params, x, y, n_total: int, exact: bool):
-    """Second-order backprop over a batch (module docstring), unchecked, traceable.
+def curvature_read(
+    net: Network, loss: _losses.Loss, name: str, params: Params, x, y, n_total: int, exact: bool
+):
+    """Second-order backprop over a batch (module docstring), a readout at every layer; unchecked, traceable.
 
     Args:
         net: the network.
         loss: the loss (a ``Loss``).
+        name: the readout: ``"hessian_diag"``, ``"per_example_hessian_diag"`` or ``"hessian_block"``.
         params: its params.
-        x: inputs ``(n, n_in)`` (the batch or a chunk of it).
+        x: inputs ``(n, *input_shape)`` (the batch or a chunk of it).
         y: prepared targets ``(n, n_out)``.
-        n_total: the N of the batch mean (the whole batch's, when ``x`` is a chunk of it).
-        exact: keep the ``f''`` term (the Hessian) or drop it (the GGN).
+        n_total: the N of the batch mean (the whole batch's, when ``x`` is a chunk of it; 1 for ``l_n``).
+        exact: keep the ``f''`` terms (the Hessian) or drop them (the GGN).
 
     Returns:
-        ``[(a^{l-1} (n, fan_in), H^l (n, fan_out, fan_out))]``, one pair per dense layer, first first.
+        The readout of every layer with parameters, laid out like params.
     """
-    yhat, inputs = forward(net, params, x)
-    g, A = loss.grad(yhat, y) / n_total, loss.hessian(yhat, y) / n_total
-    out = []
-    for layer, theta, inp in reversed(list(zip(net.layers, layer_params(net, params), inputs))):
-        if layer.has_params:
-            out.append((inp, A))  # A arriving at a dense layer is H^l = d2C/dz^l dz^l
-        A = layer.backward2(theta, inp, A, g, exact)  # A^{l-1} = W^T H W, or H = f'f'^T * A + diag(f'' g)
-        g = layer.backward(theta, inp, g)[0]  # dC/da^{l-1} (or delta), for the next f'' term
-    return out[::-1]
+    yhat, cache = net.forward(params, x)
+    g, A = loss.grad(yhat, y) / n_total, loss.hessian(yhat, y) / n_total  # dC/dyhat, d2C/dyhat^2
+    return getattr(net.body, name)(params, cache, A, g, exact)
 
 
 def _chunked_sum(fn, x, y, chunk_size: int | None):
@@ -159,7 +151,8 @@ def _chunked_sum(fn, x, y, chunk_size: int | None):
         return fn(x, y)
     k = n // chunk_size
     head = k * chunk_size
-    xs, ys = x[:head].reshape(k, chunk_size, -1), y[:head].reshape(k, chunk_size, -1)
+    xs = x[:head].reshape((k, chunk_size) + x.shape[1:])
+    ys = y[:head].reshape((k, chunk_size) + y.shape[1:])
     total = jax.lax.scan(
         lambda acc, xy: (jax.tree.map(jnp.add, acc, fn(*xy)), None),
         jax.tree.map(jnp.zeros_like, jax.eval_shape(fn, xs[0], ys[0])),
@@ -184,17 +177,15 @@ def diag_core(
         ``(params, x, y) -> diag``, shaped like params.
     """
 
+    name = "per_example_hessian_diag" if per_example else "hessian_diag"
+
     def diag(params, x, y):
-        n = x.shape[0]
         if per_example:  # of l_n: the 1/N of the mean left out
-            walk = curvature_walk(net, loss, params, x, y, 1, exact)
-            return tuple(layer.per_example_hessian_diag(a, H) for layer, (a, H) in zip(net.dense, walk))
-
-        def chunk(xc, yc):
-            walk = curvature_walk(net, loss, params, xc, yc, n, exact)
-            return tuple(layer.hessian_diag(a, H) for layer, (a, H) in zip(net.dense, walk))
-
-        return _chunked_sum(chunk, x, y, chunk_size)
+            return curvature_read(net, loss, name, params, x, y, 1, exact)
+        n = x.shape[0]
+        return _chunked_sum(
+            lambda xc, yc: curvature_read(net, loss, name, params, xc, yc, n, exact), x, y, chunk_size
+        )
 
     return diag
 
@@ -209,6 +200,14 @@ _DIAG_ALTERNATIVE = {
 
 def _diag(net, loss, what: str, exact: bool, chunk_size: int | None, per_example: bool):
     net = require_network(net, f"fb.{what}", _DIAG_ALTERNATIVE[what])
+    readout = "per_example_hessian_diag" if per_example else "hessian_diag"
+    require_layer_methods(
+        net,
+        f"fb.{what}",
+        passes=("backward2",),
+        readouts=(readout,),
+        alternative=_DIAG_ALTERNATIVE[what].replace("apply", "net.apply"),
+    )
     loss, chunk_size = _losses.get(loss), chunk_option(chunk_size)
     per_example = _bool(per_example, "per_example")
     name = "Hessian" if exact else "generalized Gauss-Newton matrix"
@@ -300,14 +299,22 @@ def hessian_blocks(net: Network, loss: str | _losses.Loss, chunk_size: int | Non
     net = require_network(net, "fb.hessian_blocks", "fb.hessian(apply, loss) (dense; its diagonal blocks)")
     loss, chunk_size, exact = _losses.get(loss), chunk_option(chunk_size), _bool(exact, "exact")
 
+    require_layer_methods(
+        net,
+        "fb.hessian_blocks",
+        passes=("backward2",),
+        readouts=("hessian_block",),
+        alternative="fb.hessian(net.apply, loss)",
+    )
+
     def blocks(params, x, y):
         n = x.shape[0]
-
-        def chunk(xc, yc):
-            walk = curvature_walk(net, loss, params, xc, yc, n, exact)
-            return tuple(layer.hessian_block(a, H) for layer, (a, H) in zip(net.dense, walk))
-
-        return _chunked_sum(chunk, x, y, chunk_size)
+        return _chunked_sum(
+            lambda xc, yc: curvature_read(net, loss, "hessian_block", params, xc, yc, n, exact),
+            x,
+            y,
+            chunk_size,
+        )
 
     name = "Hessian" if exact else "generalized Gauss-Newton matrix"
     return checked(

@@ -14,7 +14,6 @@ the dtype rule (``params_dtype``). The scalar options (``as_int``, ``as_float``,
 
 from __future__ import annotations
 
-import functools
 from typing import TYPE_CHECKING, Any
 
 import jax
@@ -24,165 +23,19 @@ import numpy as np
 # Re-exports: the options and the finiteness checks live in their own modules; code imports them
 # from here (``from .validate import as_int, check_finite``), and that keeps working (``__all__``).
 from .finite import _dtype, check_finite, check_finite_named, finite_flag, is_concrete, raise_nonfinite  # noqa: F401
+from .inputs import _floating, as_array, check_inputs, check_params, check_x, params_dtype  # noqa: F401
+from .layers.network import Network
+from .layers.serial import leaves
 from .options import as_float, as_int, cached_transformation, check_choice  # noqa: F401
 
 if TYPE_CHECKING:  # pragma: no cover
     from .losses import Loss
-    from .nets import Network
 
 __all__ = ["as_apply", "as_array", "check_call", "check_inputs", "check_like", "check_params"]
 __all__ += ["check_targets", "check_x", "checked", "is_network", "params_dtype", "require_network"]
+__all__ += ["require_layer_methods"]
 __all__ += ["as_float", "as_int", "cached_transformation", "check_choice"]  # from fbackprop.options
 __all__ += ["check_finite", "check_finite_named", "finite_flag", "is_concrete", "raise_nonfinite"]  # .finite
-
-
-def params_dtype(params: Any, name: str = "params") -> Any:
-    """The one floating dtype every leaf of ``params`` must share: it is the computation's dtype.
-
-    The rule for the whole package: ``x`` and float targets are cast to this dtype at the boundary;
-    integer, complex or mixed-precision parameter leaves are refused (an integer leaf would never
-    learn).
-
-    Args:
-        params: the parameter pytree.
-        name: its name in messages.
-
-    Returns:
-        The dtype (``None`` for a tree without leaves).
-
-    Raises:
-        TypeError: for a non-floating leaf or for leaves of different dtypes.
-    """
-    leaves = jax.tree.leaves(params)
-    dtypes = {_dtype(leaf) for leaf in leaves}
-    if len(dtypes) == 1 and _floating(next(iter(dtypes))):  # the common case, without paths
-        return next(iter(dtypes))
-    found = {}
-    for path, leaf in jax.tree_util.tree_leaves_with_path(params):
-        dt = _dtype(leaf)
-        if not _floating(dt):
-            raise TypeError(
-                f"{name}{jax.tree_util.keystr(path)} has dtype {dt}; parameters must be real floating "
-                "point (float32 or float64): cast them, e.g. with "
-                "jax.tree.map(lambda p: p.astype(jnp.float32), params)"
-            )
-        found.setdefault(jnp.dtype(dt).name, jax.tree_util.keystr(path))
-    if len(found) > 1:
-        raise TypeError(
-            f"{name} mixes dtypes {found} (dtype: first leaf with it); use one floating dtype for every leaf"
-        )
-    return jnp.dtype(next(iter(found))) if found else None
-
-
-@functools.cache
-def _floating(dtype) -> bool:
-    return bool(jnp.issubdtype(dtype, jnp.floating))
-
-
-def check_x(x: Any, n_in: int | None = None) -> jax.Array:
-    """``x`` must be a non-empty real floating ``(N, n_in)`` batch.
-
-    Args:
-        x: the inputs (any array-like).
-        n_in: the width the model expects (``None``: any).
-
-    Returns:
-        ``x`` as a JAX array (placed without compiling, see ``as_array``).
-
-    Raises:
-        TypeError: for a non-floating dtype.
-        ValueError: for another rank or width, or no rows.
-    """
-    if not hasattr(x, "dtype"):
-        x = np.asarray(x)
-    dtype = _dtype(x)
-    if not _floating(dtype):
-        raise TypeError(
-            f"x must be a real floating-point array (float32 or float64); got dtype {dtype}. "
-            "Convert it, e.g. x.astype(jnp.float32)"
-        )
-    width = "n_in" if n_in is None else n_in
-    if x.ndim != 2:
-        raise ValueError(
-            f"x must have shape (N, {width}) (one example per row); got shape {tuple(x.shape)}. "
-            "For a single example use x[None, :]"
-        )
-    if n_in is not None and x.shape[1] != n_in:
-        raise ValueError(
-            f"x has {x.shape[1]} features but the network expects {n_in}: "
-            f"expected shape (N, {n_in}), got {tuple(x.shape)}"
-        )
-    if x.shape[0] == 0:
-        raise ValueError(f"x is an empty batch: shape {tuple(x.shape)}; expected at least one row")
-    return as_array(x)
-
-
-def as_array(a: Any, dtype: Any = None) -> jax.Array:
-    """``a`` as a JAX array (of ``dtype`` if given) without compiling anything for host data.
-
-    ``jnp.asarray`` of a NumPy array compiles a small program per shape; NumPy data is cast on the
-    host and placed with ``jax.device_put`` instead. JAX arrays and tracers pass through (cast if needed).
-
-    Args:
-        a: an array-like.
-        dtype: the dtype wanted (``None``: keep ``a``'s).
-
-    Returns:
-        A JAX array (or the tracer).
-    """
-    if isinstance(a, (jax.Array, jax.core.Tracer)):
-        return a if dtype is None or a.dtype == dtype else a.astype(dtype)
-    return jax.device_put(np.asarray(a) if dtype is None else np.asarray(a, dtype))
-
-
-def check_params(net: Network, params: Any) -> None:
-    """``params`` must be the tuple of ``{"W", "b"}`` dicts with the shapes ``net`` needs.
-
-    Args:
-        net: the network.
-        params: what the user passed as its parameters.
-
-    Raises:
-        ValueError: naming the first leaf of the wrong structure or shape.
-    """
-    dense = net.dense
-    sizes = list(net.sizes)
-    if not isinstance(params, (tuple, list)) or len(params) != len(dense):
-        got = (
-            f"a {type(params).__name__} of length {len(params)}"
-            if isinstance(params, (tuple, list))
-            else f"a {type(params).__name__}"
-        )
-        raise ValueError(
-            f"params must be a tuple of {len(dense)} dicts {{'W', 'b'}} for a network of sizes {sizes}; "
-            f"got {got}"
-        )
-    for i, (layer, theta) in enumerate(zip(dense, params)):
-        if not isinstance(theta, dict) or set(theta) != {"W", "b"}:
-            keys = sorted(theta) if isinstance(theta, dict) else type(theta).__name__
-            raise ValueError(f"params[{i}] must be a dict with keys ['W', 'b']; got {keys}")
-        for key, shape in (("W", (layer.n_out, layer.n_in)), ("b", (layer.n_out,))):
-            got = tuple(jnp.shape(theta[key]))
-            if got != shape:
-                raise ValueError(
-                    f"params[{i}]['{key}'] has shape {got} but a network of sizes {sizes} needs {shape}: "
-                    "were these params made for another network?"
-                )
-
-
-def check_inputs(net: Network, params: Any, x: Any) -> jax.Array:
-    """``check_params`` and ``check_x`` for a network.
-
-    Args:
-        net: the network.
-        params: its parameters.
-        x: the inputs.
-
-    Returns:
-        ``x`` as a JAX array.
-    """
-    check_params(net, params)
-    return check_x(x, net.n_in)
 
 
 def check_targets(loss: Loss, y: Any, n_examples: int, n_out: int, dtype: Any) -> jax.Array:
@@ -219,8 +72,6 @@ def is_network(model: Any) -> bool:
     Returns:
         A bool.
     """
-    from .nets import Network
-
     return isinstance(model, Network)
 
 
@@ -262,9 +113,47 @@ def require_network(model: Any, what: str, alternative: str = "fb.autodiff(apply
     if not is_network(model):
         raise TypeError(
             f"{what} is hand-written over the network's layers and needs an fbackprop Network "
-            f"(from fb.mlp); got {model!r}. For any apply(params, x) callable use {alternative}"
+            f"(from fb.mlp or fb.serial); got {model!r}. For any apply(params, x) callable use {alternative}"
         )
     return model
+
+
+#: The signatures of the passes a quantity may need, for the message that asks for one.
+SIGNATURES = {
+    "forward_r": "(theta, v, cache, r_x) -> (r_y, r_cache)",
+    "backward_r": "(theta, v, cache, r_cache, g, r_g) -> (r_g_in, r_dtheta)",
+    "backward2": "(theta, cache, H, g, exact) -> A",
+    "per_example_grads": "(theta, cache, g) -> dtheta_n",
+    "hessian_diag": "(theta, cache, H, g, exact) -> diag",
+    "per_example_hessian_diag": "(theta, cache, H, g, exact) -> diag_n",
+    "hessian_block": "(theta, cache, H, g, exact) -> (P_l, P_l)",
+}
+
+
+def require_layer_methods(net: Network, what: str, passes=(), readouts=(), alternative: str | None = None):
+    """Every layer of ``net`` must have the ``passes`` and every layer with parameters the ``readouts``.
+
+    Args:
+        net: the network.
+        what: the function that needs them (``"fb.hessian_diag"``).
+        passes: method names every layer needs (``"backward2"``).
+        readouts: method names every layer with parameters needs (``"hessian_diag"``).
+        alternative: a call that works without them (autodiff), named in the message.
+
+    Raises:
+        TypeError: naming the first layer that lacks one and the method (with its signature) to add.
+    """
+    for name, layer in leaves(net.body):
+        needed = tuple(passes) + (tuple(readouts) if layer.has_params else ())
+        for method in needed:
+            if not callable(getattr(layer, method, None)):
+                kind = type(layer).__name__
+                instead = f", or use {alternative}" if alternative else ""
+                which = " with parameters" if method in readouts else ""
+                raise TypeError(
+                    f"{what} needs {method} on every layer{which}; {name} has none: add "
+                    f"{kind}.{method}{SIGNATURES.get(method, '')} (see fbackprop.layers.base){instead}"
+                )
 
 
 def check_call(

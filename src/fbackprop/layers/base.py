@@ -117,3 +117,21 @@ def flat(a: jax.Array) -> jax.Array:
 def add_diag(H: jax.Array, d: jax.Array) -> jax.Array:
     """``H + diag(d)`` per example: ``H: (N, n, n)``, ``d: (N, n)``."""
     return H + d[:, :, None] * jnp.eye(H.shape[1], dtype=H.dtype)
+
+
+def gram_from_rows(layer, theta, cache, G: jax.Array) -> jax.Array:
+    """A layer's part of ``J J^T`` from its Jacobian rows, for a layer without a factorised ``jacobian_gram``.
+
+    Args:
+        layer: the layer (with ``per_example_grads``).
+        theta: its parameters.
+        cache: its forward cache.
+        G: ``(K, N, *out_shape)``, the output gradients of ``K`` unit-seeded backward passes.
+
+    Returns:
+        ``(N, K, N, K)``: ``sum_p J_nk,p J_mj,p`` over the layer's parameters.
+    """
+    rows = jax.vmap(lambda g: layer.per_example_grads(theta, cache, g))(G)  # leaves (K, N, ...)
+    k, n = G.shape[:2]
+    R = jnp.concatenate([leaf.reshape(k, n, -1) for leaf in jax.tree.leaves(rows)], axis=-1)
+    return jnp.einsum("knp,jmp->nkmj", R, R, precision=jax.lax.Precision.HIGHEST)

@@ -189,8 +189,8 @@ class Dense:
         return {"W": h.T @ (a_prev * a_prev), "b": jnp.sum(h, axis=0)}
 
     def hessian_block(self, theta, a_prev, H, g=None, exact=True):
-        """``sum_n H_n (x) abar_n abar_n^T`` with ``abar = [a_prev, 1]``: ``(P_l, P_l)``, ``P_l = n_out (n_in + 1)``,
-        ordered W row-major, then b.
+        """``sum_n H_n (x) abar_n abar_n^T`` with ``abar = [a_prev, 1]``: ``(P_l, P_l)``,
+        ``P_l = n_out (n_in + 1)``, ordered W row-major, then b.
 
         Args:
             theta: not used.
@@ -213,7 +213,7 @@ class Dense:
         return jnp.block([[WW, Wb], [Wb.T, bb]])
 
     def jacobian_gram(self, theta, a_prev, G):
-        """``sum_p J_nk,p J_mj,p`` over ``W, b`` without forming the rows: ``dyhat_nk/dW = delta_nk a_n^T``, so
+        """``sum_p J_nk,p J_mj,p`` over ``W, b``, rows never formed: as ``dyhat_nk/dW = delta_nk a_n^T``,
         ``<J_nk, J_mj> = (delta_nk . delta_mj) (a_n . a_m + 1)``: ``(N K)^2 (n_in + n_out)`` multiply-adds.
 
         Args:

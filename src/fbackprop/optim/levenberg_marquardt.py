@@ -363,7 +363,4 @@ def newton(net, params, x, y, **options) -> LMResult:
 
 def _like(net, theta):
     """A params pytree of ``net``'s shapes in ``theta``'s dtype (for unflattening inside the program)."""
-    return tuple(
-        {"W": jnp.zeros((l.n_out, l.n_in), theta.dtype), "b": jnp.zeros((l.n_out,), theta.dtype)}
-        for l in net.dense
-    )
+    return jax.tree.map(lambda leaf: jnp.zeros(leaf.shape, theta.dtype), net.param_shapes)

@@ -138,7 +138,7 @@ def linearize_accumulate(pb: Problem, theta) -> Normal:
 
     P = theta.size
     zero = (jnp.zeros((P, P), theta.dtype), jnp.zeros(P, theta.dtype))
-    chunks = (pb.x[: k * c].reshape(k, c, -1), pb.y[: k * c].reshape(k, c, -1))
+    chunks = (pb.x[: k * c].reshape((k, c) + pb.x.shape[1:]), pb.y[: k * c].reshape(k, c, -1))
     G, g = jax.lax.scan(add, zero, chunks)[0]
     if k * c < n:
         (G, g), _ = add((G, g), (pb.x[k * c :], pb.y[k * c :]))
