@@ -14,7 +14,13 @@ from fbackprop.layers.activation import Activation
 from fbackprop.layers.dense import Dense
 from fbackprop.layers.norm import LayerNorm
 
-PASSES = ["backward (input)", "forward_r", "forward_r (fixed input)", "backward_r", "backward_r (fixed input)"]
+PASSES = [
+    "backward (input)",
+    "forward_r",
+    "forward_r (fixed input)",
+    "backward_r",
+    "backward_r (fixed input)",
+]
 PASSES += ["backward2", "backward2 (GGN)"]
 READOUTS = ["per_example_grads", "hessian_diag", "per_example_hessian_diag", "hessian_block"]
 READOUTS += ["hessian_block (GGN)"]
@@ -36,7 +42,10 @@ def expected_pieces(layer) -> set[str]:
 BUILT_IN = [
     pytest.param(Dense(3), (4,), id="Dense(3)-(4,)"),
     pytest.param(Dense(1), (2,), id="Dense(1)-(2,)"),
-    *[pytest.param(Activation(name), (2, 3), id=f"Activation({name})-(2,3)") for name in activations.ACTIVATIONS],
+    *[
+        pytest.param(Activation(name), (2, 3), id=f"Activation({name})-(2,3)")
+        for name in activations.ACTIVATIONS
+    ],
     pytest.param(LayerNorm(), (5,), id="LayerNorm-(5,)"),
     pytest.param(LayerNorm(), (2, 3, 4), id="LayerNorm-(2,3,4)"),
     pytest.param(LayerNorm(eps=0.5), (5,), id="LayerNorm(eps=0.5)-(5,)"),
@@ -99,8 +108,12 @@ class UnsquaredHessianDiag(Dense):
 @pytest.mark.parametrize(
     "layer, input_shape, wrong, right",
     [
-        pytest.param(StaleWeightBackward(3), (4,), {"backward (input)"}, {"backward (params)"}, id="backward"),
-        pytest.param(GGNForExact(), (2, 3), {"backward2"}, {"backward2 (GGN)", "backward (input)"}, id="backward2"),
+        pytest.param(
+            StaleWeightBackward(3), (4,), {"backward (input)"}, {"backward (params)"}, id="backward"
+        ),
+        pytest.param(
+            GGNForExact(), (2, 3), {"backward2"}, {"backward2 (GGN)", "backward (input)"}, id="backward2"
+        ),
         pytest.param(
             NoSigmaTangent(),
             (4,),
@@ -109,7 +122,11 @@ class UnsquaredHessianDiag(Dense):
             id="forward_r",
         ),
         pytest.param(
-            UnsquaredHessianDiag(3), (4,), {"hessian_diag"}, {"per_example_hessian_diag", "hessian_block"}, id="hessian_diag"
+            UnsquaredHessianDiag(3),
+            (4,),
+            {"hessian_diag"},
+            {"per_example_hessian_diag", "hessian_block"},
+            id="hessian_diag",
         ),
     ],
 )
@@ -121,7 +138,7 @@ def test_catches_a_wrong_piece_and_names_it(layer, input_shape, wrong, right, ke
     rows = {r.piece: r for r in report.rows}
     assert all(rows[name].max_rel_err > 1e-8 for name in wrong)
     text = str(report)
-    assert "MISMATCH in " in text.splitlines()[-1]
+    assert "failed: " in text.splitlines()[-1]
     for name in wrong:
         assert name in text.splitlines()[-1]
         assert any(line.startswith(name) and "MISMATCH" in line for line in text.splitlines())
@@ -162,11 +179,12 @@ def test_a_missing_pass_fails_naming_the_method_and_missing_readouts_are_not_che
     assert report.failed == ("backward2", "backward2 (GGN)")
     assert set(report.not_checked) == set(READOUTS)
     rows = {r.piece: r for r in report.rows}
-    assert "missing: add backward2(theta, cache, H, g, exact) -> A" in rows["backward2"].note
-    assert "missing: add hessian_diag(" in rows["hessian_diag"].note
+    assert rows["backward2"].note == "add backward2(theta, cache, H, g, exact) -> A"
+    assert rows["hessian_diag"].note == "add hessian_diag(theta, cache, H, g, exact) -> diag"
     assert rows["forward_r"].ok and rows["backward_r"].ok and rows["backward (params)"].ok
     text = str(report)
-    assert "not checked" in text and "missing: add backward2" in text
+    assert "MISSING: add backward2(" in text and "not checked: add hessian_diag(" in text
+    assert text.splitlines()[-1].endswith("failed: backward2, backward2 (GGN)")
 
 
 class RaisingBlock(Dense):
@@ -279,10 +297,22 @@ class ShapeLiar(NoHasParams):
         return None, (7,)
 
 
+class InitWithoutShape(NoHasParams):
+    has_params = False
+
+    def init(self, key, in_shape, dtype):
+        return None
+
+
 @pytest.mark.parametrize(
     "args, kwargs, error, match",
     [
-        ((Dense, (4,)), {}, TypeError, r"layer must be a layer instance such as fb.layers.Dense\(3\); got the class"),
+        (
+            (Dense, (4,)),
+            {},
+            TypeError,
+            r"layer must be a layer instance such as fb.layers.Dense\(3\); got the class",
+        ),
         (("dense", (4,)), {}, TypeError, r"has no method 'init': add init\(key, in_shape, dtype\)"),
         ((NoBackward(), (4,)), {}, TypeError, r"has no method 'backward': add backward\(theta, cache, g\)"),
         ((NoHasParams(), (4,)), {}, TypeError, "needs a bool class attribute has_params"),
@@ -293,9 +323,15 @@ class ShapeLiar(NoHasParams):
         ((Dense(3), (4,)), {"batch": 2.0}, TypeError, "check_layer batch must be an integer"),
         ((Dense(3), (4,)), {"rtol": 0.0}, ValueError, "check_layer rtol"),
         ((Dense(3), (4,)), {"rtol": "tight"}, TypeError, "check_layer rtol"),
+        ((InitWithoutShape(), (4,)), {}, TypeError, r"init must return \(theta, out_shape\).*got NoneType"),
         ((Dense(3), (2, 3)), {}, ValueError, r"Dense takes one flat vector per example"),
         ((LayerNorm(), (4, 1)), {}, ValueError, "LayerNorm needs at least 2 features on the last axis"),
-        ((ShapeLiar(), (4,)), {}, ValueError, r"forward returned y of shape \(3, 4\).*init said the output shape is \(7,\)"),
+        (
+            (ShapeLiar(), (4,)),
+            {},
+            ValueError,
+            r"forward returned y of shape \(3, 4\).*init said the output shape is \(7,\)",
+        ),
     ],
     ids=lambda a: None,
 )

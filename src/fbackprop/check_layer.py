@@ -116,15 +116,24 @@ class LayerReport(NamedTuple):
         table = [("piece", "max rel err", "verdict")]
         for r in self.rows:
             err = "-" if math.isnan(r.max_rel_err) else f"{r.max_rel_err:.2e}"
-            verdict = {True: "ok", False: "MISMATCH", None: "not checked"}[r.ok]
-            table.append((r.piece, err, f"{verdict}: {r.note}" if r.note else verdict))
+            table.append((r.piece, err, _verdict(r)))
         widths = [max(len(t[i]) for t in table) for i in range(3)]
         lines = [head] + ["  ".join(c.ljust(w) for c, w in zip(t, widths)).rstrip() for t in table]
-        lines.insert(2, "  ".join("-" * w for w in widths))
+        lines.insert(2, "  ".join("-" * w for w in widths[:2] + [len("verdict")]))
         checked = sum(r.ok is not None for r in self.rows)
-        verdict = "ok" if self.ok else "MISMATCH in " + ", ".join(self.failed)
+        verdict = "ok" if self.ok else "failed: " + ", ".join(self.failed)
         lines.append(f"{checked} pieces checked against autodiff (tolerance {self.rtol:.0e}): {verdict}")
         return "\n".join(lines)
+
+
+def _verdict(r: Row) -> str:
+    """``ok``, ``MISMATCH``, ``MISSING: add ...``, ``ERROR: raised ...`` or ``not checked: add ...``."""
+    if r.ok is None:
+        return f"not checked: {r.note}"
+    if r.ok:
+        return "ok"
+    word = "MISSING" if r.note.startswith("add ") else "ERROR" if r.note.startswith("raised ") else "MISMATCH"
+    return f"{word}: {r.note}" if r.note else word
 
 
 class _Missing(Exception):
@@ -214,7 +223,13 @@ def _draw(layer, input_shape, key, batch: int) -> _Draws:
     checked at a generic point); the rest from a NumPy generator seeded by ``key`` (no random-number
     program to compile)."""
     k_theta, k_rest = jax.random.split(key)
-    theta, out_shape = layer.init(k_theta, input_shape, jnp.float64)
+    init = layer.init(k_theta, input_shape, jnp.float64)
+    if not (isinstance(init, tuple) and len(init) == 2):
+        raise TypeError(
+            f"check_layer: {layer!r}.init must return (theta, out_shape), the parameters (None without "
+            f"any) and one example's output shape; got {type(init).__name__}"
+        )
+    theta, out_shape = init[0], tuple(init[1])
     rng = np.random.default_rng(np.asarray(jax.random.key_data(k_rest)).ravel().tolist())
     if layer.has_params:
         theta = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), theta)
@@ -279,8 +294,8 @@ def _need(layer, name: str):
     if callable(method):
         return method
     if name in PASSES:
-        raise _Missing(f"missing: add {PASSES[name]}", False)
-    raise _Missing(f"missing: add {READOUTS[name]} (optional; the quantities that need it refuse the layer)", None)
+        raise _Missing(f"add {PASSES[name]}", False)
+    raise _Missing(f"add {READOUTS[name]}", None)
 
 
 def _diag_blocks(full: jax.Array, batch: int) -> jax.Array:
@@ -337,11 +352,23 @@ def _pieces(layer, p: _Problem):
     if callable(getattr(layer, "reference", None)):
         pieces.append(("forward vs reference", lambda: (f(p.theta, p.x), layer.reference(p.theta, p.x))))
     pieces.append(
-        ("backward (input)", lambda: (layer.backward(p.theta, p.cache, p.g)[0], jax.vjp(lambda x: f(p.theta, x), p.x)[1](p.g)[0]))
+        (
+            "backward (input)",
+            lambda: (
+                layer.backward(p.theta, p.cache, p.g)[0],
+                jax.vjp(lambda x: f(p.theta, x), p.x)[1](p.g)[0],
+            ),
+        )
     )
     if layer.has_params:
         pieces.append(
-            ("backward (params)", lambda: (layer.backward(p.theta, p.cache, p.g)[1], jax.vjp(lambda t: f(t, p.x), p.theta)[1](p.g)[0]))
+            (
+                "backward (params)",
+                lambda: (
+                    layer.backward(p.theta, p.cache, p.g)[1],
+                    jax.vjp(lambda t: f(t, p.x), p.theta)[1](p.g)[0],
+                ),
+            )
         )
     pieces += [
         ("forward_r", forward_r(p.r_x)),

@@ -141,7 +141,8 @@ class LayerNorm:
         return (u - _mean(u) - xhat * _mean(xhat * u)) / sigma
 
     def backward(self, theta, cache, g):
-        """``dC/dx = (1/sigma)(I - 1 1^T/d - xhat xhat^T/d) (gamma * g)``, ``dgamma = sum g xhat``, ``dbeta = sum g``.
+        """``dC/dx = (1/sigma)(I - 1 1^T/d - xhat xhat^T/d) (gamma * g)``, ``dgamma = sum g xhat``,
+        ``dbeta = sum g``.
 
         Args:
             theta: ``{"gamma", "beta"}``.
@@ -156,8 +157,8 @@ class LayerNorm:
         return g_in, {"beta": _batch_sum(g), "gamma": _batch_sum(g * xhat)}
 
     def forward_r(self, theta, v, cache, r_x):
-        """``R{y} = gamma R{xhat} + v_gamma xhat + v_beta``, ``R{xhat} = (1/sigma)(r - mean(r) - xhat R{sigma})``,
-        ``R{sigma} = mean(xhat r)``.
+        """``R{y} = gamma R{xhat} + v_gamma xhat + v_beta``, with
+        ``R{xhat} = (1/sigma)(r - mean(r) - xhat R{sigma})`` and ``R{sigma} = mean(xhat r)``.
 
         Args:
             theta: ``{"gamma", "beta"}``.
@@ -200,7 +201,11 @@ class LayerNorm:
         if r_cache is not None:
             r_xhat, r_sigma = r_cache
             g_in = self._jt(xhat, sigma, u)
-            r_g_in = r_g_in - (r_sigma / sigma) * g_in - (r_xhat * _mean(xhat * u) + xhat * _mean(r_xhat * u)) / sigma
+            r_g_in = (
+                r_g_in
+                - (r_sigma / sigma) * g_in
+                - (r_xhat * _mean(xhat * u) + xhat * _mean(r_xhat * u)) / sigma
+            )
             r_dgamma = r_dgamma + g * r_xhat
         return r_g_in, {"beta": _batch_sum(r_g), "gamma": _batch_sum(r_dgamma)}
 
@@ -219,7 +224,8 @@ class LayerNorm:
         return -(outer + jnp.swapaxes(outer, -1, -2) + t * P - 3.0 * t * xx / d) / (d * s2)
 
     def backward2(self, theta, cache, H, g, exact=True):
-        """``A = J^T H J + blockdiag_p S_p`` (module docstring); ``J^T H J`` by ``backward`` on the columns of ``H``.
+        """``A = J^T H J + blockdiag_p S_p`` (module docstring); ``J^T H J`` by ``backward`` applied to the
+        columns of ``H`` (``fb.layers.base.congruence``).
 
         Args:
             theta: ``{"gamma", "beta"}``.
@@ -264,7 +270,8 @@ class LayerNorm:
         return H.reshape(n, xh.shape[1], d, xh.shape[1], d), xh
 
     def per_example_hessian_diag(self, theta, cache, H, g=None, exact=True):
-        """``d2l_n/dgamma_j^2 = sum_pq xhat_npj H_n[pj, qj] xhat_nqj``, ``d2l_n/dbeta_j^2 = sum_pq H_n[pj, qj]``.
+        """``d2l_n/dgamma_j^2 = sum_pq xhat_npj H_n[pj, qj] xhat_nqj`` and
+        ``d2l_n/dbeta_j^2 = sum_pq H_n[pj, qj]`` (positions ``p, q``).
 
         Args:
             theta: not used.
@@ -300,8 +307,8 @@ class LayerNorm:
         return {k: jnp.sum(a, axis=0) for k, a in per.items()}
 
     def hessian_block(self, theta, cache, H, g=None, exact=True):
-        """``sum_n J_theta,n^T H_n J_theta,n``: ``(2d, 2d)``, ordered ``beta`` then ``gamma`` (``ravel_pytree``'s
-        sorted keys), ``[[bb, bg], [bg^T, gg]]``.
+        """``sum_n J_theta,n^T H_n J_theta,n``: ``(2d, 2d)``, ordered ``beta`` then ``gamma``
+        (``ravel_pytree``'s sorted keys), ``[[bb, bg], [bg^T, gg]]``.
 
         Args:
             theta: not used.
