@@ -343,6 +343,8 @@ def test_bad_arguments(args, kwargs, error, match, key):
 def test_bad_key():
     with pytest.raises(TypeError, match="check_layer key must be a JAX PRNG key"):
         check_layer(Dense(3), (4,), 0)
+    with pytest.raises(ValueError, match=r"check_layer key must be one JAX PRNG key.*of shape \(3,\)"):
+        check_layer(Dense(3), (4,), jax.random.split(jax.random.key(0), 3))
 
 
 # --- the docstring examples (until fb.check_layer and fb.layers.LayerNorm are in the package) --------

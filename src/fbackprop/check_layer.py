@@ -516,6 +516,11 @@ def check_layer(layer, input_shape, key, *, batch: int = 3, rtol: float = 1e-10)
     batch = as_int(batch, "check_layer batch", minimum=1)
     rtol = as_float(rtol, "check_layer rtol", minimum=0.0, open_min=True)
     check_key(key, "check_layer key")
+    if jnp.shape(key) != (() if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) else (2,)):
+        raise ValueError(
+            f"check_layer key must be one JAX PRNG key such as jax.random.key(0); got an array of keys "
+            f"of shape {jnp.shape(key)}"
+        )
     with jax.enable_x64(True):
         rows = _evaluate(layer, input_shape, key, batch, rtol)
     return LayerReport(repr(layer), input_shape, batch, rtol, rows)
