@@ -358,3 +358,37 @@ def test_docstring_examples_run(obj, monkeypatch):
     test.globs = {"jax": jax, "jnp": jnp, "fb": fb}
     out = []
     assert runner.run(test, out=out.append).failed == 0, "".join(out)
+
+
+# --- every row sees a 1e-7 relative error in the method it checks ---------------------------------
+def _off_by_1e7(cls, method: str):
+    """A subclass of ``cls`` whose ``method`` scales its result (``forward_r``: ``R{y}``) by ``1 + 1e-7``."""
+    original = getattr(cls, method)
+
+    def wrong(self, *args, **kwargs):
+        out = original(self, *args, **kwargs)
+        bump = jax.tree.map(lambda a: a * (1 + 1e-7), out[0] if method == "forward_r" else out)
+        return (bump, out[1]) if method == "forward_r" else bump
+
+    return type(f"Wrong_{method}", (cls,), {method: wrong})
+
+
+ROWS_OF = {
+    "backward": ("backward (input)", "backward (params)"),
+    "forward_r": ("forward_r", "forward_r (fixed input)"),
+    "backward_r": ("backward_r", "backward_r (fixed input)"),
+    "backward2": ("backward2", "backward2 (GGN)"),
+    "per_example_grads": ("per_example_grads",),
+    "hessian_diag": ("hessian_diag",),
+    "per_example_hessian_diag": ("per_example_hessian_diag",),
+    "hessian_block": ("hessian_block", "hessian_block (GGN)"),
+    "jacobian_gram": ("jacobian_gram",),
+}
+
+
+@pytest.mark.parametrize("method", list(ROWS_OF))
+def test_each_row_sees_a_tiny_error_in_its_method(method, key):
+    report = check_layer(_off_by_1e7(Dense, method)(2), (3,), key)
+    # backward_r's reference is the tangent of backward, so a wrong backward shows there too
+    also = ROWS_OF["backward_r"] if method == "backward" else ()
+    assert set(report.failed) == {*ROWS_OF[method], *also}, str(report)
