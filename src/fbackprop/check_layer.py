@@ -236,7 +236,7 @@ def _draw(layer, input_shape, key, batch: int) -> _Draws:
         theta = jax.tree.map(lambda a, e: a + 0.25 * e, theta, _normal_like(rng, theta))
     x = jnp.asarray(rng.standard_normal((batch, *input_shape)))
     expected = (batch, *tuple(out_shape))
-    y_shape = jnp.shape(jax.eval_shape(layer.forward, theta, x)[0])
+    y_shape = jnp.shape(jax.eval_shape(lambda t, x: layer.forward(t, x)[0], theta, x))
     if y_shape != expected:
         raise ValueError(
             f"check_layer: {layer!r}.forward returned y of shape {y_shape} for x of shape {x.shape}, "
