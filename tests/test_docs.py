@@ -27,7 +27,7 @@ import fbackprop as fb
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-SUBMODULES = ("activations", "losses", "data", "spectra", "optim", "results", "status")
+SUBMODULES = ("activations", "layers", "losses", "data", "spectra", "optim", "results", "status")
 
 
 # --- the site builds, strictly ------------------------------------------------------------------

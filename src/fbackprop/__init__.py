@@ -29,6 +29,7 @@ from .backprop import (
     value_and_backprop,
 )
 from .check import GradReport, compare, tolerance
+from .check_layer import LayerReport, check_layer
 from .curvature import fisher_vp, flatten, ggn, ggn_vp, hessian, hvp
 from .jacobian import as_matrix, jacobian, jacobian_gram
 from .layers.network import serial
@@ -47,6 +48,7 @@ __all__ = [
     "backprop",
     "backprop_trace",
     "backward",
+    "check_layer",
     "compare",
     "data",
     "eigenvalues",
@@ -70,6 +72,7 @@ __all__ = [
     "jacobian",
     "jacobian_gram",
     "layers",
+    "LayerReport",
     "lanczos",
     "least_squares",
     "levenberg_marquardt",

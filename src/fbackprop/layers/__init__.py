@@ -6,7 +6,8 @@ from .activation import Activation
 from .base import Layer
 from .dense import Dense
 from .network import Network
+from .norm import LayerNorm
 from .residual import Residual
 from .serial import Serial
 
-__all__ = ["Activation", "Dense", "Layer", "Network", "Residual", "Serial"]
+__all__ = ["Activation", "Dense", "Layer", "LayerNorm", "Network", "Residual", "Serial"]
