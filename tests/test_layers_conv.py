@@ -47,7 +47,7 @@ def normal_like(key, tree):
 
 
 class Case:
-    """A layer at a random point: parameters, input, directions, and a random scalar function of the output."""
+    """A layer at a random point: parameters, input, directions, a random scalar function of the output."""
 
     def __init__(self, layer, in_shape, seed=0, x=None):
         keys = jax.random.split(jax.random.key(seed), 8)
@@ -113,8 +113,16 @@ ALL_CASES = CONV_CASES + POOL_CASES + FLATTEN_CASES
 
 
 def case_id(case):
+    """A short id: ``Conv2D(2,k3x3,s1x1,SAME)-5x7x1``."""
     layer, in_shape = case
-    return f"{layer!r}-{in_shape}".replace(" ", "")
+    shape = "x".join(map(str, in_shape))
+    if isinstance(layer, Conv2D):
+        (kh, kw), (sh, sw) = layer.kernel_size, layer.stride
+        return f"Conv2D({layer.out_channels},k{kh}x{kw},s{sh}x{sw},{layer.padding})-{shape}"
+    if isinstance(layer, Flatten):
+        return f"Flatten-{shape}"
+    (kh, kw), (sh, sw) = layer.window, layer.stride
+    return f"{type(layer).__name__}(w{kh}x{kw},s{sh}x{sw})-{shape}"
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -174,7 +182,7 @@ def test_forward_r_matches_jvp(case):
 
 @pytest.mark.parametrize("case", ALL_CASES, ids=case_id)
 def test_backward_r_matches_jvp(case):
-    """The jvp of ``(theta, x, g) -> backward(theta, forward(theta, x)[1], g)``; with ``R{x}`` and ``None``."""
+    """The jvp of ``(theta, x, g) -> backward(theta, forward(theta, x)[1], g)``; with ``R{x}``, ``None``."""
     c = Case(*case)
 
     def back(theta, x, g):
@@ -200,7 +208,7 @@ def test_backward_r_matches_jvp(case):
 
 @pytest.mark.parametrize("case", ALL_CASES, ids=case_id)
 def test_backward2_matches_hessian(case):
-    """exact: the per-example ``jax.hessian`` of ``phi(forward(x_n))``; GGN: ``J^T H J`` by ``jax.jacobian``."""
+    """exact: the per-example ``jax.hessian`` of ``phi(forward(x_n))``; GGN: ``J^T H J``, ``jax.jacobian``."""
     c = Case(*case)
 
     def both(theta, x):
@@ -378,8 +386,12 @@ def test_fold_is_the_transpose_of_unfold(kernel, stride, padding):
     P = patches.unfold(x, kernel, stride, padding)
     assert P.shape[3:] == (kernel[0] * kernel[1], 3)
     dP = jax.random.normal(jax.random.key(1), P.shape)
-    folded = patches.fold(dP, x.shape[1:], kernel, stride, padding)
-    (vjp_x,) = jax.vjp(lambda x: patches.unfold(x, kernel, stride, padding), x)[1](dP)
+
+    def both(x, dP):
+        folded = patches.fold(dP, x.shape[1:], kernel, stride, padding)
+        return folded, jax.vjp(lambda x: patches.unfold(x, kernel, stride, padding), x)[1](dP)[0]
+
+    folded, vjp_x = jax.jit(both)(x, dP)
     assert_close(folded, vjp_x, "fold vs vjp of unfold")
     assert abs(float(jnp.vdot(P, dP) - jnp.vdot(x, folded))) <= TOL * float(jnp.vdot(jnp.abs(P), jnp.abs(dP)))
 
@@ -396,19 +408,29 @@ def test_unfold_patch_order_is_kh_kw_c():
 # Pooling: max pooling's ties, equality
 
 
-def test_maxpool_ties_share_the_gradient_as_jax_does():
+@pytest.mark.parametrize("layer", [MaxPool2D(2), MaxPool2D(3, 1)], ids=repr)
+def test_maxpool_ties_share_the_gradient_as_jax_does(layer):
     x = jnp.round(jax.random.normal(jax.random.key(0), (2, 5, 7, 2)))  # integers: many ties
-    for layer in [MaxPool2D(2), MaxPool2D(3, 1)]:
-        y, cache = layer.forward(None, x)
-        g = jax.random.normal(jax.random.key(1), y.shape)
-        (g_in_ad,) = jax.vjp(lambda x: layer.forward(None, x)[0], x)[1](g)
-        assert_close(layer.backward(None, cache, g)[0], g_in_ad, "maxpool backward with ties")
-        r_x = jax.random.normal(jax.random.key(2), x.shape)
-        _, r_y_ad = jax.jvp(lambda x: layer.forward(None, x)[0], (x,), (r_x,))
-        assert_close(layer.forward_r(None, None, cache, r_x)[0], r_y_ad, "maxpool forward_r with ties")
+    y, cache = layer.forward(None, x)
+    assert int(jnp.sum(cache.mask < 1) - jnp.sum(cache.mask == 0)) > 0  # some windows do tie
+    g = jax.random.normal(jax.random.key(1), y.shape)
+    r_x = jax.random.normal(jax.random.key(2), x.shape)
+
+    def both(x, g, r_x):
+        _, cache = layer.forward(None, x)
+        mine = layer.backward(None, cache, g)[0], layer.forward_r(None, None, cache, r_x)[0]
+        f = lambda x: layer.forward(None, x)[0]  # noqa: E731
+        return mine, (jax.vjp(f, x)[1](g)[0], jax.jvp(f, (x,), (r_x,))[1])
+
+    (g_in, r_y), (g_in_ad, r_y_ad) = jax.jit(both)(x, g, r_x)
+    assert_close(g_in, g_in_ad, "maxpool backward with ties")
+    assert_close(r_y, r_y_ad, "maxpool forward_r with ties")
+
+
+def test_maxpool_four_way_tie_shares_a_quarter_each():
     y, cache = MaxPool2D(2).forward(None, jnp.ones((1, 2, 2, 1)))
     g_in, _ = MaxPool2D(2).backward(None, cache, jnp.ones_like(y))
-    np.testing.assert_array_equal(g_in, jnp.full((1, 2, 2, 1), 0.25))  # a 4-way tie: a quarter each
+    np.testing.assert_array_equal(g_in, jnp.full((1, 2, 2, 1), 0.25))
 
 
 def test_pool_equality_and_default_stride():

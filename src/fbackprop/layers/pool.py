@@ -185,8 +185,7 @@ class AvgPool2D(_Pool2D):
             ``y: (N, Ho, Wo, C)``.
         """
         (kh, kw), (sh, sw) = self.window, self.stride
-        zero = jnp.zeros((), x.dtype)
-        total = jax.lax.reduce_window(x, zero, jax.lax.add, (1, kh, kw, 1), (1, sh, sw, 1), "VALID")
+        total = jax.lax.reduce_window(x, 0.0, jax.lax.add, (1, kh, kw, 1), (1, sh, sw, 1), "VALID")
         return total / (kh * kw)
 
 
@@ -276,5 +275,4 @@ class MaxPool2D(_Pool2D):
             ``y: (N, Ho, Wo, C)``.
         """
         (kh, kw), (sh, sw) = self.window, self.stride
-        low = jnp.array(-jnp.inf, x.dtype)
-        return jax.lax.reduce_window(x, low, jax.lax.max, (1, kh, kw, 1), (1, sh, sw, 1), "VALID")
+        return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, kh, kw, 1), (1, sh, sw, 1), "VALID")
