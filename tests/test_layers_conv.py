@@ -522,3 +522,24 @@ def test_bad_input_shapes(layer, in_shape, match):
 def test_same_padding_takes_any_kernel():
     theta, out_shape = Conv2D(1, 5, padding="SAME").init(jax.random.key(0), (2, 3, 1), jnp.float64)
     assert out_shape == (2, 3, 1)
+
+
+@pytest.mark.parametrize("case", [CONV_CASES[0], CONV_CASES[9], POOL_CASES[1]], ids=case_id)
+def test_shared_congruence_matches_congruence(case):
+    """Both routes of a linear layer's ``backward2`` (``J`` formed once, or ``J^T`` on columns) agree."""
+    from fbackprop.layers.base import congruence
+
+    c = Case(*case)
+
+    def both(theta, x):
+        cache, _, H = curvature_at_output(c, theta, x)
+
+        def jt(g):  # any batch size (Conv2D.backward's dW needs the batch of the cache)
+            if isinstance(c.layer, Conv2D):
+                return c.layer.input_backward(theta, cache, g)
+            return c.layer.backward(theta, cache, g)[0]
+
+        return patches.shared_congruence(jt, H, c.out_shape), congruence(jt, H, c.out_shape)
+
+    shared, columns = jax.jit(both)(c.theta, c.x)
+    assert_close(shared, columns, "shared_congruence vs congruence")

@@ -215,3 +215,23 @@ def fold(dP: jax.Array, in_shape, kernel, stride, padding: str) -> jax.Array:
                 ),
             )
     return acc[:, top : top + h, left : left + w, :]
+
+
+def shared_congruence(jt, H: jax.Array, out_shape) -> jax.Array:
+    """``J^T H_n J`` per example for a Jacobian ``J`` shared by every example (a layer linear in its input
+    whose ``J`` depends on its parameters only: a convolution, average pooling), with ``J`` formed once.
+
+    Args:
+        jt: ``g -> J^T g``, ``(B, *out_shape) -> (B, *in_shape)`` for any batch size ``B`` (it is given the
+            ``n_out`` unit vectors as one batch).
+        H: ``(N, n_out, n_out)``, ``n_out = prod(out_shape)``.
+        out_shape: one example's output shape.
+
+    Returns:
+        ``(N, n_in, n_in)``; memory: ``J: (n_out, n_in)`` and one ``(N, n_in, n_out)`` intermediate.
+    """
+    n_out = H.shape[1]
+    units = jnp.eye(n_out, dtype=H.dtype).reshape((n_out,) + tuple(out_shape))
+    J = jt(units).reshape(n_out, -1)  # row o = (J^T e_o)^T: J itself, (n_out, n_in)
+    JtH = jnp.einsum("oi,nop->nip", J, H)  # (N, n_in, n_out)
+    return JtH @ J
