@@ -144,10 +144,13 @@ class Conv2D:
         Returns:
             ``dC/dx: (N, H, W, C_in)``.
         """
-        x = cache.x
         dP = delta @ theta["W"].reshape(self.out_channels, -1)  # (BP2, first half) dC/dP = delta W
+        return self._fold(dP, cache.x)
+
+    def _fold(self, dP, x):
+        """col2im: ``(B, Ho, Wo, kh kw C_in)`` rows onto ``(B, H, W, C_in)`` (``x`` gives the shape)."""
         dP = dP.reshape(dP.shape[:3] + (self.kernel_size[0] * self.kernel_size[1], x.shape[3]))
-        return fold(dP, x.shape[1:], self.kernel_size, self.stride, self.padding)  # col2im
+        return fold(dP, x.shape[1:], self.kernel_size, self.stride, self.padding)
 
     def backward(self, theta, cache, delta):
         """(BP3), (BP4) and the first half of (BP2), folded back onto the input.
@@ -199,13 +202,14 @@ class Conv2D:
         Returns:
             ``(R{dC/dx}: (N, H, W, C_in), {"W": R{dW}, "b": R{db}})``.
         """
-        r_g, r_d = self.backward(theta, cache, r_delta)  # the terms through R{delta} (backward: linear in it)
-        g_v = self.input_backward(v, cache, delta)  # fold(delta V_W)
+        o = self.out_channels
+        D, r_D = delta.reshape(-1, o), r_delta.reshape(-1, o)  # (N S, C_out)
+        r_dW = r_D.T @ cache.P.reshape(D.shape[0], -1)
         if r_P is not None:
-            D = delta.reshape(-1, self.out_channels)
-            r_dW = r_d["W"] + (D.T @ r_P.reshape(D.shape[0], -1)).reshape(theta["W"].shape)
-            r_d = {"W": r_dW, "b": r_d["b"]}
-        return r_g + g_v, r_d
+            r_dW = r_dW + D.T @ r_P.reshape(D.shape[0], -1)
+        r_dP = r_delta @ theta["W"].reshape(o, -1) + delta @ v["W"].reshape(o, -1)
+        r_d = {"W": r_dW.reshape(theta["W"].shape), "b": jnp.sum(r_D, axis=0)}
+        return self._fold(r_dP, cache.x), r_d
 
     def backward2(self, theta, cache, H, g=None, exact=True):
         """``A = J^T H J``, ``J = dz_n/dx_n``: ``z`` is linear in ``x`` (no second-derivative term; ``g``,
