@@ -10,7 +10,7 @@ windows, ``stride`` defaulting to the window):
   ``dC/dx = fold(m * g)`` with the routing mask ``m = [P == y] / count`` (ties share the gradient
   equally, exactly as JAX's derivative of ``jnp.max``); ``R{y} = sum_j m_j R{P_j}``. ``y`` is
   piecewise linear in ``x`` (linear wherever the arg-max does not change), so its second derivative
-  is zero almost everywhere and ``A = J^T H J`` with the routing ``J`` (Bishop 1992), exact and GGN
+  is zero almost everywhere and ``A = J^T H J`` with the routing ``J``, exact and GGN
   alike; ``R{m} = 0`` likewise.
 
 Memory: ``H`` at the output is ``(N, n_out, n_out)``, ``n_out = Ho Wo C``, and ``A`` at the input
