@@ -66,7 +66,8 @@ def check_x(x: Any, n_in: int | None = None, *, input_shape: tuple | None = None
     Args:
         x: the inputs (any array-like).
         n_in: the width a model on vectors expects (``None``: any).
-        input_shape: one example's shape a network expects (overrides ``n_in``; ``None``: a 2-D batch).
+        input_shape: one example's shape a network expects (overrides ``n_in``; ``None``: a 2-D batch;
+            ``"any"``: any shape of two axes or more, for a model that does not say).
 
     Returns:
         ``x`` as a JAX array (placed without compiling, see ``as_array``).
@@ -83,6 +84,13 @@ def check_x(x: Any, n_in: int | None = None, *, input_shape: tuple | None = None
             f"x must be a real floating-point array (float32 or float64); got dtype {dtype}. "
             "Convert it, e.g. x.astype(jnp.float32)"
         )
+    if input_shape == "any":  # a model of unknown input shape: one example per leading row
+        if x.ndim < 2:
+            raise ValueError(
+                f"x must have shape (N, n_in) or (N, *example_shape), one example per leading row; got shape "
+                f"{tuple(x.shape)}. For a single example use x[None]"
+            )
+        input_shape = tuple(x.shape[1:])
     if input_shape is not None and len(input_shape) == 1:
         n_in, input_shape = input_shape[0], None
     if input_shape is not None:

@@ -49,7 +49,7 @@ _ARGS = """
 
 
 def _check_x(model, params, x):
-    return check_inputs(model, params, x) if is_network(model) else check_x(x)
+    return check_inputs(model, params, x) if is_network(model) else check_x(x, input_shape="any")
 
 
 @cached_transformation

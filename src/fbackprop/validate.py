@@ -181,7 +181,7 @@ def check_call(
         x = check_inputs(model, params, x)
         n_out = model.n_out
     else:
-        x = check_x(x)
+        x = check_x(x, input_shape="any")
         out = jax.eval_shape(model, params, x)
         if len(out.shape) != 2:
             raise ValueError(f"apply(params, x) must return (N, n_out); it returned shape {out.shape}")

@@ -3,11 +3,14 @@ readouts), and the combinators that walk them (``Serial``, ``Residual``). The pr
 follows, so that you can write your own, is in ``fbackprop.layers.base``."""
 
 from .activation import Activation
-from .base import Layer
+from .conv2d import Conv2D
 from .dense import Dense
+from .flatten import Flatten
 from .network import Network
 from .norm import LayerNorm
+from .pool import AvgPool2D, MaxPool2D
 from .residual import Residual
 from .serial import Serial
 
-__all__ = ["Activation", "Dense", "Layer", "LayerNorm", "Network", "Residual", "Serial"]
+__all__ = ["Activation", "AvgPool2D", "Conv2D", "Dense", "Flatten", "LayerNorm", "MaxPool2D", "Network"]
+__all__ += ["Residual", "Serial"]

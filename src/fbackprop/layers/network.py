@@ -162,11 +162,11 @@ def _layout(net: Network):
     """``(param_shapes, output_shape)`` of ``net`` by ``jax.eval_shape`` of its ``init`` (no computing)."""
     out = {}
 
-    def init(key):
-        theta, out["shape"] = net.body.init(key, net.input_shape, jnp.float32)
+    def init():
+        theta, out["shape"] = net.body.init(jax.random.key(0), net.input_shape, jnp.float32)
         return theta
 
-    shapes = jax.eval_shape(init, jax.random.key(0))
+    shapes = jax.eval_shape(init)  # the key made inside the trace: nothing is compiled
     return shapes, tuple(out["shape"])
 
 
