@@ -10,6 +10,7 @@ import pytest
 import fbackprop as fb
 from fbackprop import activations
 from fbackprop.check_layer import LayerReport, check_layer
+from fbackprop.layers import AvgPool2D, Conv2D, Flatten, MaxPool2D, Residual, Serial
 from fbackprop.layers.activation import Activation
 from fbackprop.layers.dense import Dense
 from fbackprop.layers.norm import LayerNorm
@@ -33,7 +34,7 @@ def expected_pieces(layer) -> set[str]:
         out.add("forward vs reference")
     if layer.has_params:
         out |= {"backward (params)", *READOUTS}
-    if hasattr(layer, "jacobian_gram"):
+    if layer.has_params and hasattr(layer, "jacobian_gram"):
         out.add("jacobian_gram")
     return out
 
@@ -50,6 +51,38 @@ BUILT_IN = [
     pytest.param(LayerNorm(), (2, 3, 4), id="LayerNorm-(2,3,4)"),
     pytest.param(LayerNorm(eps=0.5), (5,), id="LayerNorm(eps=0.5)-(5,)"),
     pytest.param(LayerNorm(eps=1e-2), (3, 1, 2), id="LayerNorm(eps=1e-2)-(3,1,2)"),
+    # convolution: kernel sizes, strides, paddings, channel counts, odd spatial sizes
+    *[
+        pytest.param(Conv2D(c_out, k, s, pad), shape, id=f"Conv2D({c_out},{k},s{s},{pad})-{shape}")
+        for c_out, k, s, pad, shape in [
+            (2, (1, 1), 1, "VALID", (5, 7, 1)),
+            (2, (2, 3), 2, "SAME", (5, 7, 3)),
+            (1, (3, 3), 1, "SAME", (5, 7, 2)),
+            (3, (3, 3), 2, "VALID", (5, 7, 2)),
+            (2, (3, 3), (2, 1), "SAME", (5, 7, 2)),
+            (3, (2, 2), (1, 3), "VALID", (4, 7, 1)),
+        ]
+    ],
+    *[
+        pytest.param(pool(w, s), (5, 7, 2), id=f"{pool.__name__}({w},{s})-(5,7,2)")
+        for pool in (AvgPool2D, MaxPool2D)
+        for w, s in [((2, 2), None), ((3, 2), 1), ((2, 3), (1, 2))]
+    ],
+    pytest.param(Flatten(), (5, 7, 2), id="Flatten-(5,7,2)"),
+    pytest.param(Flatten(), (3,), id="Flatten-(3,)"),
+    # combinators: they follow the same protocol, so the same harness checks them
+    pytest.param(Residual(Dense(3), Activation("tanh")), (3,), id="Residual(Dense,tanh)-(3,)"),
+    pytest.param(
+        Residual(Conv2D(2, (3, 3), padding="SAME"), Activation("softplus")),
+        (4, 5, 2),
+        id="Residual(Conv2D)-(4,5,2)",
+    ),
+    pytest.param(Residual(Activation("tanh")), (2, 3), id="Residual(tanh)-(2,3)"),
+    pytest.param(
+        Serial(Conv2D(2, (2, 2)), Activation("gelu"), MaxPool2D(2), Flatten(), Dense(2)),
+        (5, 5, 1),
+        id="Serial-(5,5,1)",
+    ),
 ]
 
 

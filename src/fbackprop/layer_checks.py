@@ -99,6 +99,11 @@ class Draws(NamedTuple):
     G: jax.Array  # (2, N, *out_shape): two seeds for jacobian_gram
 
 
+def _leaf_dicts(theta) -> list:
+    """The parameters of each layer inside a combinator's (nested) tuple, in order."""
+    return [d for entry in theta for d in (_leaf_dicts(entry) if isinstance(entry, tuple) else [entry])]
+
+
 def draw(layer, input_shape, key, batch: int) -> Draws:
     """The random point and directions, as concrete arrays.
 
@@ -332,9 +337,12 @@ def _readout_pieces(layer, p: Problem, f):
     def hessian_block(exact):
         def compute():
             hand = _need(layer, "hessian_block")(p.theta, p.cache, p.H, p.g, exact)
-            if exact:
-                return hand, jnp.sum(hess(), axis=0)
-            return hand, jnp.einsum("noi,nop,npj->ij", jac(), p.H, jac())
+            full = jnp.sum(hess(), axis=0) if exact else jnp.einsum("noi,nop,npj->ij", jac(), p.H, jac())
+            if not isinstance(p.theta, tuple):
+                return hand, full
+            # a combinator: one block per layer inside it, the diagonal blocks of its parameters' matrix
+            cuts = np.cumsum([0] + [sum(a.size for a in jax.tree.leaves(d)) for d in _leaf_dicts(p.theta)])
+            return jax.tree.leaves(hand), [full[i:j, i:j] for i, j in zip(cuts[:-1], cuts[1:])]
 
         return compute
 

@@ -162,7 +162,8 @@ class Serial:
             dtype: the parameters' dtype.
 
         Returns:
-            ``(theta, out_shape)``: ``theta`` a tuple with one entry per layer with parameters.
+            ``(theta, out_shape)``: ``theta`` a tuple with one entry per layer with parameters (``None``
+            when none has any, as for any layer without parameters).
         """
         n_keys = sum(layer.has_params for layer in self.layers)
         keys = iter(jax.random.split(key, n_keys) if n_keys else ())
@@ -175,7 +176,7 @@ class Serial:
             shape = tuple(shape)
             if layer.has_params:
                 theta.append(th)
-        return tuple(theta), shape
+        return (tuple(theta) if self.has_params else None), shape
 
     def forward(self, theta, x):
         """The forward walk.
