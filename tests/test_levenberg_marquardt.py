@@ -24,7 +24,11 @@ def solver_problem(pb, scale_d, chunk_size=4):
 @pytest.mark.parametrize("scale_d", [False, True])
 def test_every_solver_gives_the_closed_form_step(loss, scale_d):
     """delta = -(G + mu D)^-1 g with G = sum_n J_n^T H_n J_n, g = sum_n J_n^T dl_n/dyhat_n (J^T e)."""
-    pb = make_problem([3, 4, 3], ["tanh"], loss, n=7, seed=2)
+    assert_closed_form_steps(make_problem([3, 4, 3], ["tanh"], loss, n=7, seed=2), scale_d)
+
+
+def assert_closed_form_steps(pb, scale_d):
+    """Each solver's step at mu = 0.3 against ``-(G + mu D)^-1 g`` from the autodiff Jacobian."""
     theta, sp = solver_problem(pb, scale_d)
     J = fb.as_matrix(fb.jacobian(pb.net, "autodiff")(pb.params, pb.x))
     yhat = pb.net.apply(pb.params, pb.x)
@@ -423,3 +427,33 @@ def test_numpy_and_jax_integers_are_accepted_as_counts():
     )
     np.testing.assert_array_equal(a.history.loss, b.history.loss)
     assert a.history.loss.shape == (4,)
+
+
+def _cnn(loss, n=4):
+    L = fb.layers
+    net = fb.serial(
+        L.Conv2D(2, (2, 2), padding="SAME"), L.Activation("tanh"), L.MaxPool2D((2, 2)),
+        L.Residual(L.Conv2D(2, (3, 3), padding="SAME"), L.Activation("softplus")),
+        L.Flatten(), L.Dense(2), input_shape=(4, 4, 1),
+    )  # fmt: skip
+    kx, ky, kp = jax.random.split(jax.random.key(5), 3)
+    y = jax.random.randint(ky, (n,), 0, 2) if loss == "cross_entropy" else jax.random.normal(ky, (n, 2))
+    return Problem(net, net.init(kp), jax.random.normal(kx, (n, 4, 4, 1)), y, loss)
+
+
+@pytest.mark.parametrize(("loss", "scale_d"), [("squared_error", False), ("cross_entropy", True)])
+def test_every_solver_gives_the_closed_form_step_on_a_cnn(loss, scale_d):
+    """The same on a CNN with a residual block: N n_out = 8 < P = 74, so the dual solver applies too."""
+    assert_closed_form_steps(_cnn(loss), scale_d)
+
+
+@pytest.mark.parametrize("solver", ["dense", "accumulate", "cg", "dual"])
+def test_levenberg_marquardt_fits_a_cnn_with_every_solver(solver):
+    pb = _cnn("squared_error", n=3)
+    r = fb.levenberg_marquardt(pb.net, pb.params, pb.x, pb.y, solver=solver, max_steps=30, chunk_size=2)
+    ref = fb.levenberg_marquardt(pb.net, pb.params, pb.x, pb.y, solver="dense", max_steps=30)
+    C = np.asarray(r.history.loss)
+    C = C[np.isfinite(C)]
+    assert np.all(np.diff(C) <= 1e-12 * C[0]) and C[-1] < 1e-3 * C[0]  # never rises; 6 residuals, 74 params
+    if solver == "accumulate":  # the same normal equations, summed over chunks: the same run
+        np.testing.assert_allclose(r.history.loss, ref.history.loss, rtol=1e-8, atol=1e-12 * C[0])

@@ -318,3 +318,35 @@ def test_train_many_applies_the_same_checks():
         ValueError, match=r"^x holds 1 non-finite value \(the first, inf, at index \(0, 0\)\)"
     ):
         train_many(NET, "squared_error", params, x, Y, epochs=1)
+
+
+def _cnn_problem(n=12):
+    L = fb.layers
+    net = fb.serial(
+        L.Conv2D(3, (3, 3), padding="SAME"), L.Activation("tanh"), L.AvgPool2D((2, 2)),
+        L.Residual(L.Conv2D(3, (3, 3), padding="SAME"), L.Activation("relu")), L.LayerNorm(),
+        L.Flatten(), L.Dense(3), input_shape=(4, 4, 1),
+    )  # fmt: skip
+    kx, ky, kp = jax.random.split(jax.random.key(3), 3)
+    return net, net.init(kp), jax.random.normal(kx, (n, 4, 4, 1)), jax.random.randint(ky, (n,), 0, 3)
+
+
+@pytest.mark.parametrize("mode", ["minibatch"])
+def test_a_cnn_trains_the_same_with_backprop_and_autodiff(mode):
+    net, params, x, y = _cnn_problem()
+    kw = dict(epochs=20, mode=mode, batch_size=4 if mode == "minibatch" else None, key=jax.random.key(1))
+    a = train(net, "cross_entropy", params, x, y, optax.adam(0.02), gradient="backprop", **kw)
+    b = train(net, "cross_entropy", params, x, y, optax.adam(0.02), gradient="autodiff", **kw)
+    np.testing.assert_allclose(a.history.loss, b.history.loss, rtol=1e-10)
+    assert float(a.history.loss[-1]) < 0.8 * float(a.history.loss[0])
+
+
+def test_train_many_on_a_cnn_equals_sequential_runs():
+    net, _, x, y = _cnn_problem()
+    params = init_many(net, jax.random.key(0), 2)
+    many = train_many(net, "cross_entropy", params, x, y, optax.sgd(0.3), epochs=10)
+    for k in range(2):
+        one = train(
+            net, "cross_entropy", jax.tree.map(lambda l, k=k: l[k], params), x, y, optax.sgd(0.3), epochs=10
+        )
+        np.testing.assert_allclose(many.history.loss[k], one.history.loss, rtol=1e-10)
