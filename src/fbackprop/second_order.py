@@ -26,8 +26,17 @@ layer-wise Hessian backpropagation of Dangel, Harmeling & Hennig 2020), per exam
 ``z^l = W^l a^{l-1} + b^l`` is linear in ``W^l, b^l``, so the block of the Hessian of layer l's own
 parameters is exact: ``d2C/dW_ij dW_kl = sum_n a_nj H^l_n,ik a_nl``; its diagonal is
 ``sum_n a_nj^2 H^l_n,ii``. Dropping the ``f''`` term gives the generalized Gauss-Newton matrix
-``J^T H_loss J`` (``J = d a^L / d theta``) instead. Memory: ``H^l`` is ``(N, n_l, n_l)``, so
-``O(N width^2)`` per layer; ``chunk_size`` bounds it by summing over chunks of examples.
+``J^T H_loss J`` (``J = d a^L / d theta``) instead.
+
+Any layer kind takes part through its own ``backward2`` (``fbackprop.layers``): a convolution or a
+pooling layer, linear in its input, passes ``A = J^T H J`` (its backward applied to the columns of
+``H``); a layer norm adds its second-derivative term; a residual block adds the cross terms. The
+walk and the readouts are ``Serial``'s (``layers/serial.py``).
+
+Memory: ``H`` is dense per example over a layer's flattened output, ``(N, n_l, n_l)`` with ``n_l``
+the feature count (``H*W*C`` for a feature map), so ``O(N max_l n_l^2)``; ``chunk_size`` bounds it
+to ``O(chunk_size max_l n_l^2)`` by summing over chunks of examples (a 8x8x8 feature map: 2 MB per
+example in float64).
 """
 
 from __future__ import annotations
@@ -230,7 +239,8 @@ def hessian_diag(
         net: an fbackprop ``Network`` (hand-written over its layers).
         loss: a loss name or ``fb.losses.Loss``.
         chunk_size: examples per chunk, an integer >= 1, or ``None`` (default: the whole batch at
-            once); memory ``O(chunk_size width^2)`` per layer.
+            once); memory ``O(chunk_size n^2)``, ``n`` the largest flattened layer output (``H*W*C``
+            for a feature map).
         per_example: ``True``: the diagonals of each ``l_n``'s Hessian (without the 1/N), leaves
             with a leading N axis; default ``False``.
 
