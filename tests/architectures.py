@@ -59,6 +59,7 @@ def twins(net, params, x, y, loss, *, key=None, per_example=True, curvature=True
         unflat = fb.flatten(params)[1]
         out["hessian_diag"] = (fb.hessian_diag(net, loss)(params, x, y), unflat(jnp.diag(H)))
         out["ggn_diag"] = (fb.ggn_diag(net, loss)(params, x, y), unflat(jnp.diag(G)))
+        out["ggn_diag factored"] = (fb.ggn_diag(net, loss, factored=True)(params, x, y), unflat(jnp.diag(G)))
         out["hessian_diag chunked"] = (
             fb.hessian_diag(net, loss, chunk_size=2)(params, x, y),
             unflat(jnp.diag(H)),

@@ -158,3 +158,25 @@ def test_hvp_at_a_dead_relu_feeding_an_elu_exactly_at_zero():
     H = fb.hessian(net, "binary_cross_entropy")(params, x, y)
     flat = fb.flatten(fb.hvp(net, "binary_cross_entropy", method="backprop")(params, x, y, v))[0]
     np.testing.assert_allclose(flat, H @ fb.flatten(v)[0], rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("loss", ["squared_error", "cross_entropy", "binary_cross_entropy"])
+def test_the_factored_ggn_diagonal_equals_second_order_backprop_on_a_cnn(loss):
+    """Propagating the n_out columns of S (H = S S^T) gives the same diagonal as propagating H."""
+    L = fb.layers
+    net = fb.serial(
+        L.Conv2D(3, (3, 3), padding="SAME"), L.Activation("tanh"),
+        L.Residual(L.Conv2D(3, (3, 3), padding="SAME"), L.Activation("softplus")), L.LayerNorm(),
+        L.MaxPool2D(2), L.Flatten(), L.Dense(3), input_shape=(4, 4, 1),
+    )  # fmt: skip
+    kp, kx, ky = jax.random.split(jax.random.key(7), 3)
+    params, x = net.init(kp), jax.random.normal(kx, (5, 4, 4, 1))
+    y = (
+        jax.random.randint(ky, (5,), 0, 3)
+        if loss == "cross_entropy"
+        else jax.random.bernoulli(ky, 0.5, (5, 3)) * 1.0
+    )
+    for per_example, chunk in [(False, None), (False, 2), (True, None)]:
+        a = fb.ggn_diag(net, loss, chunk_size=chunk, per_example=per_example)(params, x, y)
+        b = fb.ggn_diag(net, loss, chunk_size=chunk, per_example=per_example, factored=True)(params, x, y)
+        assert fb.compare(b, a, rtol=1e-12).ok()

@@ -170,8 +170,49 @@ def _chunked_sum(fn, x, y, chunk_size: int | None):
     return total if head == n else jax.tree.map(jnp.add, total, fn(x[head:], y[head:]))
 
 
+def factored_ggn_read(
+    net: Network, loss: _losses.Loss, params: Params, x, y, n_total: int, per_example: bool
+):
+    """The GGN diagonal from a factor of the loss Hessian, never forming a per-example ``H`` (Dangel,
+    Kunstner & Hennig 2020, BackPACK's DiagGGN); unchecked, traceable.
+
+    With ``H_n = S_n S_n^T`` at the output (``loss.hessian_sqrt``, ``C = n_out`` columns), the GGN of
+    ``l_n`` is ``sum_c (J_n^T s_nc)(J_n^T s_nc)^T``, and ``J_n^T s_nc`` is the per-example gradient of a
+    backward pass seeded with ``s_nc``: its diagonal is ``sum_c (per_example_grads seeded by s_c)^2``.
+    Memory ``O(C N n)`` for the walk (``n`` the largest layer output) instead of ``O(N n^2)``.
+
+    Args:
+        net: the network.
+        loss: the loss (with ``hessian_sqrt``).
+        params: its params.
+        x: inputs ``(n, *input_shape)``.
+        y: prepared targets ``(n, n_out)``.
+        n_total: the N of the batch mean (1 for ``l_n``).
+        per_example: keep one diagonal per example (leading N axis) instead of their sum.
+
+    Returns:
+        The diagonal, laid out like params.
+    """
+    yhat, cache = net.forward(params, x)
+    S = loss.hessian_sqrt(yhat, y) / jnp.sqrt(jnp.asarray(n_total, yhat.dtype))  # (n, n_out, C)
+    square = (lambda t: t * t) if per_example else (lambda t: jnp.sum(t * t, axis=0))
+
+    def read(layer, theta, c, g, H):
+        return jax.tree.map(square, layer.per_example_grads(theta, c, g))
+
+    reads = jax.vmap(lambda s: net.body.walk_back(params, cache, s, readout=read).reads)(
+        jnp.moveaxis(S, 2, 0)
+    )
+    return jax.tree.map(lambda r: jnp.sum(r, axis=0), reads)  # the sum over the factor's columns
+
+
 def diag_core(
-    net: Network, loss: _losses.Loss, exact: bool, chunk_size: int | None = None, per_example: bool = False
+    net: Network,
+    loss: _losses.Loss,
+    exact: bool,
+    chunk_size: int | None = None,
+    per_example: bool = False,
+    factored: bool = False,
 ):
     """The unchecked ``(params, x, y) ->`` Hessian (``exact``) or GGN diagonal, for use inside other programs.
 
@@ -181,20 +222,24 @@ def diag_core(
         exact: the Hessian's diagonal (``True``) or the GGN's (``False``).
         chunk_size: examples per chunk, or ``None`` for the whole batch at once.
         per_example: the diagonals of each ``l_n`` (leading N axis) instead of C's.
+        factored: (GGN only) from a factor of the loss Hessian (``factored_ggn_read``) instead of
+            second-order backpropagation of ``H``.
 
     Returns:
         ``(params, x, y) -> diag``, shaped like params.
     """
-
     name = "per_example_hessian_diag" if per_example else "hessian_diag"
+
+    def read(params, x, y, n):
+        if factored:
+            return factored_ggn_read(net, loss, params, x, y, n, per_example)
+        return curvature_read(net, loss, name, params, x, y, n, exact)
 
     def diag(params, x, y):
         if per_example:  # of l_n: the 1/N of the mean left out
-            return curvature_read(net, loss, name, params, x, y, 1, exact)
+            return read(params, x, y, 1)
         n = x.shape[0]
-        return _chunked_sum(
-            lambda xc, yc: curvature_read(net, loss, name, params, xc, yc, n, exact), x, y, chunk_size
-        )
+        return _chunked_sum(lambda xc, yc: read(params, xc, yc, n), x, y, chunk_size)
 
     return diag
 
@@ -207,14 +252,15 @@ _DIAG_ALTERNATIVE = {
 }
 
 
-def _diag(net, loss, what: str, exact: bool, chunk_size: int | None, per_example: bool):
+def _diag(net, loss, what: str, exact: bool, chunk_size: int | None, per_example: bool, factored=False):
     net = require_network(net, f"fb.{what}", _DIAG_ALTERNATIVE[what])
+    factored = _bool(factored, "factored")
     readout = "per_example_hessian_diag" if per_example else "hessian_diag"
     require_layer_methods(
         net,
         f"fb.{what}",
-        passes=("backward2",),
-        readouts=(readout,),
+        passes=() if factored else ("backward2",),
+        readouts=("per_example_grads",) if factored else (readout,),
         alternative=_DIAG_ALTERNATIVE[what].replace("apply", "net.apply"),
     )
     loss, chunk_size = _losses.get(loss), chunk_option(chunk_size)
@@ -226,7 +272,7 @@ def _diag(net, loss, what: str, exact: bool, chunk_size: int | None, per_example
         f"The exact diagonal of the {name} of {of}, by second-order backpropagation.",
         f"The diagonal, {shape} (``fb.flatten``'s order when flattened).",
     )
-    return checked(net, loss, diag_core(net, loss, exact, chunk_size, per_example), doc=doc)
+    return checked(net, loss, diag_core(net, loss, exact, chunk_size, per_example, factored), doc=doc)
 
 
 @cached_transformation
@@ -261,7 +307,11 @@ def hessian_diag(
 
 @cached_transformation
 def ggn_diag(
-    net: Network, loss: str | _losses.Loss, chunk_size: int | None = None, per_example: bool = False
+    net: Network,
+    loss: str | _losses.Loss,
+    chunk_size: int | None = None,
+    per_example: bool = False,
+    factored: bool = False,
 ):
     """The exact diagonal of the generalized Gauss-Newton matrix ``G = J^T H_loss J / N``
     (Schraudolph 2002): second-order backpropagation without the ``f''`` term.
@@ -271,6 +321,10 @@ def ggn_diag(
         loss: a loss name or ``fb.losses.Loss``.
         chunk_size: examples per chunk, an integer >= 1, or ``None`` (default: the whole batch).
         per_example: ``True``: each ``l_n``'s GGN diagonal, leaves with a leading N axis; default ``False``.
+        factored: ``True``: propagate the ``n_out`` columns of a factor ``S`` of the loss Hessian
+            (``H = S S^T``) backward instead of ``H`` itself, as BackPACK does (Dangel, Kunstner &
+            Hennig 2020): memory ``O(N n_out n)`` instead of ``O(N n^2)`` (``n`` the largest flattened
+            layer output), the better route for wide feature maps and few outputs; same numbers.
 
     Returns:
         ``(params, x, y) -> diag``, shaped like params (compiled; cached on the arguments).
@@ -282,7 +336,7 @@ def ggn_diag(
         >>> d[0]["W"].shape
         (3, 2)
     """
-    return _diag(net, loss, "ggn_diag", False, chunk_size, per_example)
+    return _diag(net, loss, "ggn_diag", False, chunk_size, per_example, factored)
 
 
 @cached_transformation

@@ -167,6 +167,12 @@ CASES += [
         r"chunk_size must be an integer from 1",
     ),
     Case(
+        "ggn_diag factored='yes'",
+        lambda: fb.ggn_diag(NET, "squared_error", factored="yes"),
+        TypeError,
+        r"factored must be True or False; got 'yes'",
+    ),
+    Case(
         "hessian_blocks chunk_size=0",
         lambda: fb.hessian_blocks(NET, "squared_error", chunk_size=0),
         ValueError,

@@ -73,11 +73,6 @@ class Network:
         return sum(leaf.size for leaf in jax.tree.leaves(self.param_shapes))
 
     @property
-    def dense(self) -> tuple:
-        """The network's ``Dense`` layers (at the top level), first first."""
-        return tuple(layer for layer in self.layers if isinstance(layer, Dense))
-
-    @property
     def is_mlp(self) -> bool:
         """Whether it is a chain of ``Dense`` and ``Activation`` layers on vectors (as ``fb.mlp`` builds)."""
         return len(self.input_shape) == 1 and all(isinstance(l, (Dense, Activation)) for l in self.layers)
@@ -87,7 +82,7 @@ class Network:
         """``(n_in, n_1, ..., n_L)``: the widths of a network of ``Dense`` and ``Activation`` layers."""
         if not self.is_mlp:
             raise AttributeError("sizes is defined for networks of Dense and Activation layers only")
-        return self.input_shape + tuple(l.n_out for l in self.dense)
+        return self.input_shape + tuple(l.n_out for l in self.layers if isinstance(l, Dense))
 
     def init(self, key: jax.Array, dtype: Any = None) -> Params:
         """Fresh parameters from the layers' initializers.
