@@ -380,6 +380,7 @@ EXAMPLE_PAGES = (
     "guide/curvature.md",
     "guide/training.md",
     "guide/second-order.md",
+    "guide/architectures.md",
 )
 
 

@@ -66,6 +66,16 @@ KEY_CALLS = {
         "fb.ggn(",
         "fb.compare(",
     ),
+    "04_architectures.ipynb": (
+        "fb.check_layer(",
+        "fb.serial(",
+        "fb.backprop_trace(",
+        "fb.compare(",
+        "fb.train(",
+        "fb.hvp(",
+        "fb.backprop(",
+        "fb.autodiff(",
+    ),
 }
 
 

@@ -223,6 +223,12 @@ def compare(
     if ta != tb:
         raise ValueError(f"compare: the two trees differ in structure:\n  {ta}\n  {tb}")
     for (path, x), y in zip(la, lb):
+        for leaf in (x, y):
+            if not (hasattr(leaf, "shape") or isinstance(leaf, (int, float, complex))):
+                raise TypeError(
+                    f"compare: leaf {_leaf_name(path, names)} is a {type(leaf).__name__}, not an array: "
+                    "compare takes two gradients (pytrees of arrays)"
+                )
         if jnp.shape(x) != jnp.shape(y):
             raise ValueError(
                 f"compare: leaf {_leaf_name(path, names)} has shapes {jnp.shape(x)} and {jnp.shape(y)}"
