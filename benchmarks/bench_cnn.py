@@ -2,7 +2,7 @@
 diagonal by second-order backprop against P Hessian-vector products. Variants run side by side in
 one process, in interleaved rounds; the tables give median times and the median of per-round ratios.
 
-    python benchmarks/bench_cnn.py [--quick] [--gpu] [--rounds 15] [--diag-rounds 3] [--chunk 8]
+    python benchmarks/bench_cnn.py [--quick] [--gpu] [--rounds 15] [--diag-rounds 3] [--chunk 1]
                                    [--hvp-block 256] [--max-whole 120] [--out runs/bench_cnn]
 
 The CNN (channels last): ``Conv2D(c, 3x3, SAME)``, relu, ``AvgPool2D(2x2)``, a residual block
@@ -17,7 +17,8 @@ and gradient (``fb.value_and_backprop``, hand-written, or ``fb.value_and_autodif
 Target: hand-written / jax.grad <= 1.10 on CPU.
 
 Diagonal: ``fb.hessian_diag`` (second-order backprop, ``chunk_size=--chunk`` examples at a time:
-the per-example ``H`` over a layer's flattened output is ``(chunk, n, n)``) against the diagonal
+the per-example ``H`` over a layer's flattened output is ``(chunk, n, n)``; on CPU one example at
+a time is also the fastest: at P ~ 1e4 chunks of 8 took 2-4x longer) against the diagonal
 read from P hand-written HVPs ``e_i^T H e_i`` (``fb.hvp(method="backprop")`` along the unit
 vectors, ``jax.lax.map`` over the basis in vmapped blocks of ``--hvp-block``), float32 under
 ``jax.default_matmul_precision("highest")``, 8x8x1 images, batch 64, at P ~ 1e4 for two nets: "conv"
@@ -288,7 +289,12 @@ def main(argv=None):
     )
     p.add_argument("--rounds", type=int, default=15, help="interleaved rounds of the train step")
     p.add_argument("--diag-rounds", type=int, default=3, help="interleaved rounds of the diagonal")
-    p.add_argument("--chunk", type=int, default=8, help="examples per chunk of fb.hessian_diag")
+    p.add_argument(
+        "--chunk",
+        type=int,
+        default=1,
+        help="examples per chunk of fb.hessian_diag (1: least memory, fastest)",
+    )
     p.add_argument("--hvp-block", type=int, default=256, help="unit vectors per vmap of the P HVPs")
     p.add_argument(
         "--max-whole",
@@ -318,7 +324,7 @@ def main(argv=None):
                     h,
                     batch,
                     2 if args.quick else args.diag_rounds,
-                    4 if args.quick else args.chunk,
+                    args.chunk,
                     32 if args.quick else args.hvp_block,
                     max_whole,
                 )
