@@ -128,7 +128,7 @@ def _trace(net: Network, loss: _losses.Loss, params: Params, x: jax.Array, y: ja
 
 _ARGS = """
     Args:
-        params: a tuple of ``{"W": (fan_out, fan_in), "b": (fan_out,)}``, one per dense layer; their
+        params: the network's params (for ``fb.mlp``, one ``{"W", "b"}`` dict per dense layer); their
             floating dtype is the computation's dtype.
         x: inputs ``(N, n_in)``, one example per row (cast to the params' dtype).
         y: targets ``(N, n_out)``; integer labels ``(N,)`` for ``cross_entropy``; ``(N,)`` for one output.

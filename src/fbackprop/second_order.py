@@ -286,7 +286,8 @@ def hessian_diag(
         loss: a loss name or ``fb.losses.Loss``.
         chunk_size: examples per chunk, an integer >= 1, or ``None`` (default: the whole batch at
             once); memory ``O(chunk_size n^2)``, ``n`` the largest flattened layer output (``H*W*C``
-            for a feature map).
+            for a feature map). On feature maps small chunks are also faster on CPU (a CNN at
+            P ~ 1e4: ``chunk_size=1`` 2-4x faster than the whole batch of 64).
         per_example: ``True``: the diagonals of each ``l_n``'s Hessian (without the 1/N), leaves
             with a leading N axis; default ``False``.
 
@@ -341,7 +342,7 @@ def ggn_diag(
 
 @cached_transformation
 def hessian_blocks(net: Network, loss: str | _losses.Loss, chunk_size: int | None = None, exact: bool = True):
-    """The exact diagonal blocks of the Hessian, one per dense layer, by second-order backpropagation.
+    """The exact diagonal blocks of the Hessian, one per layer with parameters, by second-order backprop.
 
     Args:
         net: an fbackprop ``Network``.
@@ -386,7 +387,8 @@ def hessian_blocks(net: Network, loss: str | _losses.Loss, chunk_size: int | Non
         loss,
         blocks,
         doc=function_doc(
-            f"The diagonal blocks of the {name} of C, one per dense layer, by second-order backpropagation.",
-            "A tuple of ``(P_l, P_l)`` matrices, one per dense layer (W row-major, then b).",
+            f"The diagonal blocks of the {name} of C, one per layer with parameters, by second-order "
+            "backpropagation.",
+            "A tuple of ``(P_l, P_l)`` matrices laid out like params (W row-major, then b).",
         ),
     )
