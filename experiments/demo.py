@@ -7,7 +7,9 @@ jax.grad, forward mode and finite differences over a matrix of networks, float32
 seed_example (the 6-example, 3-input toy of the classic NumPy backpropagation tutorial,
 trained by the hand-written backward pass), xor (a 2-2-1
 network learns XOR over 1000 seeds in one compiled program; a perceptron cannot), cost_scaling
-(backpropagation's efficiency argument, timed), digits (an MLP on scikit-learn's digits with Adam) and
+(backpropagation's efficiency argument, timed), digits (an MLP on scikit-learn's digits with Adam),
+cnn_digits (a small CNN on the same digits as 8x8 images, beside the MLP), residual_depth (deep sigmoid
+networks: the vanishing gradient, and how residual connections and layer norm cure it) and
 lm_vs_first_order (Levenberg-Marquardt against gradient descent and Adam on sin and peaks).
 Then writes REPORT.md: every experiment's table, figures and claims, and whether each claim held.
 ``--quick`` runs every experiment in its quick setting (the test suite's). Each experiment runs in
@@ -39,6 +41,8 @@ TOUR = (
     ("xor", ["--quick"]),
     ("cost_scaling", ["--quick"]),
     ("digits", []),
+    ("cnn_digits", ["--quick"]),
+    ("residual_depth", ["--quick"]),
     ("lm_vs_first_order", ["--quick"]),
 )
 
