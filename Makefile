@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench docs clean
+.PHONY: demo test test-sweeps bench docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ demo: $(STAMP)
 # Two workers: the suite is mostly XLA compilation, one core each (7 min against 11 serial on 2 cores)
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2
+
+# The long parameter grids (every conv/pool configuration piece by piece), left out of make test
+test-sweeps: $(STAMP)
+	$(BIN)/python -m pytest -n 2 -m sweep
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_backprop.py

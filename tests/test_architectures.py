@@ -74,7 +74,7 @@ def _targets(loss, key, n, n_out):
     return jax.random.normal(key, (n, n_out))
 
 
-@settings(deadline=None, max_examples=6)  # each example compiles two programs of every quantity
+@settings(deadline=None, max_examples=3)  # each example compiles two programs of every quantity
 @given(architectures())
 def test_every_hand_written_quantity_matches_autodiff_on_random_architectures(drawn):
     net, loss, n, seed = drawn

@@ -125,11 +125,24 @@ def case_id(case):
     return f"{type(layer).__name__}(w{kh}x{kw},s{sh}x{sw})-{shape}"
 
 
+def sweep(cases, core):
+    """``cases`` as parameters: those at the indices ``core`` in every run, the rest marked ``sweep``
+    (``make test-sweeps``; fb.check_layer's table covers every layer kind in every run)."""
+    return [
+        pytest.param(c, id=case_id(c), marks=() if i in core else pytest.mark.sweep)
+        for i, c in enumerate(cases)
+    ]
+
+
+ALL_GRID = sweep(ALL_CASES, {1, 6, 10, 12, 15, 21, 22})  # conv: 2x3 s2 SAME, 3x3 VALID..., pools, flatten
+CONV_GRID = sweep(CONV_CASES, {1, 6, 10, 12})
+
+
 # ----------------------------------------------------------------------------------------------------
 # The passes, every layer kind
 
 
-@pytest.mark.parametrize("case", ALL_CASES, ids=case_id)
+@pytest.mark.parametrize("case", ALL_GRID)
 def test_forward_matches_reference(case):
     c = Case(*case)
 
@@ -142,7 +155,7 @@ def test_forward_matches_reference(case):
     assert_close(y, expected, "forward vs reference")  # Flatten: vs the row-major reshape
 
 
-@pytest.mark.parametrize("case", ALL_CASES, ids=case_id)
+@pytest.mark.parametrize("case", ALL_GRID)
 def test_backward_matches_vjp(case):
     c = Case(*case)
 
@@ -159,7 +172,7 @@ def test_backward_matches_vjp(case):
         assert dtheta is None
 
 
-@pytest.mark.parametrize("case", ALL_CASES, ids=case_id)
+@pytest.mark.parametrize("case", ALL_GRID)
 def test_forward_r_matches_jvp(case):
     """With ``R{x}`` and with ``r_x=None`` (an input that does not move)."""
     c = Case(*case)
@@ -180,7 +193,7 @@ def test_forward_r_matches_jvp(case):
         assert r_y_fixed is None  # nothing moves
 
 
-@pytest.mark.parametrize("case", ALL_CASES, ids=case_id)
+@pytest.mark.parametrize("case", ALL_GRID)
 def test_backward_r_matches_jvp(case):
     """The jvp of ``(theta, x, g) -> backward(theta, forward(theta, x)[1], g)``; with ``R{x}``, ``None``."""
     c = Case(*case)
@@ -206,7 +219,7 @@ def test_backward_r_matches_jvp(case):
             assert r_dtheta is None
 
 
-@pytest.mark.parametrize("case", ALL_CASES, ids=case_id)
+@pytest.mark.parametrize("case", ALL_GRID)
 def test_backward2_matches_hessian(case):
     """exact: the per-example ``jax.hessian`` of ``phi(forward(x_n))``; GGN: ``J^T H J``, ``jax.jacobian``."""
     c = Case(*case)
@@ -253,7 +266,7 @@ def curvature_at_output(c, theta, x):
     return cache, jax.grad(c.phi_sum)(y), jax.vmap(jax.hessian(c.phi))(y.reshape(N, -1))
 
 
-@pytest.mark.parametrize("case", CONV_CASES, ids=case_id)
+@pytest.mark.parametrize("case", CONV_GRID)
 def test_conv_per_example_grads(case):
     c = Case(*case)
 
@@ -269,7 +282,7 @@ def test_conv_per_example_grads(case):
     assert_close(got, expected, "per_example_grads")
 
 
-@pytest.mark.parametrize("case", CONV_CASES, ids=case_id)
+@pytest.mark.parametrize("case", CONV_GRID)
 def test_conv_hessian_block_and_diags(case):
     """The block and the diagonals against ``jax.hessian`` in theta (exact) and ``J^T H J`` (exact=False):
     the same matrix here, as ``z`` is linear in ``W, b``."""
@@ -302,7 +315,7 @@ def test_conv_hessian_block_and_diags(case):
         assert_close(diag_n, diag_n_ad, f"per_example_hessian_diag {what}")
 
 
-@pytest.mark.parametrize("case", CONV_CASES, ids=case_id)
+@pytest.mark.parametrize("case", CONV_GRID)
 def test_conv_jacobian_gram(case):
     c = Case(*case)
     K = 3

@@ -441,7 +441,10 @@ def _cnn(loss, n=4):
     return Problem(net, net.init(kp), jax.random.normal(kx, (n, 4, 4, 1)), y, loss)
 
 
-@pytest.mark.parametrize(("loss", "scale_d"), [("squared_error", False), ("cross_entropy", True)])
+@pytest.mark.parametrize(
+    ("loss", "scale_d"),
+    [pytest.param("squared_error", False, marks=pytest.mark.sweep), ("cross_entropy", True)],
+)
 def test_every_solver_gives_the_closed_form_step_on_a_cnn(loss, scale_d):
     """The same on a CNN with a residual block: N n_out = 8 < P = 74, so the dual solver applies too."""
     assert_closed_form_steps(_cnn(loss), scale_d)

@@ -70,7 +70,7 @@ NESTED = {
 }
 
 
-@pytest.mark.parametrize(("name", "loss"), zip(NESTED, LOSSES + ["squared_error"]))
+@pytest.mark.parametrize(("name", "loss"), list(zip(NESTED, LOSSES + ["squared_error"])))
 def test_every_quantity_matches_autodiff_on_nested_networks(name, loss):
     net = fb.serial(*NESTED[name], input_shape=(2,))
     params, x, y = _problem(net, n=4, loss=loss)
