@@ -32,7 +32,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .layer_checks import REQUIRED, Missing, draw, pieces, problem, rel_err
+from .layer_checks import Missing, draw, pieces, problem, rel_err
+from .layers.base import REQUIRED
 from .options import as_float, as_int
 from .spectra import check_key
 

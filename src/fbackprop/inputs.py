@@ -153,14 +153,15 @@ def _owner(name) -> str:
     return name if isinstance(name, str) else _owner(name[0]).rsplit(" > ", 1)[0]
 
 
-def _check_entry(want, got, path: str, name, mlp_desc: str | None) -> None:
+def _check_entry(want, got, path: str, name, mlp_desc=None) -> None:
     """``got`` against the expected tree ``want`` (``ShapeDtypeStruct`` leaves) at ``params{path}``;
-    ``name`` is the matching ``layer_names()`` entry (``mlp_desc`` replaces it for an ``fb.mlp``)."""
-    owner = mlp_desc or _owner(name)
+    ``name`` is the matching ``layer_names()`` entry (``mlp_desc()`` replaces it for an ``fb.mlp``).
+    The layer's description is only written out for a message."""
+    owner = lambda: mlp_desc() if mlp_desc else _owner(name)
     if isinstance(want, tuple):
         if not isinstance(got, (tuple, list)) or len(got) != len(want):
             raise ValueError(
-                f"params{path} must be a tuple of {len(want)} entries (the params of {owner}'s layers); "
+                f"params{path} must be a tuple of {len(want)} entries (the params of {owner()}'s layers); "
                 f"got {_got(got)}"
             )
         for i, (w, g) in enumerate(zip(want, got)):
@@ -173,7 +174,7 @@ def _check_entry(want, got, path: str, name, mlp_desc: str | None) -> None:
             _check_entry(want[key], got[key], f"{path}['{key}']", name, mlp_desc)
     elif tuple(jnp.shape(got)) != tuple(want.shape):
         raise ValueError(
-            f"params{path} has shape {tuple(jnp.shape(got))} but {owner} needs {tuple(want.shape)}: "
+            f"params{path} has shape {tuple(jnp.shape(got))} but {owner()} needs {tuple(want.shape)}: "
             "were these params made for another network?"
         )
 
@@ -188,18 +189,18 @@ def check_params(net: Any, params: Any) -> None:
     Raises:
         ValueError: naming the first entry or leaf of the wrong structure or shape, and the layer.
     """
-    want, names = net.param_shapes, net.layer_names()
+    want = net.param_shapes
     mlp = net.is_mlp
-    desc = f"a network of sizes {list(net.sizes)}" if mlp else "the network"
+    desc = (lambda: f"a network of sizes {list(net.sizes)}") if mlp else (lambda: "the network")
     if not isinstance(params, (tuple, list)) or len(params) != len(want):
         what = (
             f"{len(want)} dicts {{'W', 'b'}}"
             if mlp
             else f"{len(want)} entries, one per layer with parameters"
         )
-        raise ValueError(f"params must be a tuple of {what} for {desc}; got {_got(params)}")
-    for i, (w, g, name) in enumerate(zip(want, params, names)):
-        _check_entry(w, g, f"[{i}]", name, desc if mlp else None)
+        raise ValueError(f"params must be a tuple of {what} for {desc()}; got {_got(params)}")
+    for i, (w, g, name) in enumerate(zip(want, params, net.layer_names())):
+        _check_entry(w, g, f"[{i}]", name, desc if mlp else None)  # desc() only for a message
 
 
 def check_inputs(net: Any, params: Any, x: Any) -> jax.Array:

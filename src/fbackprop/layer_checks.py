@@ -18,26 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-#: The passes without which nothing can be checked (a ``TypeError`` names the one missing).
-REQUIRED = {
-    "init": "init(key, in_shape, dtype) -> (theta, out_shape)",
-    "forward": "forward(theta, x) -> (y, cache)",
-    "backward": "backward(theta, cache, g) -> (g_in, dtheta)",
-}
-#: The other passes of the protocol: a row fails, saying which method to add, when one is missing.
-PASSES = {
-    "forward_r": "forward_r(theta, v, cache, r_x) -> (r_y, r_cache)",
-    "backward_r": "backward_r(theta, v, cache, r_cache, g, r_g) -> (r_g_in, r_dtheta)",
-    "backward2": "backward2(theta, cache, H, g, exact) -> A",
-}
-#: The readouts of a layer with parameters: a row says "not checked" when one is missing (only the
-#: quantities that need it refuse the layer).
-READOUTS = {
-    "per_example_grads": "per_example_grads(theta, cache, g) -> dtheta_n",
-    "hessian_diag": "hessian_diag(theta, cache, H, g, exact) -> diag",
-    "per_example_hessian_diag": "per_example_hessian_diag(theta, cache, H, g, exact) -> diag_n",
-    "hessian_block": "hessian_block(theta, cache, H, g, exact) -> (P_l, P_l)",
-}
+from .layers.base import PASSES, READOUTS
 
 
 class Missing(Exception):

@@ -24,6 +24,7 @@ import numpy as np
 # from here (``from .validate import as_int, check_finite``), and that keeps working (``__all__``).
 from .finite import _dtype, check_finite, check_finite_named, finite_flag, is_concrete, raise_nonfinite  # noqa: F401
 from .inputs import _floating, as_array, check_inputs, check_params, check_x, params_dtype  # noqa: F401
+from .layers.base import PASSES, READOUTS
 from .layers.network import Network
 from .layers.serial import leaves
 from .options import as_float, as_int, cached_transformation, check_choice  # noqa: F401
@@ -118,16 +119,7 @@ def require_network(model: Any, what: str, alternative: str = "fb.autodiff(apply
     return model
 
 
-#: The signatures of the passes a quantity may need, for the message that asks for one.
-SIGNATURES = {
-    "forward_r": "(theta, v, cache, r_x) -> (r_y, r_cache)",
-    "backward_r": "(theta, v, cache, r_cache, g, r_g) -> (r_g_in, r_dtheta)",
-    "backward2": "(theta, cache, H, g, exact) -> A",
-    "per_example_grads": "(theta, cache, g) -> dtheta_n",
-    "hessian_diag": "(theta, cache, H, g, exact) -> diag",
-    "per_example_hessian_diag": "(theta, cache, H, g, exact) -> diag_n",
-    "hessian_block": "(theta, cache, H, g, exact) -> (P_l, P_l)",
-}
+SIGNATURES = {**PASSES, **READOUTS}  # each method's signature, for the message that asks for it
 
 
 def require_layer_methods(net: Network, what: str, passes=(), readouts=(), alternative: str | None = None):
@@ -152,7 +144,7 @@ def require_layer_methods(net: Network, what: str, passes=(), readouts=(), alter
                 which = " with parameters" if method in readouts else ""
                 raise TypeError(
                     f"{what} needs {method} on every layer{which}; {name} has none: add "
-                    f"{kind}.{method}{SIGNATURES.get(method, '')} (see fbackprop.layers.base){instead}"
+                    f"{kind}.{SIGNATURES.get(method, method)} (see fbackprop.layers.base){instead}"
                 )
 
 

@@ -62,6 +62,26 @@ import jax.numpy as jnp
 
 Shape = tuple[int, ...]
 
+#: The passes without which a layer is not one (``fb.serial`` and ``fb.check_layer`` refuse it).
+REQUIRED = {
+    "init": "init(key, in_shape, dtype) -> (theta, out_shape)",
+    "forward": "forward(theta, x) -> (y, cache)",
+    "backward": "backward(theta, cache, g) -> (g_in, dtheta)",
+}
+#: The other passes: the curvature quantities need them (the R-operator, second-order backprop).
+PASSES = {
+    "forward_r": "forward_r(theta, v, cache, r_x) -> (r_y, r_cache)",
+    "backward_r": "backward_r(theta, v, cache, r_cache, g, r_g) -> (r_g_in, r_dtheta)",
+    "backward2": "backward2(theta, cache, H, g, exact) -> A",
+}
+#: The readouts of a layer with parameters (each needed only by the quantities that read it).
+READOUTS = {
+    "per_example_grads": "per_example_grads(theta, cache, g) -> dtheta_n",
+    "hessian_diag": "hessian_diag(theta, cache, H, g, exact) -> diag",
+    "per_example_hessian_diag": "per_example_hessian_diag(theta, cache, H, g, exact) -> diag_n",
+    "hessian_block": "hessian_block(theta, cache, H, g, exact) -> (P_l, P_l)",
+}
+
 
 class Layer(Protocol):
     """The protocol above, for type checkers and for the documentation."""

@@ -133,7 +133,7 @@ class Network:
         Returns:
             A tuple shaped like ``params``' top levels, a string per layer with parameters.
         """
-        return _names(self.body, "layer ")
+        return _layer_names(self)
 
     def __repr__(self) -> str:
         if self.is_mlp:
@@ -150,6 +150,11 @@ def _names(serial: Serial, prefix: str) -> tuple:
             inner = layer if isinstance(layer, Serial) else getattr(layer, "block", None)
             out.append(_names(inner, f"{name} > ") if isinstance(inner, Serial) else name)
     return tuple(out)
+
+
+@functools.cache
+def _layer_names(net: Network) -> tuple:
+    return _names(net.body, "layer ")
 
 
 @functools.cache

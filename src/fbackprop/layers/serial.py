@@ -24,15 +24,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from .base import gram_from_rows
-
-#: The readouts a layer with parameters may provide, and their arguments after ``theta, cache``.
-READOUTS = {
-    "per_example_grads": "(theta, cache, g)",
-    "hessian_diag": "(theta, cache, H, g, exact)",
-    "per_example_hessian_diag": "(theta, cache, H, g, exact)",
-    "hessian_block": "(theta, cache, H, g, exact)",
-}
+from .base import REQUIRED, gram_from_rows
 
 
 class SerialCache(NamedTuple):
@@ -66,7 +58,7 @@ class Back(NamedTuple):
 
 
 def _check_layer_kind(layer, position: int):
-    missing = [m for m in ("init", "forward", "backward") if not callable(getattr(layer, m, None))]
+    missing = [m for m in REQUIRED if not callable(getattr(layer, m, None))]
     if missing or not isinstance(getattr(layer, "has_params", None), bool):
         what = f"methods {missing}" if missing else "a has_params attribute (True or False)"
         raise TypeError(
@@ -99,7 +91,7 @@ def read(name: str, exact: bool = True):
     """The readout ``name`` as the walk calls it, ``(layer, theta, cache, g, H) -> value``.
 
     Args:
-        name: one of ``READOUTS``.
+        name: one of ``fbackprop.layers.base.READOUTS``.
         exact: passed to the curvature readouts (the Hessian's, or the GGN's when False).
 
     Returns:
