@@ -9,23 +9,26 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+from problems import targets
 
 import fbackprop as fb
+from fbackprop.layer_checks import _leaf_dicts
 
 
 def _blocks_of(M, params):
     """The diagonal blocks of a ``(P, P)`` matrix, one per layer with parameters (leaf layers, in order)."""
-    sizes = [sum(leaf.size for leaf in jax.tree.leaves(entry)) for entry in _leaf_layer_params(params)]
+    sizes = [sum(leaf.size for leaf in jax.tree.leaves(entry)) for entry in _leaf_dicts(params)]
     cuts = np.cumsum([0] + sizes)
     return [M[a:b, a:b] for a, b in zip(cuts[:-1], cuts[1:])]
 
 
-def _leaf_layer_params(params):
-    """The params of each layer that is not a combinator: the dicts of the (nested) tuple, in order."""
-    out = []
-    for entry in params:
-        out += _leaf_layer_params(entry) if isinstance(entry, tuple) else [entry]
-    return out
+def problem(net, n=5, loss="squared_error", seed=0):
+    """``(params, x, y)`` for ``net``: fresh params with biases moved off zero (no unit exactly at a
+    relu kink or in a max-pooling tie), ``x: (n, *input_shape)`` normal, targets of ``loss``'s form."""
+    kp, kx, ky, kb = jax.random.split(jax.random.key(seed), 4)
+    params = jax.tree.map(lambda p: p + 0.1 * jax.random.normal(kb, p.shape, p.dtype), net.init(kp))
+    x = jax.random.normal(kx, (n,) + net.input_shape)
+    return params, x, targets(ky, loss, n, net.n_out)
 
 
 def twins(net, params, x, y, loss, *, key=None, per_example=True, curvature=True):

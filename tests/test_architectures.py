@@ -6,9 +6,7 @@ gradients, the Jacobian and its Gram matrix, the R-operator HVP, the exact Hessi
 (whole and chunked) and the layer blocks against their autodiff twins to 1e-10 relative.
 """
 
-import jax
-import jax.numpy as jnp
-from architectures import assert_twins_agree
+from architectures import assert_twins_agree, problem
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -66,19 +64,8 @@ def _conv_shape(shape, k, stride, padding, out):
     return ((shape[0] - k[0]) // stride + 1, (shape[1] - k[1]) // stride + 1, out)
 
 
-def _targets(loss, key, n, n_out):
-    if loss == "cross_entropy":
-        return jax.random.randint(key, (n,), 0, n_out)
-    if loss == "binary_cross_entropy":
-        return jax.random.bernoulli(key, 0.5, (n, n_out)).astype(jnp.float64)
-    return jax.random.normal(key, (n, n_out))
-
-
 @settings(deadline=None, max_examples=3)  # each example compiles two programs of every quantity
 @given(architectures())
 def test_every_hand_written_quantity_matches_autodiff_on_random_architectures(drawn):
     net, loss, n, seed = drawn
-    kp, kx, ky, kb = jax.random.split(jax.random.key(seed), 4)
-    params = jax.tree.map(lambda p: p + 0.1 * jax.random.normal(kb, p.shape, p.dtype), net.init(kp))
-    x = jax.random.normal(kx, (n,) + net.input_shape)
-    assert_twins_agree(net, params, x, _targets(loss, ky, n, net.n_out), loss)
+    assert_twins_agree(net, *problem(net, n, loss, seed), loss)

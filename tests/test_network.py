@@ -4,28 +4,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from architectures import assert_twins_agree
+from architectures import assert_twins_agree, problem
 
 import fbackprop as fb
 from fbackprop import layers as L
 
 LOSSES = ["squared_error", "cross_entropy", "binary_cross_entropy"]
-
-
-def _targets(loss, key, n, n_out):
-    if loss == "cross_entropy":
-        return jax.random.randint(key, (n,), 0, n_out)
-    if loss == "binary_cross_entropy":
-        return jax.random.bernoulli(key, 0.5, (n, n_out)).astype(jnp.float64)
-    return jax.random.normal(key, (n, n_out))
-
-
-def _problem(net, n=5, loss="squared_error", seed=0):
-    kp, kx, ky, kb = jax.random.split(jax.random.key(seed), 4)
-    params = net.init(kp)
-    params = jax.tree.map(lambda p: p + 0.1 * jax.random.normal(kb, p.shape, p.dtype), params)  # no zero b
-    x = jax.random.normal(kx, (n,) + net.input_shape)
-    return params, x, _targets(loss, ky, n, net.n_out)
 
 
 def test_mlp_is_a_serial_of_dense_and_activation_layers():
@@ -73,7 +57,7 @@ NESTED = {
 @pytest.mark.parametrize(("name", "loss"), list(zip(NESTED, LOSSES + ["squared_error"])))
 def test_every_quantity_matches_autodiff_on_nested_networks(name, loss):
     net = fb.serial(*NESTED[name], input_shape=(2,))
-    params, x, y = _problem(net, n=4, loss=loss)
+    params, x, y = problem(net, n=4, loss=loss)
     assert_twins_agree(net, params, x, y, loss)
 
 
@@ -118,7 +102,7 @@ def test_construction_errors_name_the_layer():
 
 def test_compare_names_leaves_by_layer_position_and_kind():
     net = fb.serial(*NESTED["residual"], input_shape=(2,))
-    params, x, y = _problem(net)
+    params, x, y = problem(net)
     g = fb.backprop(net, "squared_error")(params, x, y)
     names = [leaf.name for leaf in fb.compare(g, g, net=net).leaves]
     assert names[:4] == [
@@ -151,7 +135,7 @@ class _Scale:
 
 def test_a_quantity_needing_a_missing_readout_names_the_layer_and_the_method():
     net = fb.serial(L.Dense(3), _Scale(), L.Dense(2), input_shape=(2,))
-    params, x, y = _problem(net)
+    params, x, y = problem(net)
     got = fb.backprop(net, "squared_error")(params, x, y)
     assert fb.compare(got, fb.autodiff(net.apply, "squared_error")(params, x, y)).ok()
     with pytest.raises(
