@@ -36,6 +36,8 @@ def expected_pieces(layer) -> set[str]:
         out |= {"backward (params)", *READOUTS}
     if layer.has_params and hasattr(layer, "jacobian_gram"):
         out.add("jacobian_gram")
+    if layer.has_params and hasattr(layer, "kfac_factors") and isinstance(layer, (Dense, Conv2D)):
+        out.add("kfac_factors")
     return out
 
 

@@ -32,6 +32,17 @@ from .check import GradReport, compare, tolerance
 from .check_layer import LayerReport, check_layer
 from .curvature import fisher_vp, flatten, ggn, ggn_vp, hessian, hvp
 from .jacobian import as_matrix, jacobian, jacobian_gram
+from .kfac import (
+    EKFactors,
+    ekfac_factors,
+    ekfac_inverse_vp,
+    ekfac_vp,
+    kfac_factors,
+    kfac_inverse,
+    kfac_inverse_vp,
+    kfac_vp,
+)
+from .layers.base import KFactors
 from .layers.network import serial
 from .nets import Network, mlp
 from .optim import LMResult, gauss_newton, hessian_free, least_squares, levenberg_marquardt, newton
@@ -52,6 +63,10 @@ __all__ = [
     "compare",
     "data",
     "eigenvalues",
+    "EKFactors",
+    "ekfac_factors",
+    "ekfac_inverse_vp",
+    "ekfac_vp",
     "fisher_vp",
     "flatten",
     "forward",
@@ -71,6 +86,11 @@ __all__ = [
     "init_many",
     "jacobian",
     "jacobian_gram",
+    "KFactors",
+    "kfac_factors",
+    "kfac_inverse",
+    "kfac_inverse_vp",
+    "kfac_vp",
     "layers",
     "LayerReport",
     "lanczos",

@@ -17,6 +17,9 @@ directions ``v, R{x}, R{g}``, with a random scalar function of the output per ex
 - ``backward2`` with the per-example blocks of ``jax.hessian`` of ``phi(forward(theta, x))`` in ``x``,
   and with ``exact=False`` against ``J^T H J`` (``J`` by ``jax.jacfwd``);
 - for a layer with parameters, each readout with ``jax.grad``/``jax.hessian`` in ``theta``.
+- ``kfac_factors`` (a ``{"W", "b"}`` layer) with ``A`` from the rows ``d z_(n, t, 0) / d [W_0 | b_0]``
+  of ``jax.jacfwd`` (``[a, 1]``, or a patch with a 1, at example ``n`` and position ``t``) and ``G``
+  from two random seeds of output gradients.
 
 Errors are relative per leaf as in ``fb.compare``: ``max |a - b| / max(max |a|, max |b|, 1e-3 *
 the piece's largest entry)``; a piece passes when it is finite and ``<= rtol``. ``None`` stands for
@@ -185,8 +188,9 @@ def check_layer(layer, input_shape, key, *, batch: int = 3, rtol: float = 1e-10)
     (when the layer has ``reference``), ``"backward (input)"``, ``"backward (params)"``, ``"forward_r"``,
     ``"forward_r (fixed input)"``, ``"backward_r"``, ``"backward_r (fixed input)"``, ``"backward2"``,
     ``"backward2 (GGN)"``, and for a layer with parameters ``"per_example_grads"``, ``"hessian_diag"``,
-    ``"per_example_hessian_diag"``, ``"hessian_block"``, ``"hessian_block (GGN)"`` and ``"jacobian_gram"``
-    (when the layer has it). It runs under ``jax.enable_x64(True)`` whether or not x64 is on globally.
+    ``"per_example_hessian_diag"``, ``"hessian_block"``, ``"hessian_block (GGN)"``, ``"jacobian_gram"``
+    and ``"kfac_factors"`` (the last two when the layer has them; K-FAC's for ``{"W", "b"}`` layers).
+    It runs under ``jax.enable_x64(True)`` whether or not x64 is on globally.
     The parameters are the layer's ``init`` plus ``0.25`` standard normal noise (so that constant
     initialisations, LayerNorm's ones and zeros, are checked at a generic point).
 

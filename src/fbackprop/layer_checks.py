@@ -332,6 +332,15 @@ def _readout_pieces(layer, p: Problem, f):
         rows = jnp.einsum("kno,nop->nkp", p.G.reshape(2, batch, -1), jac())
         return hand, jnp.einsum("nkp,mjp->nkmj", rows, rows)
 
+    def kfac_factors():  # abar_nt = d z_(n, t, 0) / d [W_0 | b_0]; G from the seeds
+        hand = layer.kfac_factors(p.theta, p.cache, p.G)
+        c = p.theta["b"].shape[0]
+        d = jax.vmap(unravel)(jac().reshape(-1, p0.size))  # d z_(n, t, o) / dtheta, rows (n, t, o)
+        W0 = d["W"].reshape(-1, c, c, d["W"][0, 0].size)[:, 0, 0]  # (N T, fan_in)
+        abar = jnp.concatenate([W0, d["b"].reshape(-1, c, c)[:, 0, :1]], axis=1)
+        g = p.G.reshape(-1, c)
+        return tuple(hand), (abar.T @ abar / batch, g.T @ g / abar.shape[0])
+
     pieces = [
         ("per_example_grads", per_example_grads),
         ("hessian_diag", hessian_diag),
@@ -341,4 +350,6 @@ def _readout_pieces(layer, p: Problem, f):
     ]
     if callable(getattr(layer, "jacobian_gram", None)):
         pieces.append(("jacobian_gram", jacobian_gram))
+    if callable(getattr(layer, "kfac_factors", None)) and isinstance(p.theta, dict):
+        pieces.append(("kfac_factors", kfac_factors))
     return pieces

@@ -78,6 +78,24 @@ def chunk_option(chunk_size) -> int | None:
     return None if chunk_size is None else as_int(chunk_size, "chunk_size")
 
 
+def require_hessian_sqrt(loss: _losses.Loss, what: str) -> _losses.Loss:
+    """``loss``, refused (``TypeError``) when it has no ``hessian_sqrt`` (a user's loss may leave it out).
+
+    Args:
+        loss: a ``Loss``.
+        what: the call that needs it, for the message.
+
+    Returns:
+        ``loss``.
+    """
+    if loss.hessian_sqrt is None:
+        raise TypeError(
+            f"{what} needs the loss's hessian_sqrt (S_n with d2l_n/dyhat^2 = S_n S_n^T); loss {loss.name!r} "
+            "has none: give fb.losses.Loss a hessian_sqrt=(yhat, y) -> (N, n_out, n_out)"
+        )
+    return loss
+
+
 def _bool(value, name: str) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be True or False; got {value!r}")
@@ -264,6 +282,8 @@ def _diag(net, loss, what: str, exact: bool, chunk_size: int | None, per_example
         alternative=_DIAG_ALTERNATIVE[what].replace("apply", "net.apply"),
     )
     loss, chunk_size = _losses.get(loss), chunk_option(chunk_size)
+    if factored:
+        require_hessian_sqrt(loss, f"fb.{what}(factored=True)")
     per_example = _bool(per_example, "per_example")
     name = "Hessian" if exact else "generalized Gauss-Newton matrix"
     of = "each per-example loss l_n" if per_example else "the batch-mean cost C"

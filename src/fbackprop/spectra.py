@@ -21,6 +21,7 @@ params' dtype is the computation's dtype).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -202,7 +203,7 @@ def eigenvalues(
         ((2,), (2, 5), True)
     """
     check_choice(which, "which", ("top", "bottom"))
-    P = ravel_pytree(like)[0].size
+    P = sum(math.prod(jnp.shape(leaf)) for leaf in jax.tree.leaves(like))  # from shapes: nothing compiled
     k = as_int(k, "k", minimum=1, maximum=P)
     num_iter = max(3 * k, 40) if num_iter is None else as_int(num_iter, "num_iter", minimum=k)
     theta, V = lanczos(matvec, like, key, num_iter).ritz()

@@ -76,7 +76,6 @@ CASES += [
         lambda: fb.eigenvalues(MATVEC, P, KEY, k=0),
         ValueError,
         r"k must be an integer from 1 to 13; got 0",
-        known_compile="fb.eigenvalues flattens `like` (ravel_pytree: reshape, concatenate) before checking k",
     ),
     Case(
         "eigenvalues k=2.0",
@@ -269,6 +268,97 @@ CASES += [
         lambda: fb.as_matrix(P[0]["b"]),
         ValueError,
         r"as_matrix takes what fb\.jacobian returns: .*got leaves \[\(3,\)\]",
+    ),
+]
+
+
+# --- Kronecker factors -----------------------------------------------------------------------------
+SE = fb.losses.get("squared_error")
+NO_SQRT = fb.losses.Loss("no_sqrt", SE.value, SE.grad, SE.hessian, SE.hvp, SE.prepare, SE.sample)
+NORMED = fb.serial(fb.layers.Dense(3), fb.layers.LayerNorm(), fb.layers.Dense(1), input_shape=(2,))
+FACTORS = (fb.KFactors(np.eye(3), np.eye(3)), fb.KFactors(np.eye(4), np.eye(1)))
+WRONG_B = (P[0], {"W": P[1]["W"], "b": np.zeros(2)})
+CASES += [
+    Case(
+        "kfac_factors: a LayerNorm",
+        lambda: fb.kfac_factors(NORMED, "squared_error"),
+        TypeError,
+        r"fb\.kfac_factors needs kfac_factors on every layer with parameters; layer 2 LayerNorm has none: "
+        r"add LayerNorm\.kfac_factors\(theta, cache, G\) -> KFactors\(A, G\)",
+    ),
+    Case(
+        "kfac_factors: kind='mc'",
+        lambda: fb.kfac_factors(NET, "squared_error", kind="mc"),
+        ValueError,
+        r"kind must be one of \['exact', 'fisher', 'empirical'\]; got 'mc'",
+    ),
+    Case(
+        "kfac_factors: an apply callable",
+        lambda: fb.kfac_factors(APPLY, "squared_error"),
+        TypeError,
+        r"fb\.kfac_factors is hand-written over the network's layers and needs an fbackprop Network",
+    ),
+    Case(
+        "kfac_factors: n_samples=0",
+        lambda: fb.kfac_factors(NET, "squared_error", "fisher", n_samples=0),
+        ValueError,
+        r"n_samples must be an integer from 1 to inf; got 0",
+    ),
+    Case(
+        "kfac_factors: a loss without hessian_sqrt",
+        lambda: fb.kfac_factors(NET, NO_SQRT),
+        TypeError,
+        r"fb\.kfac_factors\(kind=\"exact\"\) needs the loss's hessian_sqrt .* loss 'no_sqrt' has none",
+    ),
+    Case(
+        "ggn_diag factored: a loss without hessian_sqrt",
+        lambda: fb.ggn_diag(NET, NO_SQRT, factored=True),
+        TypeError,
+        r"fb\.ggn_diag\(factored=True\) needs the loss's hessian_sqrt",
+    ),
+    Case(
+        "kfac_factors fisher: no key",
+        lambda: fb.kfac_factors(NET, "squared_error", "fisher")(P, X, Y),
+        TypeError,
+        r'kind="fisher" draws targets from the model: call it with a key, \(params, x, y, key\)',
+    ),
+    Case(
+        "kfac_factors fisher: key=0",
+        lambda: fb.kfac_factors(NET, "squared_error", "fisher")(P, X, Y, 0),
+        TypeError,
+        r"key must be a JAX PRNG key",
+        values=True,
+    ),
+    Case(
+        "kfac_vp: v of another tree",
+        lambda: fb.kfac_vp(FACTORS, P[0]),
+        ValueError,
+        r"factors and v must have one entry per layer with parameters, in the same tree",
+    ),
+    Case(
+        "kfac_vp: a layer of another size",
+        lambda: fb.kfac_vp(FACTORS, WRONG_B),
+        ValueError,
+        r"a layer's tangent must be \{'W': \(1, \.\.\.\) with 3 entries a row, 'b': \(1,\)\} to match its "
+        r"factors; got \{'W': \(1, 3\), 'b': \(2,\)\}",
+    ),
+    Case(
+        "kfac_inverse_vp: damping=0",
+        lambda: fb.kfac_inverse_vp(FACTORS, P, 0.0),
+        ValueError,
+        r"damping must be a number > 0; got 0\.0",
+    ),
+    Case(
+        "kfac_inverse: damping='1'",
+        lambda: fb.kfac_inverse(FACTORS, "1"),
+        ValueError,
+        r"damping must be a number > 0; got '1'",
+    ),
+    Case(
+        "ekfac_inverse_vp: damping=-1",
+        lambda: fb.ekfac_inverse_vp((), (), -1.0),
+        ValueError,
+        r"damping must be a number > 0; got -1\.0",
     ),
 ]
 

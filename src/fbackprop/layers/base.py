@@ -47,6 +47,11 @@ every built-in layer's is, so they ignore both):
 - ``jacobian_gram(theta, cache, G) -> (N, K, N, K)``: ``sum_p J_nk,p J_mj,p`` over this layer's
   parameters, from ``G: (K, N, *out_shape)``, the output gradients of ``K`` unit-seeded backward
   passes. Optional: without it the Gram matrix is formed from ``per_example_grads``' rows.
+- ``kfac_factors(theta, cache, G) -> KFactors(A, G)``: the two Kronecker factors of K-FAC (Martens &
+  Grosse 2015) from the layer's inputs and ``G: (K, N, *out_shape)``, ``K`` columns of per-example
+  output gradients (``fb.kfac_factors``): ``A = (1/N) sum abar abar^T`` over the inputs with a 1
+  appended, ``G = (1/N) sum g g^T`` (over positions too for a convolution: ``kron_factors``).
+  Optional: only ``fb.kfac_factors`` and the K-FAC optimizer need it (Dense and Conv2D have it).
 
 Combinators (``Serial``, ``Residual``) follow the same protocol (their ``theta`` is the tuple of
 their layers' parameters), so they nest; they own the walks over their layers.
@@ -55,7 +60,7 @@ their layers' parameters), so they nest; they own the walks over their layers.
 from __future__ import annotations
 
 import math
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -80,6 +85,7 @@ READOUTS = {
     "hessian_diag": "hessian_diag(theta, cache, H, g, exact) -> diag",
     "per_example_hessian_diag": "per_example_hessian_diag(theta, cache, H, g, exact) -> diag_n",
     "hessian_block": "hessian_block(theta, cache, H, g, exact) -> (P_l, P_l)",
+    "kfac_factors": "kfac_factors(theta, cache, G) -> KFactors(A, G)",
 }
 
 
@@ -101,6 +107,43 @@ class Layer(Protocol):
     ) -> tuple[jax.Array, Any]: ...
 
     def backward2(self, theta: Any, cache: Any, H: jax.Array, g: jax.Array, exact: bool) -> jax.Array: ...
+
+
+class KFactors(NamedTuple):
+    """One layer's Kronecker factors: its curvature block over ``[W | b]`` (read as a ``(fan_out,
+    fan_in + 1)`` matrix, flattened row-major) is approximated by ``kron(G, A)``.
+
+    Attributes:
+        A: ``(fan_in + 1, fan_in + 1)``, the second moment of the inputs with a 1 appended.
+        G: ``(fan_out, fan_out)``, the second moment of the output gradients.
+    """
+
+    A: jax.Array
+    G: jax.Array
+
+
+def kron_factors(abar: jax.Array, g: jax.Array, n: int, positions: int = 1) -> KFactors:
+    """``A = (1/N) sum_r abar_r abar_r^T`` and ``G = (1/(N T)) sum_r g_r g_r^T`` from rows (Martens &
+    Grosse 2015; over the ``T`` positions of a convolution, Grosse & Martens 2016).
+
+    Args:
+        abar: ``(N T, fan_in + 1)``, the inputs (patches) with a 1 appended, one row per example and position.
+        g: ``(K N T, fan_out)``, the output gradients of ``K`` columns at every example and position.
+        n: ``N``, the examples.
+        positions: ``T``, the output positions of one example (1 for a dense layer).
+
+    Returns:
+        ``KFactors(A, G)``.
+    """
+    hi = jax.lax.Precision.HIGHEST
+    return KFactors(
+        jnp.matmul(abar.T, abar, precision=hi) / n, jnp.matmul(g.T, g, precision=hi) / (n * positions)
+    )
+
+
+def with_ones(a: jax.Array) -> jax.Array:
+    """``[a, 1]``: rows ``(R, k) -> (R, k + 1)``, the bias a weight on a constant input of 1."""
+    return jnp.concatenate([a, jnp.ones(a.shape[:-1] + (1,), a.dtype)], axis=-1)
 
 
 def size(shape: Shape) -> int:

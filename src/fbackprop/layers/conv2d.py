@@ -37,7 +37,7 @@ import jax.numpy as jnp
 
 from ..initializers import INITIALIZERS
 from ..options import as_int, check_choice
-from .base import congruence
+from .base import congruence, kron_factors, with_ones
 from .patches import PADDINGS, as_pair, check_image_shape, fold, out_shape, shared_congruence, unfold
 
 
@@ -348,7 +348,7 @@ class Conv2D:
         P, H5 = self._split(cache, H)
         n, s, k = P.shape
         o = self.out_channels
-        Pbar = jnp.concatenate([P, jnp.ones((n, s, 1), P.dtype)], axis=2)  # (N, S, K + 1)
+        Pbar = with_ones(P)  # (N, S, K + 1)
         HP = jnp.einsum("nsotp,ntq->nsopq", H5, Pbar)  # (N, S, C_out, C_out, K + 1)
         G = jnp.einsum("nsk,nsopq->okpq", Pbar, HP)  # (C_out, K + 1, C_out, K + 1)
         m = o * k
@@ -379,3 +379,21 @@ class Conv2D:
         rows_b = jnp.moveaxis(jnp.sum(D, axis=2), 0, 1).reshape(n * k, -1)
         rows = jnp.concatenate([rows_W, rows_b], axis=1)  # (N K, P_l), rows (n, k)
         return jnp.matmul(rows, rows.T, precision=hi).reshape(n, k, n, k)
+
+    def kfac_factors(self, theta, cache, G):
+        """KFC's factors (Grosse & Martens 2016): ``A = (1/N) sum_(n, s) Pbar_ns Pbar_ns^T`` over the
+        ``S = Ho Wo`` patches of every example, ``Pbar = [P, 1]``, and ``G = (1/(N S)) sum_(k, n, s)
+        g_kns g_kns^T``: the positions summed in ``A`` and averaged in ``G``, so that ``kron(G, A)`` is
+        the block under their assumptions of spatially homogeneous, uncorrelated output gradients.
+
+        Args:
+            theta: not used.
+            cache: the ``ConvCache``.
+            G: ``(K, N, Ho, Wo, C_out)``, ``K`` columns of per-example output gradients.
+
+        Returns:
+            ``KFactors(A: (kh kw C_in + 1,) * 2, G: (C_out, C_out))``.
+        """
+        n = cache.P.shape[0]
+        abar = with_ones(cache.P.reshape(-1, cache.P.shape[-1]))  # (N S, kh kw C_in + 1)
+        return kron_factors(abar, G.reshape(-1, self.out_channels), n, abar.shape[0] // n)

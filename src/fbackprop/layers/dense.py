@@ -22,6 +22,7 @@ import jax.numpy as jnp
 
 from ..initializers import INITIALIZERS
 from ..options import as_int, check_choice
+from .base import kron_factors, with_ones
 
 
 @dataclass(frozen=True)
@@ -202,9 +203,9 @@ class Dense:
         Returns:
             The ``(P_l, P_l)`` block.
         """
-        n, n_in = a_prev.shape
+        n_in = a_prev.shape[1]
         n_out = H.shape[1]
-        abar = jnp.concatenate([a_prev, jnp.ones((n, 1), a_prev.dtype)], axis=1)
+        abar = with_ones(a_prev)
         G = jnp.einsum("nik,nj,nl->ijkl", H, abar, abar)  # (n_out, n_in + 1, n_out, n_in + 1)
         m = n_out * n_in
         WW = G[:, :n_in, :, :n_in].reshape(m, m)
@@ -229,3 +230,17 @@ class Dense:
         rows = jnp.moveaxis(G, 0, 1).reshape(n * k, -1)  # (N K, n_out), rows (n, k)
         dd = jnp.matmul(rows, rows.T, precision=hi).reshape(n, k, n, k)
         return dd * (jnp.matmul(a_prev, a_prev.T, precision=hi) + 1.0)[:, None, :, None]
+
+    def kfac_factors(self, theta, a_prev, G):
+        """K-FAC's factors (Martens & Grosse 2015): ``A = (1/N) sum_n abar_n abar_n^T`` with
+        ``abar = [a_prev, 1]``, and ``G = (1/N) sum_(k, n) g_kn g_kn^T``.
+
+        Args:
+            theta: not used.
+            a_prev: ``(N, n_in)``.
+            G: ``(K, N, n_out)``, ``K`` columns of per-example output gradients ``dl_n/dz_n``.
+
+        Returns:
+            ``KFactors(A: (n_in + 1, n_in + 1), G: (n_out, n_out))``.
+        """
+        return kron_factors(with_ones(a_prev), G.reshape(-1, self.n_out), a_prev.shape[0])

@@ -215,3 +215,16 @@ class Residual:
             ``(N, K, N, K)``.
         """
         return self.block.jacobian_gram(theta, cache, G)
+
+    def kfac_factors(self, theta, cache, G):
+        """The block's (one ``KFactors`` per layer with parameters in it).
+
+        Args:
+            theta: the block's params.
+            cache: the block's cache.
+            G: ``(K, N, *shape)``, per-example output gradients.
+
+        Returns:
+            A tuple shaped like ``theta``.
+        """
+        return self.block.kfac_factors(theta, cache, G)

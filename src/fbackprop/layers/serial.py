@@ -352,6 +352,24 @@ class Serial:
         """
         return self._curvature_read("hessian_block", theta, cache, H, g, exact)
 
+    def kfac_factors(self, theta, cache, G):
+        """Each layer's ``kfac_factors`` at the output gradients the walk brings it.
+
+        Args:
+            theta: the tuple of parameters.
+            cache: ``forward``'s ``SerialCache``.
+            G: ``(K, N, *out_shape)``, ``K`` columns of per-example output gradients.
+
+        Returns:
+            A tuple with one ``KFactors`` per layer with parameters (a tuple for a nested block).
+        """
+        g_out = jax.vmap(lambda g: self.walk_back(theta, cache, g).g_out)(G)  # per layer (K, N, *out_k)
+        return tuple(
+            layer.kfac_factors(th, c, G_k)
+            for layer, th, c, G_k in zip(self.layers, self.thetas(theta), cache.caches, g_out)
+            if layer.has_params
+        )
+
     def jacobian_gram(self, theta, cache, G):
         """``sum_p J_nk,p J_mj,p`` over all its parameters: the layers' contributions, summed.
 

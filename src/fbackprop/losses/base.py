@@ -41,7 +41,8 @@ class Loss(NamedTuple):
         sample: ``(key, yhat) -> (N, n_out)``, targets drawn from the model's predictive distribution.
         hessian_sqrt: ``(yhat, y) -> (N, n_out, n_out)``, ``S_n`` with ``H_n = S_n S_n^T``; optional
             (default ``None``), so a loss written with the seven fields above still constructs. The
-            three built-in losses define it; fbackprop's own functions do not call it.
+            three built-in losses define it; ``fb.ggn_diag(..., factored=True)`` and
+            ``fb.kfac_factors(kind="exact")`` need it.
 
     Every callable taking ``(yhat, y)`` prepares ``y`` with ``prepare`` (each loss's module lists the
     accepted forms) and raises ``ValueError``/``TypeError`` for targets it refuses, for a ``yhat``
