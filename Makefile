@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-sweeps bench docs clean
+.PHONY: demo test test-sweeps test-slow bench docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,13 +18,18 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python experiments/demo.py
 
-# Two workers: the suite is mostly XLA compilation, one core each (7 min against 11 serial on 2 cores)
+# Two workers: the suite is mostly XLA compilation, one core each
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2
 
 # The long parameter grids (every conv/pool configuration piece by piece), left out of make test
 test-sweeps: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -m sweep
+
+# The longest end-to-end runs (three notebooks, eight experiments and three benchmarks in quick mode),
+# left out of make test to keep it under ten minutes on two cores; CI runs them too
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -n 2 -m slow
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_backprop.py

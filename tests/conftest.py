@@ -1,8 +1,10 @@
 """Shared test set-up: float64 everywhere (the verification precision), keys, hypothesis profiles, seeds.
 
 ``FBACKPROP_SEEDS`` (comma-separated, default ``0``) lists the seeds of every test that takes a
-``seed`` argument (the quick experiments, the notebooks): ``FBACKPROP_SEEDS=0,1,2,3,4 pytest
-tests/experiments tests/test_notebooks.py`` runs each trajectory claim from five initialisations.
+``seed`` argument (the quick experiments, the notebooks): ``FBACKPROP_SEEDS=0,1,2,3,4 pytest -m
+"not sweep" tests/experiments tests/test_notebooks.py`` runs each trajectory claim from five
+initialisations (``-m`` replaces the default ``-m 'not sweep and not slow'`` of pyproject.toml, so the
+tests marked ``slow``, which ``make test-slow`` runs, are included).
 """
 
 import os
@@ -23,7 +25,7 @@ jax.config.update("jax_enable_x64", True)
 # Bounded example counts keep the suite inside its 10-minute budget on 2 cores; each example
 # compiles fresh shapes. FBACKPROP_HYPOTHESIS=thorough runs many more.
 settings.register_profile(
-    "ci", max_examples=12, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    "ci", max_examples=8, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.register_profile(
     "thorough", max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow]

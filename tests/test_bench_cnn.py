@@ -10,6 +10,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import bench_cnn  # noqa: E402
+import pytest
+
+pytestmark = pytest.mark.slow  # in make test-slow: make test keeps to its ten-minute budget
 
 
 def test_bench_cnn_quick(tmp_path, capsys):

@@ -14,6 +14,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import bench_lm  # noqa: E402
 
+pytestmark = pytest.mark.slow  # in make test-slow: make test keeps to its ten-minute budget
+
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):

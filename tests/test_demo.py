@@ -13,6 +13,8 @@ import stat
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
 
 import demo  # noqa: E402
@@ -20,6 +22,7 @@ import demo  # noqa: E402
 TWO = ["gradcheck", "seed_example"]
 
 
+@pytest.mark.slow  # make test-slow (make demo runs the whole tour)
 def test_demo_quick_writes_the_report(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("XLA_FLAGS", raising=False)  # the experiment processes inherit this environment
     assert demo.main(["--quick", "--out", str(tmp_path), "--experiments", ",".join(TWO)]) == 0

@@ -36,7 +36,7 @@ MODULES = [
     "fbackprop.layers.serial",
     "fbackprop.nets",
     "fbackprop.second_order",
-    "fbackprop.kfac",
+    "fbackprop.kronecker",
     "fbackprop.spectra",
     "fbackprop.train",
     "fbackprop.optim.gauss_newton",

@@ -19,9 +19,10 @@ def batch(loss_name, n=7, k=4, seed=0, scale=3.0):
 
 
 def per_example(loss, fn):
-    """Apply ``fn`` to the single-example loss ``l(yhat_n, y_n)`` row by row."""
+    """Apply ``fn`` to the single-example loss ``l(yhat_n, y_n)`` row by row (one compiled program:
+    op-by-op dispatch of a Hessian compiles every small op on its own)."""
     single = lambda yh, yy: loss.value(yh[None], yy[None])[0]
-    return jax.vmap(fn(single), in_axes=(0, 0))
+    return jax.jit(jax.vmap(fn(single), in_axes=(0, 0)))
 
 
 @pytest.mark.parametrize("name", LOSS_NAMES)

@@ -100,7 +100,11 @@ def test_notebooks_found():
     assert set(KEY_CALLS) <= {p.name for p in PATHS}, "a notebook listed in KEY_CALLS is missing"
 
 
-@pytest.mark.parametrize("path", PATHS, ids=[p.name for p in PATHS])
+QUICK_SUITE = {"01_manual_vs_autodiff.ipynb"}  # the others run under make test-slow (the slow marker)
+RUNS = [pytest.param(p, id=p.name, marks=() if p.name in QUICK_SUITE else pytest.mark.slow) for p in PATHS]
+
+
+@pytest.mark.parametrize("path", RUNS)
 def test_notebook_runs(path, seed, monkeypatch):  # seed: one of FBACKPROP_SEEDS (tests/conftest.py)
     # the kernel inherits this process's environment: quick mode, the seed, and a user's compiler flags
     monkeypatch.setenv("FBACKPROP_QUICK", "1")

@@ -179,7 +179,7 @@ def test_the_factored_ggn_diagonal_equals_second_order_backprop_on_a_cnn(loss):
         if loss == "cross_entropy"
         else jax.random.bernoulli(ky, 0.5, (5, 3)) * 1.0
     )
-    for per_example, chunk in [(False, None), (False, 2), (True, None)]:
+    for per_example, chunk in [(False, 2), (True, None)]:  # chunked sums, and per-example diagonals
         a = fb.ggn_diag(net, loss, chunk_size=chunk, per_example=per_example)(params, x, y)
         b = fb.ggn_diag(net, loss, chunk_size=chunk, per_example=per_example, factored=True)(params, x, y)
         assert fb.compare(b, a, rtol=1e-12).ok()

@@ -331,6 +331,7 @@ def _cnn_problem(n=12):
     return net, net.init(kp), jax.random.normal(kx, (n, 4, 4, 1)), jax.random.randint(ky, (n,), 0, 3)
 
 
+@pytest.mark.slow  # make test-slow
 @pytest.mark.parametrize("mode", ["minibatch"])
 def test_a_cnn_trains_the_same_with_backprop_and_autodiff(mode):
     net, params, x, y = _cnn_problem()
@@ -341,6 +342,7 @@ def test_a_cnn_trains_the_same_with_backprop_and_autodiff(mode):
     assert float(a.history.loss[-1]) < 0.8 * float(a.history.loss[0])
 
 
+@pytest.mark.slow  # make test-slow
 def test_train_many_on_a_cnn_equals_sequential_runs():
     net, _, x, y = _cnn_problem()
     params = init_many(net, jax.random.key(0), 2)

@@ -32,7 +32,7 @@ from .check import GradReport, compare, tolerance
 from .check_layer import LayerReport, check_layer
 from .curvature import fisher_vp, flatten, ggn, ggn_vp, hessian, hvp
 from .jacobian import as_matrix, jacobian, jacobian_gram
-from .kfac import (
+from .kronecker import (
     EKFactors,
     ekfac_factors,
     ekfac_inverse_vp,
@@ -45,7 +45,7 @@ from .kfac import (
 from .layers.base import KFactors
 from .layers.network import serial
 from .nets import Network, mlp
-from .optim import LMResult, gauss_newton, hessian_free, least_squares, levenberg_marquardt, newton
+from .optim import LMResult, gauss_newton, hessian_free, kfac, least_squares, levenberg_marquardt, newton
 from .second_order import ggn_diag, hessian_blocks, hessian_diag
 from .spectra import eigenvalues, hutchinson_diag, hutchinson_trace, lanczos, power_iteration
 from .train import Result, init_many, train, train_many
@@ -86,6 +86,7 @@ __all__ = [
     "init_many",
     "jacobian",
     "jacobian_gram",
+    "kfac",
     "KFactors",
     "kfac_factors",
     "kfac_inverse",

@@ -125,8 +125,10 @@ def _fit(
     S = _batches(mode, n, batch_size, key).shape[0]  # steps per epoch
     nan = jnp.array(jnp.nan, x.dtype)
 
-    def update(params, opt_state, grads):
-        updates, new_state = optimizer.update(grads, opt_state, params)
+    optimizer = optax.with_extra_args_support(optimizer)  # the batch goes to those that take it (fb.kfac)
+
+    def update(params, opt_state, grads, xb, yb):
+        updates, new_state = optimizer.update(grads, opt_state, params, x=xb, y=yb)
         new_params = optax.apply_updates(params, updates)
         return new_params, new_state, _tree_finite(new_params)
 
@@ -135,7 +137,7 @@ def _fit(
         params, prev, opt_state, bad = carry
         i, idx = i_idx
         C, grads = value_and_grad(params, x[idx], y[idx])
-        new_params, new_state, ok = update(params, opt_state, grads)
+        new_params, new_state, ok = update(params, opt_state, grads, x[idx], y[idx])
         live = bad < 0
         undo = live & ~jnp.isfinite(C) & (i > 0)  # the previous step's result has a non-finite loss
         take = live & ~undo & ok
@@ -169,7 +171,7 @@ def _fit(
         ).astype(jnp.int32)
         go = status == _RUNNING
         if mode == "batch":
-            new_params, new_state, ok = update(params, opt_state, grads)
+            new_params, new_state, ok = update(params, opt_state, grads, x, y)
             take = go & ok
             bad = jnp.where(go & ~ok, e * S, -1)
             prev = _select(take, params, prev)
@@ -226,13 +228,14 @@ def full_batch(value_and_grad: Callable, optimizer: optax.GradientTransformation
         ``(params, losses)`` with ``losses: (steps,)``, ``losses[t] = C`` before step t.
     """
     steps = as_int(steps, "steps")
+    optimizer = optax.with_extra_args_support(optimizer)  # the batch goes to those that take it (fb.kfac)
 
     @jax.jit
     def run(params, x, y):
         def step(carry, _):
             params, opt_state = carry
             C, grads = value_and_grad(params, x, y)
-            updates, opt_state = optimizer.update(grads, opt_state, params)
+            updates, opt_state = optimizer.update(grads, opt_state, params, x=x, y=y)
             return (optax.apply_updates(params, updates), opt_state), C
 
         (params, _), losses = jax.lax.scan(step, (params, optimizer.init(params)), length=steps)

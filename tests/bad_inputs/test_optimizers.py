@@ -351,6 +351,69 @@ CASES += [
 ]
 
 
+# --- kfac ------------------------------------------------------------------------------------
+NORMED = fb.serial(fb.layers.Dense(3), fb.layers.LayerNorm(), fb.layers.Dense(1), input_shape=(2,))
+CASES += [
+    Case(
+        "kfac: damping=0",
+        lambda: fb.kfac(NET, "squared_error", damping=0.0),
+        ValueError,
+        r"damping must lie in \(0",
+    ),
+    Case(
+        "kfac: ema=1.5",
+        lambda: fb.kfac(NET, "squared_error", ema=1.5),
+        ValueError,
+        r"ema must lie in \[0\.0, 1\.0\]; got 1\.5",
+    ),
+    Case(
+        "kfac: inverse_every=0",
+        lambda: fb.kfac(NET, "squared_error", inverse_every=0),
+        ValueError,
+        r"inverse_every must be an integer from 1 to inf; got 0",
+    ),
+    Case(
+        "kfac: learning_rate=-1",
+        lambda: fb.kfac(NET, "squared_error", learning_rate=-1.0),
+        ValueError,
+        r"learning_rate must lie in \(0\.0, inf\]; got -1\.0",
+    ),
+    Case(
+        "kfac: norm_constraint=0",
+        lambda: fb.kfac(NET, "squared_error", norm_constraint=0.0),
+        ValueError,
+        r"norm_constraint must lie in \(0\.0, inf\]; got 0\.0",
+    ),
+    Case(
+        "kfac: adapt_damping='yes'",
+        lambda: fb.kfac(NET, "squared_error", adapt_damping="yes"),
+        TypeError,
+        r"adapt_damping must be True or False; got 'yes'",
+    ),
+    Case(
+        "kfac: kind='mc'",
+        lambda: fb.kfac(NET, "squared_error", kind="mc"),
+        ValueError,
+        r"kind must be one of",
+    ),
+    Case(
+        "kfac: a LayerNorm",
+        lambda: fb.kfac(NORMED, "squared_error"),
+        TypeError,
+        r"fb\.kfac needs kfac_factors on every layer with parameters; layer 2 LayerNorm has none",
+    ),
+    Case(
+        "kfac: an apply callable",
+        lambda: fb.kfac(APPLY, "squared_error"),
+        TypeError,
+        r"fb\.kfac is hand-written over the network's layers and needs an fbackprop Network",
+    ),
+    Case(
+        "kfac: key=0", lambda: fb.kfac(NET, "squared_error", kind="fisher", key=0), TypeError, r"key must be"
+    ),
+]
+
+
 @table(CASES)
 def test_bad_input(case, compiles):
     check(case, compiles)

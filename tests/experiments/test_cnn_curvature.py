@@ -3,6 +3,9 @@ second-order backprop against autodiff, and the exact diagonal against P HVPs in
 
 import cnn_curvature as cc
 import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow  # in make test-slow: make test keeps to its ten-minute budget
 
 
 def test_cnn_curvature_quick(run_quick):

@@ -8,6 +8,8 @@ import digits
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow  # in make test-slow: make test keeps to its ten-minute budget
+
 
 def test_cnn_digits_quick(run_quick):
     result = run_quick(cnn_digits)

@@ -2,6 +2,9 @@
 
 import curvature_during_training as cdt
 import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow  # in make test-slow: make test keeps to its ten-minute budget
 
 
 def test_curvature_during_training_quick(run_quick):

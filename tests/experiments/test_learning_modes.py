@@ -2,6 +2,9 @@
 
 import learning_modes
 import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow  # in make test-slow: make test keeps to its ten-minute budget
 
 
 def test_learning_modes_quick(run_quick):

@@ -2,8 +2,11 @@
 
 import lm_vs_first_order as exp
 import numpy as np
+import pytest
 
 import fbackprop as fb
+
+pytestmark = pytest.mark.slow  # in make test-slow: make test keeps to its ten-minute budget
 
 
 def test_lm_vs_first_order_quick(run_quick):

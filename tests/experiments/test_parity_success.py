@@ -8,6 +8,8 @@ import pytest
 
 import fbackprop as fb
 
+pytestmark = pytest.mark.slow  # in make test-slow: make test keeps to its ten-minute budget
+
 
 def test_parity_success_quick(run_quick):
     result = run_quick(exp)

@@ -9,6 +9,8 @@ import residual_depth as rd
 
 import fbackprop as fb
 
+pytestmark = pytest.mark.slow  # in make test-slow: make test keeps to its ten-minute budget
+
 
 def test_residual_depth_quick(run_quick):
     result = run_quick(rd)

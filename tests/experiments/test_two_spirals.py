@@ -2,9 +2,12 @@
 
 import jax
 import numpy as np
+import pytest
 import two_spirals as exp
 
 import fbackprop as fb
+
+pytestmark = pytest.mark.slow  # in make test-slow: make test keeps to its ten-minute budget
 
 
 def test_two_spirals_quick(run_quick):

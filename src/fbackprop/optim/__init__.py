@@ -1,8 +1,10 @@
 """Second-order training: Levenberg-Marquardt (its linear solvers and damping rules), damped Newton,
-Gauss-Newton with line search, Hessian-free, and LM for any residual function."""
+Gauss-Newton with line search, Hessian-free, K-FAC (an optax transformation), and LM for any
+residual function."""
 
 from .gauss_newton import gauss_newton
 from .hessian_free import hessian_free
+from .kfac import KFACState, kfac
 from .least_squares import least_squares
 from .levenberg_marquardt import LMHistory, LMResult, auto_solver, levenberg_marquardt, newton
 
@@ -10,6 +12,8 @@ __all__ = [
     "auto_solver",
     "gauss_newton",
     "hessian_free",
+    "kfac",
+    "KFACState",
     "least_squares",
     "levenberg_marquardt",
     "LMHistory",

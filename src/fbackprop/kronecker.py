@@ -40,7 +40,7 @@ import jax.numpy as jnp
 from . import losses as _losses
 from .layers.base import KFactors
 from .layers.network import Network
-from .options import as_int, check_choice
+from .options import as_float, as_int, check_choice
 from .second_order import function_doc, require_hessian_sqrt
 from .spectra import check_key
 from .validate import cached_transformation, checked, require_layer_methods, require_network
@@ -104,10 +104,10 @@ def _sandwich(L: jax.Array, M: jax.Array, R: jax.Array) -> jax.Array:
 
 
 def _positive(damping, name: str = "damping"):
-    """``damping``, refused unless a positive number (a traced value passes unchecked)."""
-    if isinstance(damping, (bool, str)) or not (isinstance(damping, jax.core.Tracer) or float(damping) > 0):
-        raise ValueError(f"{name} must be a number > 0; got {damping!r}")
-    return damping
+    """``damping``, refused unless a number > 0 (a traced value passes unchecked)."""
+    if isinstance(damping, jax.core.Tracer):
+        return damping
+    return as_float(damping, name, minimum=0.0, open_min=True)
 
 
 def as_wb(theta: dict) -> jax.Array:
@@ -137,20 +137,24 @@ def _seeds(loss: _losses.Loss, kind: str, n_samples: int, yhat, y, key):
     return jax.vmap(lambda ys: loss.grad(yhat, ys))(draws) / jnp.sqrt(jnp.asarray(n_samples, yhat.dtype))
 
 
-def _readout(net: Network, loss: _losses.Loss, kind: str, n_samples: int, what: str):
-    """``(params, x, y, key) -> (cache, seeds)`` after the forward pass, and the factory's checks."""
-    require_layer_methods(
-        net,
-        f"fb.{what}",
-        readouts=("kfac_factors",) if what == "kfac_factors" else ("kfac_factors", "per_example_grads"),
-        alternative="fb.ggn_diag or fb.ggn_vp (no Kronecker factors for this layer kind)",
-    )
+def factors_at(net: Network, loss: _losses.Loss, kind: str, n_samples: int, params, cache, yhat, y, key):
+    """Every layer's factors from one forward pass (its ``cache`` and output ``yhat``); unchecked, traceable.
 
-    def forward(params, x, y, key):
-        yhat, cache = net.forward(params, x)
-        return cache, _seeds(loss, kind, n_samples, yhat, y, key)
+    Args:
+        net: the network.
+        loss: the loss (a ``Loss``).
+        kind: ``"exact"``, ``"fisher"`` or ``"empirical"``.
+        n_samples: draws per example for ``"fisher"``.
+        params: the params.
+        cache: ``net.forward``'s cache.
+        yhat: ``net.forward``'s output, ``(N, n_out)``.
+        y: prepared targets ``(N, n_out)``.
+        key: a PRNG key for ``"fisher"`` (else unused).
 
-    return forward
+    Returns:
+        A tuple shaped like params, one ``KFactors`` per layer with parameters.
+    """
+    return net.body.kfac_factors(params, cache, _seeds(loss, kind, n_samples, yhat, y, key))
 
 
 def _public(net, loss, kind: str, core, summary: str, returns: str):
@@ -173,12 +177,31 @@ def _public(net, loss, kind: str, core, summary: str, returns: str):
     return with_key
 
 
-def _options(net, loss, kind, n_samples, what):
-    net = require_network(net, f"fb.{what}", "fb.ggn_vp(apply, loss) (autodiff products; no factors)")
+def kfac_options(net, loss, kind, n_samples, what: str, readouts=("kfac_factors",)):
+    """The checked ``(net, loss, n_samples)`` of a K-FAC quantity ``what`` (``"fb.kfac_factors"``).
+
+    Args:
+        net: must be an fbackprop ``Network`` whose layers with parameters have ``readouts``.
+        loss: a loss name or ``Loss`` (with ``hessian_sqrt`` for ``kind="exact"``).
+        kind: one of ``KINDS``.
+        n_samples: an integer >= 1.
+        what: the caller, for the messages.
+        readouts: the layer readouts it needs.
+
+    Returns:
+        ``(net, loss, n_samples)``.
+    """
+    net = require_network(net, what, "fb.ggn_vp(apply, loss) (autodiff products; no factors)")
     check_choice(kind, "kind", KINDS)
     loss = _losses.get(loss)
     if kind == "exact":
-        require_hessian_sqrt(loss, f'fb.{what}(kind="exact")')
+        require_hessian_sqrt(loss, f'{what}(kind="exact")')
+    require_layer_methods(
+        net,
+        what,
+        readouts=readouts,
+        alternative="fb.ggn_diag or fb.ggn_vp (no Kronecker factors for this layer kind)",
+    )
     return net, loss, as_int(n_samples, "n_samples")
 
 
@@ -206,12 +229,11 @@ def kfac_factors(net: Network, loss: str | _losses.Loss, kind: str = "exact", n_
         >>> f[0].A.shape, f[0].G.shape   # (fan_in + 1, fan_in + 1), (fan_out, fan_out)
         ((3, 3), (3, 3))
     """
-    net, loss, n_samples = _options(net, loss, kind, n_samples, "kfac_factors")
-    forward = _readout(net, loss, kind, n_samples, "kfac_factors")
+    net, loss, n_samples = kfac_options(net, loss, kind, n_samples, "fb.kfac_factors")
 
     def factors(params, x, y, key):
-        cache, seeds = forward(params, x, y, key)
-        return net.body.kfac_factors(params, cache, seeds)
+        yhat, cache = net.forward(params, x)
+        return factors_at(net, loss, kind, n_samples, params, cache, yhat, y, key)
 
     return _public(
         net,
@@ -251,7 +273,8 @@ def _damped_inverse(M: jax.Array, d) -> jax.Array:
 
 def kfac_inverse(factors: Any, damping) -> Any:
     """The damped inverse factors ``(A + pi sqrt(lam) I)^-1`` and ``(G + sqrt(lam)/pi I)^-1`` (Martens &
-    Grosse 2015, sec. 6.3: ``pi = sqrt((tr A / dim A) / (tr G / dim G))``), for ``kfac_vp``.
+    Grosse 2015, sec. 6.3: ``pi = sqrt((tr A / dim A) / (tr G / dim G))``, and 1 when a factor is
+    zero, a dead layer or a perfect fit, which keeps the inverse finite), for ``kfac_vp``.
 
     Args:
         factors: ``fb.kfac_factors``' result.
@@ -267,11 +290,14 @@ def kfac_inverse(factors: Any, damping) -> Any:
         1.0
     """
 
-    _positive(damping)
+    damping = _positive(damping)
 
     def inverse(f):
         root = jnp.sqrt(jnp.asarray(damping, f.A.dtype))
-        pi = jnp.sqrt((jnp.trace(f.A) / f.A.shape[0]) / (jnp.trace(f.G) / f.G.shape[0]))
+        tA, tG = jnp.trace(f.A) / f.A.shape[0], jnp.trace(f.G) / f.G.shape[0]
+        pi = jnp.where(
+            (tA > 0) & (tG > 0), jnp.sqrt(tA / jnp.where(tG > 0, tG, 1.0)), 1.0
+        )  # 1 for a zero factor
         return KFactors(_damped_inverse(f.A, pi * root), _damped_inverse(f.G, root / pi))
 
     return jax.tree.map(inverse, factors, is_leaf=_is_factors)
@@ -319,12 +345,13 @@ def ekfac_factors(net: Network, loss: str | _losses.Loss, kind: str = "exact", n
         >>> fb.ekfac_factors(net, "squared_error")(params, x, y)[0].S.shape   # like [W | b]
         (3, 3)
     """
-    net, loss, n_samples = _options(net, loss, kind, n_samples, "ekfac_factors")
-    forward = _readout(net, loss, kind, n_samples, "ekfac_factors")
+    readouts = ("kfac_factors", "per_example_grads")
+    net, loss, n_samples = kfac_options(net, loss, kind, n_samples, "fb.ekfac_factors", readouts)
     hi = jax.lax.Precision.HIGHEST
 
     def factors(params, x, y, key):
-        cache, seeds = forward(params, x, y, key)
+        yhat, cache = net.forward(params, x)
+        seeds = _seeds(loss, kind, n_samples, yhat, y, key)
         kf = net.body.kfac_factors(params, cache, seeds)
         rows = jax.vmap(lambda g: net.body.per_example_grads(params, cache, g))(seeds)  # leaves (K, N, ...)
 
@@ -389,5 +416,5 @@ def ekfac_inverse_vp(factors: Any, v: Any, damping) -> Any:
         >>> fb.ekfac_inverse_vp(f, params, 1e-3)[0]["W"].shape
         (3, 2)
     """
-    _positive(damping)
+    damping = _positive(damping)
     return _per_layer(lambda f, t: _in_basis(f, t, lambda S: 1.0 / (S + damping)), factors, v)

@@ -1,4 +1,4 @@
-"""K-FAC, KFC and EKFAC factors (fbackprop/kfac.py) against the exact GGN blocks and autodiff, float64."""
+"""K-FAC, KFC and EKFAC factors (fbackprop/kronecker.py) against the exact GGN blocks and autodiff."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from architectures import problem
 
 import fbackprop as fb
 from fbackprop import layers as L
+from fbackprop.kronecker import as_wb
 
 MLP = fb.mlp([3, 4, 2], activation="tanh")
 CNN = fb.serial(
@@ -171,13 +172,13 @@ def test_products_and_damped_inverse_match_dense(net):
     v = jax.tree.map(lambda p: jnp.cos(3.0 * p), params)
     Fv, Iv = _layers(fb.kfac_vp(factors, v)), _layers(fb.kfac_inverse_vp(factors, v, lam))
     for f, t, fv, iv in zip(_layers(factors), _layers(v), Fv, Iv):
-        vec = np.asarray(fb.kfac.as_wb(t)).ravel()
-        assert _rel(fb.kfac.as_wb(fv).ravel(), _dense_kron(f) @ vec) <= 1e-12
+        vec = np.asarray(as_wb(t)).ravel()
+        assert _rel(as_wb(fv).ravel(), _dense_kron(f) @ vec) <= 1e-12
         pi = np.sqrt((np.trace(f.A) / f.A.shape[0]) / (np.trace(f.G) / f.G.shape[0]))
         damped = np.kron(
             f.G + np.sqrt(lam) / pi * np.eye(len(f.G)), f.A + pi * np.sqrt(lam) * np.eye(len(f.A))
         )
-        assert _rel(fb.kfac.as_wb(iv).ravel(), np.linalg.solve(damped, vec)) <= 1e-10
+        assert _rel(as_wb(iv).ravel(), np.linalg.solve(damped, vec)) <= 1e-10
 
 
 @pytest.mark.parametrize("net", [MLP, CNN], ids=["mlp", "cnn"])
@@ -201,9 +202,9 @@ def test_ekfac_scales_are_the_ggn_in_kfac_basis(net):
         assert _rel(np.asarray(f.S).ravel(), np.diag(Q.T @ B @ Q)) <= 1e-10
         dense = Q @ np.diag(np.asarray(f.S).ravel()) @ Q.T
         assert np.linalg.norm(dense - B) <= np.linalg.norm(_dense_kron(k) - B) * (1 + 1e-12)
-        vec = np.asarray(fb.kfac.as_wb(t)).ravel()
-        assert _rel(fb.kfac.as_wb(ev).ravel(), dense @ vec) <= 1e-12
-        assert _rel(fb.kfac.as_wb(rb).ravel(), vec) <= 1e-8
+        vec = np.asarray(as_wb(t)).ravel()
+        assert _rel(as_wb(ev).ravel(), dense @ vec) <= 1e-12
+        assert _rel(as_wb(rb).ravel(), vec) <= 1e-8
 
 
 def test_jit_and_nested_layout():
@@ -215,3 +216,13 @@ def test_jit_and_nested_layout():
     step = jax.jit(lambda p: fb.kfac_inverse_vp(fb.kfac_factors(CNN, loss)(p, x, y), p, 1e-2))
     chex_shapes = jax.tree.map(jnp.shape, step(params))
     assert chex_shapes == jax.tree.map(jnp.shape, params)
+
+
+def test_a_zero_factor_gives_the_inverse_of_the_damping():
+    """At a perfect fit the empirical G is 0: pi = 1, and the damped inverse is finite,
+    (A + sqrt(lam) I)^-1 (x) I / sqrt(lam), not NaN."""
+    f = (fb.KFactors(jnp.eye(3) * 2.0, jnp.zeros((2, 2))),)
+    v = ({"W": jnp.ones((2, 2)), "b": jnp.arange(2.0)},)
+    out = fb.kfac_inverse_vp(f, v, 0.5)
+    r = np.sqrt(0.5)
+    np.testing.assert_allclose(as_wb(out[0]), as_wb(v[0]) / ((2.0 + r) * r), rtol=1e-12)
