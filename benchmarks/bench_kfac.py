@@ -22,8 +22,8 @@ images (``Conv2D(8, 3x3, SAME)``, relu, ``AvgPool2D(2x2)``, ``Conv2D(16, 3x3, SA
    ``FBACKPROP_STEPS`` lists the transformations) against ``kfac_jax.Optimizer.step`` with a fixed
    learning rate, momentum and damping, its curvature estimated every step by ``--modes`` (its default
    ``"ggn_curvature_prop"``: one Rademacher-projected backward pass; ``"ggn_exact"``: one per output),
-   the inverses recomputed every step or every 10 steps (the times of 10 consecutive steps averaged, so
-   each timing holds one inverse update).
+   the inverses recomputed every step or every 10 steps; each timing is the mean of 10 consecutive
+   steps (so it holds one inverse update of the second), each run carrying its own state.
 
 kfac-jax is optional (``pip install -e '.[bench]'``); without it the bench times and writes the
 fbackprop rows alone. kfac-jax 0.0.8 (the newest release) predates jax 0.9.2: ``import_kfac_jax``
@@ -51,6 +51,7 @@ LOSS = "cross_entropy"
 CLASSES = 10
 KINDS = {"exact": "ggn_exact", "empirical": "fisher_empirical"}  # fbackprop kind: kfac-jax mode
 INVERSE_PERIODS = (1, 10)
+STEP_REPS = 10  # consecutive steps per timing: a multiple of every inverse period
 LEARNING_RATE, MOMENTUM, DAMPING = 1e-3, 0.9, 1e-2
 AGREE_TOL = 1e-4  # float32, relative to the largest entry
 
@@ -317,7 +318,7 @@ def bench_factors(name, net, batch, rounds, reps, kfac_jax) -> dict:
         fns[f"fb {kind}"], compile_s[f"fb {kind}"] = compiled(f, params, x, labels)
     if kfac_jax is not None:
         kp, key = kfac_jax_params(net, params), jax.random.key(1)
-        for kind, mode in KINDS.items():
+        for mode in KINDS.values():
             est, f = kfac_jax_factors(kfac_jax, net, LOSS, mode)
             state = est.init(key, (kp, (x, labels)), None, None)
             fns[f"kfac-jax {mode}"], compile_s[f"kfac-jax {mode}"] = compiled(f, state, kp, x, labels, key)
@@ -443,18 +444,19 @@ def kfac_jax_stepper(kfac_jax, net, mode, period, params, x, labels):
 def bench_steps(name, net, batch, rounds, modes, kfac_jax) -> dict:
     """Times of the fbackprop steps and kfac-jax's optimizer steps, ratios to the SGD step."""
     params, x, labels = problem(net, batch)
-    fns, compile_s, reps = {}, {}, {}
+    fns, compile_s = {}, {}
     for label, make in FBACKPROP_STEPS.items():
         fns[label], compile_s[label] = fbackprop_stepper(net, make(net, LOSS), params, x, labels)
     if kfac_jax is not None:
         for mode in modes:
             for period in INVERSE_PERIODS:
                 label = f"kfac-jax {mode}, inverse every {period}"
-                fns[label], compile_s[label] = kfac_jax_stepper(kfac_jax, net, mode, period, params, x, labels)
-                reps[label] = period
+                fns[label], compile_s[label] = kfac_jax_stepper(
+                    kfac_jax, net, mode, period, params, x, labels
+                )
     for f in fns.values():
         block(f())
-    times = timed_rounds(fns, rounds, {k: reps.get(k, 10) for k in fns})
+    times = timed_rounds(fns, rounds, STEP_REPS)
     base = next(iter(FBACKPROP_STEPS))
     ratios = {f"{k} / {base}": ratio_stats(times, k, base) for k in fns if k != base}
     for k in FBACKPROP_STEPS:

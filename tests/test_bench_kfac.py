@@ -48,7 +48,9 @@ def _check(result: dict, with_kfac_jax: bool):
             _check_ratios(row["ratios"])
         else:
             assert row["ratios"] == {}
-    assert result["versions"]["kfac_jax"] == (bench_kfac.import_kfac_jax().__version__ if with_kfac_jax else None)
+    assert result["versions"]["kfac_jax"] == (
+        bench_kfac.import_kfac_jax().__version__ if with_kfac_jax else None
+    )
 
 
 @pytest.mark.skipif(not HAVE_KFAC_JAX, reason="kfac-jax is not installed (pip install -e '.[bench]')")
