@@ -28,6 +28,9 @@ relative error ``||A_hat - G||_F / ||G||_F`` and on ``G``'s top ``k`` eigenvecto
   ``maxiter=m``, no early stop); it uses ``G`` itself, so it has no matrix error;
 - ``gradient``: ``g`` itself (plain gradient descent's direction), the baseline.
 
+Beside them, the share of the gradient on ``G``'s top ``k`` eigenvectors, ``||U_k^T g||^2 / ||g||^2``
+(the table's "g on top k").
+
 The damping is relative to the GGN's mean eigenvalue, ``lam = --damping * tr(G) / P`` at every
 checkpoint; the cosines are also measured at the relative dampings ``--sweep`` (one more solve each;
 the matrix errors do not depend on ``lam``). The runs: full-batch Adam (``optax.adam(--lr)``, Kingma
@@ -318,6 +321,7 @@ def checkpoint(m: dict, slices, k: int, cg: tuple[int, ...]) -> dict:
     return {
         "lam": float(lams[0]),
         "trace_over_P": float(np.trace(G) / P),
+        "g_on_top_k": float(np.sum((U_k.T @ g) ** 2) / (g @ g)),
         "cosine": sweep[0],
         "sweep": sweep,
         "frobenius": {name: e[0] for name, e in errs.items()},
@@ -536,13 +540,14 @@ def table(r: dict) -> str:
             "",
             f"**{net}** (P = {info['P']}, {len(runs)} seeds): cosine with (G + lam I)^-1 g",
             "",
-            "| step | loss | " + " | ".join(label(d) for d in dirs) + " |",
-            "|---:|---:|" + "---:|" * len(dirs),
+            f"| step | loss | g on top {r['k']} | " + " | ".join(label(d) for d in dirs) + " |",
+            "|---:|---:|---:|" + "---:|" * len(dirs),
         ]
         for j, s in enumerate(r["steps"]):
             loss = np.median([run[j]["loss"] for run in runs])
+            top = np.median([run[j]["g_on_top_k"] for run in runs])
             cells = [_cell(np.array([run[j]["cosine"][d] for run in runs])) for d in dirs]
-            lines.append(f"| {s} | {loss:.3g} | " + " | ".join(cells) + " |")
+            lines.append(f"| {s} | {loss:.3g} | {top:.3f} | " + " | ".join(cells) + " |")
         lines += [
             "",
             f"**{net}**: matrix error against G, Frobenius / on the top {r['k']} eigenvectors (medians)",

@@ -22,6 +22,7 @@ def test_curvature_approximations_quick(run_quick):
     row = mlp["runs"][0][0]
     assert set(row["cosine"]) == set(ca.directions((10, 50))) and set(row["frobenius"]) == set(ca.MATRICES)
     assert row["lam"] == pytest.approx(0.01 * row["trace_over_P"], rel=1e-12)
+    assert all(0 <= w["g_on_top_k"] <= 1 + 1e-12 for run in mlp["runs"] for w in run)
     assert m["dampings"] == [0.01, 0.1] and len(row["sweep"]) == 2 and row["sweep"][0] == row["cosine"]
     assert set(result["figures"]) == {"cosines", "matrix_errors", "damping"}
 
