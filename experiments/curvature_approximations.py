@@ -94,7 +94,7 @@ EF_RISE = 0.2
 EF_LATE = 0.9
 CG_COSINE = 0.9
 LOSS_DROP = 5.0
-#: what --quick changes: n, hidden, steps, cg, CNN run or not
+#: what --quick changes (and it leaves the CNN out)
 QUICK = {"n": 64, "hidden": 8, "steps": (0, 30, 150), "sweep": (0.1,)}
 MATRICES = ("diag", "efisher", "kfac", "ekfac", "blocks")
 LABELS = {
@@ -672,12 +672,54 @@ def damping_figure(r: dict):
     return fig
 
 
-def _ints(text: str) -> tuple[int, ...]:
-    return tuple(int(t) for t in text.split(",") if t.strip())
+def _listed(p, text: str, name: str, kind) -> tuple:
+    """``text`` (``"1,2,3"``) as a tuple of ``kind``; a parser error naming ``name`` otherwise."""
+    try:
+        return tuple(kind(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        p.error(f"{name} must be comma-separated {kind.__name__}s; got {text!r}")
 
 
-def _floats(text: str) -> tuple[float, ...]:
-    return tuple(float(t) for t in text.split(",") if t.strip())
+def settings(p, args) -> tuple[int, int] | None:
+    """Fill in the defaults (full or ``--quick``) and check every option, before anything is compiled;
+    return the CNN's channels (``None``: no CNN). A bad value is a parser error naming the option."""
+    q = args.quick
+    args.n = args.n if args.n is not None else (QUICK["n"] if q else 256)
+    args.hidden = args.hidden if args.hidden is not None else (QUICK["hidden"] if q else 16)
+    steps = (0, 10, 30, 100, 300, 600)
+    args.steps = _listed(p, args.steps, "--steps", int) if args.steps else (QUICK["steps"] if q else steps)
+    args.cg = _listed(p, args.cg, "--cg", int)
+    sweep = QUICK["sweep"] if q else (0.001, 0.1, 1.0)
+    args.sweep = _listed(p, args.sweep, "--sweep", float) if args.sweep is not None else sweep
+    channels = None if q or not args.channels else _listed(p, args.channels, "--channels", int)
+
+    P = mlp(max(args.hidden, 1)).n_params
+    if channels is not None and len(channels) == 2 and min(channels) >= 1:
+        P = min(P, cnn(*channels).n_params)
+
+    def increasing(v, least):
+        return len(v) >= 2 and v[0] >= least and all(a < b for a, b in zip(v, v[1:]))
+
+    bad = [
+        (not 2 <= args.n <= 1797, "--n must be an integer in 2..1797 (the digits)", args.n),
+        (args.hidden < 1, "--hidden must be >= 1", args.hidden),
+        (
+            channels is not None and (len(channels) != 2 or min(channels) < 1),
+            "--channels must be two integers >= 1, or ''",
+            args.channels,
+        ),
+        (not increasing(args.steps, 0), "--steps must be >= 2 increasing step counts >= 0", args.steps),
+        (not increasing(args.cg, 1), "--cg must be >= 2 increasing CG step counts >= 1", args.cg),
+        (not args.lr > 0, "--lr must be > 0", args.lr),
+        (not args.damping > 0, "--damping must be > 0", args.damping),
+        (not all(d > 0 for d in args.sweep), "--sweep must be dampings > 0", args.sweep),
+        (not 1 <= args.k < P, f"--k must be >= 1 and below P = {P}", args.k),
+        (args.seeds < 1, "--seeds must be >= 1", args.seeds),
+    ]
+    for failed, message, value in bad:
+        if failed:
+            p.error(f"{message}; got {value!r}")
+    return channels
 
 
 def main(argv=None) -> dict:
@@ -703,15 +745,7 @@ def main(argv=None) -> dict:
         "--seeds", type=int, default=3, help="training runs per network (seeds seed, seed + 1, ...)"
     )
     args = p.parse_args(argv)
-    q = args.quick
-    args.n = args.n or (QUICK["n"] if q else 256)
-    args.hidden = args.hidden or (QUICK["hidden"] if q else 16)
-    args.steps = _ints(args.steps) if args.steps else (QUICK["steps"] if q else (0, 10, 30, 100, 300, 600))
-    args.cg = _ints(args.cg)
-    args.sweep = (
-        _floats(args.sweep) if args.sweep is not None else (QUICK["sweep"] if q else (0.001, 0.1, 1.0))
-    )
-    channels = None if q or not args.channels else _ints(args.channels)
+    channels = settings(p, args)
     t0 = time.perf_counter()
     r = run(
         args.n,

@@ -148,3 +148,29 @@ def test_claims_read_the_rows_and_can_fail(j, field, name, value, seeds, phrase)
 
 def test_claims_fail_without_runs():
     assert not all(ca.claims({"cg": [10, 50], "networks": {}}).values())
+
+
+BAD_FLAGS = [
+    (["--n", "1"], "--n must be"),
+    (["--hidden", "0"], "--hidden must be"),
+    (["--channels", "4"], "--channels must be two"),
+    (["--steps", "0,30,10"], "--steps must be"),
+    (["--steps", "30"], "--steps must be"),
+    (["--steps", "0,x"], "--steps must be comma-separated ints"),
+    (["--cg", "10"], "--cg must be"),
+    (["--cg", "0,10"], "--cg must be"),
+    (["--lr", "0"], "--lr must be"),
+    (["--damping", "-1"], "--damping must be"),
+    (["--sweep", "0.1,0"], "--sweep must be"),
+    (["--k", "0"], "--k must be"),
+    (["--k", "100000"], "--k must be"),
+    (["--seeds", "0"], "--seeds must be"),
+]
+
+
+@pytest.mark.parametrize("flags, message", BAD_FLAGS, ids=[" ".join(f) for f, _ in BAD_FLAGS])
+def test_bad_options_are_refused_before_anything_runs(flags, message, capsys, tmp_path):
+    with pytest.raises(SystemExit) as stop:
+        ca.main(["--out", str(tmp_path), *flags])
+    assert stop.value.code == 2 and message in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # nothing ran, nothing written
