@@ -18,10 +18,12 @@ images (``Conv2D(8, 3x3, SAME)``, relu, ``AvgPool2D(2x2)``, ``Conv2D(16, 3x3, SA
    column ``rel`` is the largest relative difference between the two libraries' factors after the
    scaling that relates them (``kfac_jax_scaling``; tests/test_kfac_jax.py checks it in float64).
 2. Step: one training step on the same net and batch: ``fbackprop_step(net, loss, transformation)``
-   (the hand-written gradient, then any optax-style transformation: ``optax.sgd`` with momentum here;
-   ``FBACKPROP_STEPS`` lists the transformations) against ``kfac_jax.Optimizer.step`` with a fixed
-   learning rate, momentum and damping, its curvature estimated every step by ``--modes`` (its default
-   ``"ggn_curvature_prop"``: one Rademacher-projected backward pass; ``"ggn_exact"``: one per output),
+   (the hand-written gradient, then any optax-style transformation: ``optax.sgd`` with momentum, and
+   ``fb.kfac`` with kind exact or empirical, the same fixed rate, momentum and damping, its inverses
+   every step or every 10 steps; ``FBACKPROP_STEPS`` lists them) against ``kfac_jax.Optimizer.step``
+   with a fixed learning rate, momentum and damping, its curvature estimated every step by
+   ``--modes`` (its default ``"ggn_curvature_prop"``: one Rademacher-projected backward pass;
+   ``"ggn_exact"``: one per output),
    the inverses recomputed every step or every 10 steps; each timing is the mean of 10 consecutive
    steps (so it holds one inverse update of the second), each run carrying its own state.
 
@@ -380,8 +382,21 @@ def fbackprop_step(net: fb.Network, loss: str, transformation):
 
 # The fbackprop steps timed: label -> (net, loss) -> an optax-style transformation. The K-FAC optimizer
 # goes here when it exists (e.g. "fb.kfac": lambda net, loss: fb.kfac(net, loss, ...)).
+def _fb_kfac(kind: str, inverse_every: int):
+    """``fb.kfac`` configured as the kfac-jax rows are: fixed rate, momentum and damping."""
+    return lambda net, loss: fb.kfac(
+        net, loss, learning_rate=LEARNING_RATE, momentum=MOMENTUM, damping=DAMPING, adapt_damping=False,
+        kind=kind, inverse_every=inverse_every,
+    )  # fmt: skip
+
+
 FBACKPROP_STEPS = {
     "fb + optax.sgd": lambda net, loss: optax.sgd(LEARNING_RATE, momentum=MOMENTUM),
+    **{
+        f"fb.kfac {kind}, inverse every {t}": _fb_kfac(kind, t)
+        for kind in ("exact", "empirical")
+        for t in INVERSE_PERIODS
+    },
 }
 
 

@@ -119,7 +119,14 @@ def test_damping_follows_the_reduction_ratio():
     np.testing.assert_allclose(float(state.damping), want, rtol=1e-12)
 
 
-@pytest.mark.parametrize("kind", ["exact", "fisher", "empirical"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "exact",
+        pytest.param("fisher", marks=pytest.mark.slow),
+        pytest.param("empirical", marks=pytest.mark.slow),
+    ],
+)
 def test_trains_a_cnn_through_fb_train(kind):
     """fb.train with fb.kfac: every kind lowers the loss of a small CNN by half in 15 epochs, from each of
     three initialisations (a property with a wide margin, not a trajectory)."""
