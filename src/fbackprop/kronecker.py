@@ -36,6 +36,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import jax.scipy.linalg
 
 from . import losses as _losses
 from .layers.base import KFactors
@@ -266,15 +267,15 @@ def kfac_vp(factors: Any, v: Any) -> Any:
 
 
 def _damped_inverse(M: jax.Array, d) -> jax.Array:
-    """``(M + d I)^-1`` of a symmetric positive semidefinite ``M`` through its eigendecomposition."""
-    e, U = jnp.linalg.eigh(M)
-    return (U / (jnp.maximum(e, 0.0) + d)) @ U.T
+    """``(M + d I)^-1`` of a symmetric positive semidefinite ``M``, ``d > 0``, by a Cholesky factorisation."""
+    eye = jnp.eye(M.shape[0], dtype=M.dtype)
+    return jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(M + d * eye, lower=True), eye)
 
 
 def kfac_inverse(factors: Any, damping) -> Any:
-    """The damped inverse factors ``(A + pi sqrt(lam) I)^-1`` and ``(G + sqrt(lam)/pi I)^-1`` (Martens &
-    Grosse 2015, sec. 6.3: ``pi = sqrt((tr A / dim A) / (tr G / dim G))``, and 1 when a factor is
-    zero, a dead layer or a perfect fit, which keeps the inverse finite), for ``kfac_vp``.
+    """The damped inverse factors ``(A + pi sqrt(lam) I)^-1`` and ``(G + sqrt(lam)/pi I)^-1`` by Cholesky
+    factorisations (Martens & Grosse 2015, sec. 6.3: ``pi = sqrt((tr A / dim A) / (tr G / dim G))``, and
+    1 when a factor is zero, a dead layer or a perfect fit, which keeps the inverse finite), for ``kfac_vp``.
 
     Args:
         factors: ``fb.kfac_factors``' result.
