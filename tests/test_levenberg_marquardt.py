@@ -217,6 +217,7 @@ def test_auto_picks_by_shape():
     assert fb.optim.auto_solver(100_000, 100_000) == "cg"
 
 
+@pytest.mark.slow  # make test-slow: a subprocess with four host devices
 def test_data_parallel_over_four_devices_equals_one_device(tmp_path):
     """The batch sharded over 4 forced host devices: G, g and the GGN products are all-reduced sums,
     equal to one device's to rounding; the LM runs then agree to the conditioning of their solves."""

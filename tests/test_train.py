@@ -131,6 +131,7 @@ def test_repeated_calls_reuse_the_compiled_run():
     assert after.hits == before.hits + 1 and after.misses == before.misses
 
 
+@pytest.mark.slow  # make test-slow: a subprocess with four host devices
 def test_runs_sharded_over_four_devices_equal_one_device(tmp_path):
     """Four forced host devices (a separate process: the device count is fixed at JAX start-up)."""
     import os

@@ -4,6 +4,9 @@ Every quick run takes its ``--seed`` from the ``seed`` fixture, one of ``FBACKPR
 (tests/conftest.py; default ``0``): with ``FBACKPROP_SEEDS=0,1,2,3,4`` each experiment test that uses
 ``run_quick`` runs once per seed, so a claim that holds for one lucky seed only shows up as a failure
 (test ids ``[seed3]``).
+
+Every test that runs an experiment end to end (it takes ``run_quick``) is marked ``slow``: ``make
+test-slow`` (and CI) runs them, ``make test`` keeps the experiments' other tests.
 """
 
 import json
@@ -13,6 +16,13 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "experiments"))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every end-to-end experiment run (a test taking ``run_quick``) ``slow``."""
+    for item in items:
+        if "run_quick" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture
