@@ -37,6 +37,7 @@ MODULES = [
     "fbackprop.nets",
     "fbackprop.second_order",
     "fbackprop.kronecker",
+    "fbackprop.kronecker_products",
     "fbackprop.spectra",
     "fbackprop.train",
     "fbackprop.optim.gauss_newton",

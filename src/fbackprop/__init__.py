@@ -32,16 +32,8 @@ from .check import GradReport, compare, tolerance
 from .check_layer import LayerReport, check_layer
 from .curvature import fisher_vp, flatten, ggn, ggn_vp, hessian, hvp
 from .jacobian import as_matrix, jacobian, jacobian_gram
-from .kronecker import (
-    EKFactors,
-    ekfac_factors,
-    ekfac_inverse_vp,
-    ekfac_vp,
-    kfac_factors,
-    kfac_inverse,
-    kfac_inverse_vp,
-    kfac_vp,
-)
+from .kronecker import EKFactors, ekfac_factors, kfac_factors
+from .kronecker_products import ekfac_inverse_vp, ekfac_vp, kfac_inverse, kfac_inverse_vp, kfac_vp
 from .layers.base import KFactors
 from .layers.network import serial
 from .nets import Network, mlp

@@ -46,6 +46,7 @@ import jax.numpy as jnp
 
 from . import losses as _losses
 from .layers.network import Network, Params
+from .losses.registry import require_hessian_sqrt
 from .validate import as_int, cached_transformation, checked, require_layer_methods, require_network
 
 _ARGS = """
@@ -76,24 +77,6 @@ def chunk_option(chunk_size) -> int | None:
         ``None`` or a Python int.
     """
     return None if chunk_size is None else as_int(chunk_size, "chunk_size")
-
-
-def require_hessian_sqrt(loss: _losses.Loss, what: str) -> _losses.Loss:
-    """``loss``, refused (``TypeError``) when it has no ``hessian_sqrt`` (a user's loss may leave it out).
-
-    Args:
-        loss: a ``Loss``.
-        what: the call that needs it, for the message.
-
-    Returns:
-        ``loss``.
-    """
-    if loss.hessian_sqrt is None:
-        raise TypeError(
-            f"{what} needs the loss's hessian_sqrt (S_n with d2l_n/dyhat^2 = S_n S_n^T); loss {loss.name!r} "
-            "has none: give fb.losses.Loss a hessian_sqrt=(yhat, y) -> (N, n_out, n_out)"
-        )
-    return loss
 
 
 def _bool(value, name: str) -> bool:

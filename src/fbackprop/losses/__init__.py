@@ -19,7 +19,8 @@ The cost is the batch mean ``C = (1/N) sum_n l_n``, which is ``loss(yhat, y)``; 
 
 One file per concern: ``base`` (the ``Loss`` type, the target and ``yhat`` checks every loss
 shares), ``squared_error``, ``cross_entropy`` and ``binary_cross_entropy`` (each loss's math, its
-accepted target forms and its accuracy notes) and ``registry`` (``LOSSES`` and ``get``).
+accepted target forms and its accuracy notes) and ``registry`` (``LOSSES``, ``get``,
+``require_hessian_sqrt``).
 """
 
 from .base import Loss

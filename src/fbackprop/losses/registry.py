@@ -1,4 +1,5 @@
-"""The built-in losses by name: ``LOSSES`` and ``get``, which every ``(model, loss)`` function uses."""
+"""The built-in losses by name: ``LOSSES`` and ``get``, which every ``(model, loss)`` function uses;
+``require_hessian_sqrt`` for the functions that need a loss's ``hessian_sqrt``."""
 
 from __future__ import annotations
 
@@ -27,3 +28,21 @@ def get(loss: str | Loss) -> Loss:
     if isinstance(loss, str) and loss in LOSSES:
         return LOSSES[loss]
     raise ValueError(f"unknown loss {loss!r}; expected one of {sorted(LOSSES)} or an fbackprop.losses.Loss")
+
+
+def require_hessian_sqrt(loss: Loss, what: str) -> Loss:
+    """``loss``, refused (``TypeError``) when it has no ``hessian_sqrt`` (a user's loss may leave it out).
+
+    Args:
+        loss: a ``Loss``.
+        what: the call that needs it, for the message.
+
+    Returns:
+        ``loss``.
+    """
+    if loss.hessian_sqrt is None:
+        raise TypeError(
+            f"{what} needs the loss's hessian_sqrt (S_n with d2l_n/dyhat^2 = S_n S_n^T); loss {loss.name!r} "
+            "has none: give fb.losses.Loss a hessian_sqrt=(yhat, y) -> (N, n_out, n_out)"
+        )
+    return loss

@@ -32,7 +32,8 @@ import jax.numpy as jnp
 import optax
 
 from .. import losses as _losses
-from ..kronecker import factors_at, kfac_inverse, kfac_options, kfac_vp
+from ..kronecker import factors_at, kfac_options
+from ..kronecker_products import kfac_inverse, kfac_vp
 from ..layers.base import KFactors
 from ..options import as_float, as_int
 from ..spectra import check_key
