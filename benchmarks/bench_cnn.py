@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from timing import block, timed_rounds
+from timing import block, max_rel, problem, timed_rounds
 
 import fbackprop as fb
 
@@ -77,21 +77,6 @@ def cnn(input_shape, channels: int, hidden: int | None) -> fb.Network:
         L.Dense(CLASSES),
         input_shape=input_shape,
     )
-
-
-def problem(net: fb.Network, batch: int, dtype, seed: int = 0):
-    """Params, images ``(batch, *input_shape)`` and integer labels (from NumPy: nothing small to compile)."""
-    params = net.init(jax.random.key(seed), dtype)
-    rng = np.random.default_rng(seed)
-    x = jnp.asarray(rng.standard_normal((batch, *net.input_shape)), dtype)
-    labels = jnp.asarray(rng.integers(0, CLASSES, batch), jnp.int32)
-    return params, x, labels
-
-
-def max_rel(a, b) -> float:
-    """``max |a - b| / max(max |a|, max |b|)`` (fb.compare's definition), of flat arrays, in NumPy."""
-    a, b = np.ravel(np.asarray(a, np.float64)), np.ravel(np.asarray(b, np.float64))
-    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(a)), np.max(np.abs(b)), 1e-300))
 
 
 def compiled(fn, *args):

@@ -44,7 +44,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from timing import block, timed_rounds
+from timing import block, max_rel, problem, timed_rounds
 
 import fbackprop as fb
 
@@ -275,22 +275,6 @@ def small_cnn(input_shape=(8, 8, 1), channels=(8, 16)) -> fb.Network:
 
 NETS = {"mlp": lambda: digits_mlp(), "cnn": lambda: small_cnn()}
 QUICK_NETS = {"mlp": lambda: digits_mlp((8, 6, CLASSES)), "cnn": lambda: small_cnn((4, 4, 1), (2, 3))}
-
-
-def problem(net: fb.Network, batch: int, dtype=jnp.float32, seed: int = 0):
-    """Params, inputs ``(batch, *input_shape)`` ``N(0, 1)`` and integer labels (from NumPy)."""
-    params = net.init(jax.random.key(seed), dtype)
-    rng = np.random.default_rng(seed)
-    x = jnp.asarray(rng.standard_normal((batch, *net.input_shape)), dtype)
-    labels = jnp.asarray(rng.integers(0, CLASSES, batch), jnp.int32)
-    return params, x, labels
-
-
-def max_rel(a, b) -> float:
-    """``max |a - b| / max(max |a|, max |b|)`` over every leaf, in NumPy float64."""
-    a = np.concatenate([np.ravel(np.asarray(t, np.float64)) for t in jax.tree.leaves(a)])
-    b = np.concatenate([np.ravel(np.asarray(t, np.float64)) for t in jax.tree.leaves(b)])
-    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(a)), np.max(np.abs(b)), 1e-300))
 
 
 def compiled(fn, *args):
