@@ -26,6 +26,7 @@ MODULES = [
     "fbackprop.data",
     "fbackprop.jacobian",
     "fbackprop.layers.activation",
+    "fbackprop.layers.autodiff",
     "fbackprop.layers.conv2d",
     "fbackprop.layers.dense",
     "fbackprop.layers.flatten",
@@ -40,10 +41,13 @@ MODULES = [
     "fbackprop.kronecker_products",
     "fbackprop.spectra",
     "fbackprop.train",
+    "fbackprop.optim.damping",
     "fbackprop.optim.gauss_newton",
     "fbackprop.optim.hessian_free",
     "fbackprop.optim.least_squares",
     "fbackprop.optim.levenberg_marquardt",
+    "fbackprop.optim.line_search",
+    "fbackprop.optim.solves",
 ]
 NEEDS_SKLEARN = {"fbackprop.data.digits", "fbackprop.data.breast_cancer"}
 

@@ -205,7 +205,7 @@ def test_bad_options_are_named():
     with pytest.raises(ValueError, match=r"mu must lie in \(0.0, inf\]; got 0.0"):
         fb.levenberg_marquardt(net, p, x, y, mu=0.0)
     with pytest.raises(TypeError, match="needs an fbackprop Network"):
-        fb.levenberg_marquardt(net.apply, p, x, y)
+        fb.levenberg_marquardt("net", p, x, y)  # an apply(params, x) callable is taken (autodiff)
     with pytest.raises(ValueError, match="y has 2 rows but x has 3"):
         fb.levenberg_marquardt(net, p, x, y[:2])
 

@@ -172,6 +172,14 @@ def _check_entry(want, got, path: str, name, mlp_desc=None) -> None:
             raise ValueError(f"params{path} must be a dict with keys {sorted(want)}; got {keys}")
         for key in sorted(want):
             _check_entry(want[key], got[key], f"{path}['{key}']", name, mlp_desc)
+    elif not isinstance(want, jax.ShapeDtypeStruct):  # another pytree (an Equinox module, say)
+        if jax.tree.structure(got) != jax.tree.structure(want):
+            raise ValueError(
+                f"params{path} must have the tree structure {jax.tree.structure(want)}; "
+                f"got {jax.tree.structure(got)}"
+            )
+        for i, (w, g) in enumerate(zip(jax.tree.leaves(want), jax.tree.leaves(got))):
+            _check_entry(w, g, f"{path} leaf {i}", name, mlp_desc)
     elif tuple(jnp.shape(got)) != tuple(want.shape):
         raise ValueError(
             f"params{path} has shape {tuple(jnp.shape(got))} but {owner()} needs {tuple(want.shape)}: "

@@ -5,6 +5,8 @@ case (``cases.py``: the runner, how to add one).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -21,7 +23,7 @@ APPLY = NET.apply
 P_NAN = ({"W": with_nan(P[0]["W"], (1, 0)), "b": P[0]["b"]}, P[1])
 LM = fb.levenberg_marquardt
 INTS = jnp.arange(3)
-ALT = r"fb\.least_squares\(residual, params\)"
+MODEL = r".*\(a Flax module's apply, an Equinox model's call\); got "
 
 CASES: list[Case] = []
 
@@ -201,17 +203,27 @@ CASES += [
         r"params\[0\]\['W'\] holds 1 non-finite value",
     ),
     Case(
-        "lm apply",
-        lambda: LM(APPLY, P, X, Y),
+        "lm model neither network nor callable",
+        lambda: LM("mlp", P, X, Y),
         TypeError,
-        r"fb\.levenberg_marquardt is hand-written .*got <bound method.*" + ALT,
+        r"fb\.levenberg_marquardt needs an fbackprop Network \(fb\.mlp, fb\.serial\) or an apply\(params, x\)"
+        + MODEL,
+    ),
+    Case(
+        "lm apply with an unbatched x",
+        lambda: LM(APPLY, P, X[0], Y),
+        ValueError,
+        r"x must be a batch \(N, \*in_shape\), one example per leading row, .*; got shape \(2,\)",
     ),
 ]
 
 # --- newton, gauss_newton, hessian_free ------------------------------------------------------------
 CASES += [
     Case(
-        "newton apply", lambda: fb.newton(APPLY, P, X, Y), TypeError, r"^fb\.newton is hand-written .*" + ALT
+        "newton model 3",
+        lambda: fb.newton(3, P, X, Y),
+        TypeError,
+        r"^fb\.newton needs an fbackprop Network" + MODEL,
     ),
     Case(
         "newton solver",
@@ -220,10 +232,10 @@ CASES += [
         r"fb\.newton always uses the exact Hessian .*no solver option \(got solver='cg'\)",
     ),
     Case(
-        "gn apply",
-        lambda: fb.gauss_newton(APPLY, P, X, Y),
+        "gn model None",
+        lambda: fb.gauss_newton(None, P, X, Y),
         TypeError,
-        r"^fb\.gauss_newton is hand-written .*" + ALT,
+        r"^fb\.gauss_newton needs an fbackprop Network" + MODEL,
     ),
     Case(
         "gn max_steps=0",
@@ -247,10 +259,10 @@ CASES += [
         "gn x nan", lambda: fb.gauss_newton(NET, P, with_nan(X), Y), ValueError, r"x holds 1 non-finite value"
     ),
     Case(
-        "hf apply",
-        lambda: fb.hessian_free(APPLY, P, X, Y),
+        "hf model a dict",
+        lambda: fb.hessian_free({}, P, X, Y),
         TypeError,
-        r"^fb\.hessian_free is hand-written .*" + ALT,
+        r"^fb\.hessian_free needs an fbackprop Network" + MODEL,
     ),
     Case(
         "hf cg_iters=0",
@@ -410,6 +422,100 @@ CASES += [
     ),
     Case(
         "kfac: key=0", lambda: fb.kfac(NET, "squared_error", kind="fisher", key=0), TypeError, r"key must be"
+    ),
+]
+
+
+# --- the parts: solve parts, damping rules ----------------------------------------------------------
+NORMED_P = NORMED.init(jax.random.key(0))
+
+
+class NoPairRule(NamedTuple):
+    def accept(self, decreased, rho):
+        return decreased
+
+    def update(self, mu, nu, rho, accepted):
+        return mu
+
+
+CASES += [
+    Case(
+        "lm damping rule with mu_dec beside it",
+        lambda: LM(NET, P, X, Y, damping=fb.optim.Marquardt(), mu_dec=0.5),
+        ValueError,
+        r"mu_dec and mu_inc belong to the damping rule: give them to it \(e\.g\. fb\.optim\.Marquardt\(",
+    ),
+    Case(
+        "lm nielsen with mu_inc",
+        lambda: LM(NET, P, X, Y, damping="nielsen", mu_inc=3.0),
+        ValueError,
+        r"damping='nielsen' has no mu_dec or mu_inc .*got mu_dec=0\.1, mu_inc=3\.0",
+    ),
+    Case(
+        "lm Marquardt(mu_dec=2)",
+        lambda: LM(NET, P, X, Y, damping=fb.optim.Marquardt(mu_dec=2.0)),
+        ValueError,
+        r"Marquardt\.mu_dec must lie in \(0\.0, 1\.0\)",
+    ),
+    Case(
+        "lm TrustRegion(rho_accept=-1)",
+        lambda: LM(NET, P, X, Y, damping=fb.optim.TrustRegion(rho_accept=-1.0)),
+        ValueError,
+        r"TrustRegion\.rho_accept must lie in \[0\.0",
+    ),
+    Case(
+        "lm damping rule returning one value",
+        lambda: LM(NET, P, X, Y, damping=NoPairRule()),
+        TypeError,
+        r"NoPairRule\.update\(mu, nu, rho, accepted\) must return a pair of real scalars",
+    ),
+    Case(
+        "lm damping an int",
+        lambda: LM(NET, P, X, Y, damping=3),
+        TypeError,
+        r"damping must be one of \['marquardt', 'nielsen', 'trust_region'\] or a damping rule with accept",
+    ),
+    Case(
+        "lm CG part with cg_tol beside it",
+        lambda: LM(NET, P, X, Y, solver=fb.optim.CG(), cg_tol=1e-3),
+        ValueError,
+        r"cg_tol belong to the solve part: give them to it",
+    ),
+    Case(
+        "lm CG(maxiter=0)",
+        lambda: LM(NET, P, X, Y, solver=fb.optim.CG(maxiter=0)),
+        ValueError,
+        r"CG\.maxiter must be an integer from 1",
+    ),
+    Case(
+        "lm solver an int",
+        lambda: LM(NET, P, X, Y, solver=3),
+        TypeError,
+        r"solver must be one of .* or a solve part with linearize\(pb, theta\) and solve\(pb, lin, mu\)",
+    ),
+    Case(
+        "lm KFAC with marquardt scaling",
+        lambda: LM(NET, P, X, Y, solver=fb.optim.KFAC(), scaling="marquardt"),
+        ValueError,
+        r"solver=fb\.optim\.KFAC\(\) damps with the identity .*scaling must be 'identity'; got 'marquardt'",
+    ),
+    Case(
+        "lm KFAC on a LayerNorm",
+        lambda: LM(NORMED, NORMED_P, X, Y, solver=fb.optim.KFAC()),
+        TypeError,
+        r"fb\.levenberg_marquardt\(solver=fb\.optim\.KFAC\(\)\) needs kfac_factors on every layer",
+    ),
+    Case(
+        "lm KFAC(kind='fisher')",
+        lambda: LM(NET, P, X, Y, solver=fb.optim.KFAC(kind="fisher")),
+        ValueError,
+        r"KFAC\.kind must be one of \['exact', 'empirical'\]; got 'fisher'",
+    ),
+    Case(
+        "lm a solve part with curvature='hessian'",
+        lambda: LM(NET, P, X, Y, solver=fb.optim.Dense(), curvature="hessian"),
+        ValueError,
+        r"curvature='hessian' is the solve part fb\.optim\.Newton\(\)",
     ),
 ]
 

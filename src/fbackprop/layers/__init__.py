@@ -3,6 +3,7 @@ readouts), and the combinators that walk them (``Serial``, ``Residual``). The pr
 follows, so that you can write your own, is in ``fbackprop.layers.base``."""
 
 from .activation import Activation
+from .autodiff import Autodiff
 from .conv2d import Conv2D
 from .dense import Dense
 from .flatten import Flatten
@@ -13,4 +14,4 @@ from .residual import Residual
 from .serial import Serial
 
 __all__ = ["Activation", "AvgPool2D", "Conv2D", "Dense", "Flatten", "LayerNorm", "MaxPool2D", "Network"]
-__all__ += ["Residual", "Serial"]
+__all__ += ["Autodiff", "Residual", "Serial"]

@@ -7,24 +7,62 @@ that may be traced (an outer ``jax.jit`` over ``goal``, say) are checked only wh
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..validate import as_float, as_int, check_call, check_choice, check_finite, check_val, require_network
-
-#: What to call instead when an optimizer is given a Flax/Equinox ``apply`` rather than a Network.
-ALTERNATIVE = (
-    "fb.least_squares(residual, params), Levenberg-Marquardt for any residual function "
-    "and params pytree (e.g. residual = lambda p: apply(p, x) - y for squared error)"
+from ..validate import (
+    as_float,
+    as_int,
+    check_call,
+    check_choice,
+    check_finite,
+    check_val,
+    is_network,
+    params_dtype,
 )
 
 
-def network(model: Any, what: str):
-    """``model`` as a Network, or a TypeError that names ``what`` and the generic entry point."""
-    return require_network(model, what, ALTERNATIVE)
+def model(model: Any, params: Any, x: Any, what: str) -> tuple:
+    """An fbackprop Network as it is, or any ``apply(params, x)`` as a one-layer network of autodiff.
+
+    Args:
+        model: a ``Network``, or a callable ``(params, x: (N, *in_shape)) -> (N, n_out)`` (a Flax
+            module's ``apply``, an Equinox model's call) over any params pytree.
+        params: the starting params.
+        x: the inputs (for ``in_shape``).
+        what: the caller, for the messages.
+
+    Returns:
+        ``(net, params, unwrap)``: for a callable, ``net = fb.serial(fb.layers.Autodiff.of(model,
+        params), input_shape=x.shape[1:])``, its params ``(params,)`` and ``unwrap`` taking them back.
+    """
+    from ..layers.autodiff import Autodiff
+    from ..layers.network import serial
+
+    if is_network(model):
+        return model, params, lambda p: p
+    if not callable(model):
+        raise TypeError(
+            f"{what} needs an fbackprop Network (fb.mlp, fb.serial) or an apply(params, x) callable (a Flax "
+            f"module's apply, an Equinox model's call); got {model!r}"
+        )
+    shape = np.shape(x)
+    if len(shape) < 2:
+        raise ValueError(
+            f"x must be a batch (N, *in_shape), one example per leading row, for a model given as "
+            f"apply(params, x); got shape {shape}"
+        )
+    net = serial(Autodiff.of(model, params), input_shape=shape[1:])
+    return net, (params,), lambda p: p[0]
+
+
+def unwrapped(result, unwrap):
+    """A result (``LMResult``) with its params taken back to the caller's structure."""
+    return result._replace(params=unwrap(result.params))
 
 
 def real(value: Any, name: str, **bounds) -> Any:
@@ -64,11 +102,18 @@ def stopping(goal: Any, min_grad: Any, max_steps: Any) -> tuple:
     )
 
 
-def damping_options(damping: str, mu: Any, mu_dec: Any, mu_inc: Any, mu_max: Any) -> tuple:
-    """The damping rule's name, ``mu > 0``, ``0 < mu_dec < 1 < mu_inc`` and ``mu <= mu_max``."""
-    from .damping import DAMPINGS
+def damping_options(
+    damping: Any, mu: Any, mu_dec: Any, mu_inc: Any, mu_max: Any, params: Any = None
+) -> tuple:
+    """The damping part and its range: ``(rule, mu, mu_max)`` with ``mu > 0`` and ``mu <= mu_max``.
 
-    check_choice(damping, "damping", DAMPINGS)
+    ``damping`` is a name (``"marquardt"``, ``"nielsen"``, ``"trust_region"``), built with ``mu_dec``
+    and ``mu_inc`` (``0 < mu_dec < 1 < mu_inc``), or a rule object (``damping.py``), which carries its
+    own constants: ``mu_dec``/``mu_inc`` beside it, or beside ``"nielsen"`` (which has none), are refused.
+    A rule object is traced once on scalars of the params' dtype (``damping.check_rule``).
+    """
+    from .damping import DAMPINGS, Marquardt, Nielsen, TrustRegion, check_rule, is_rule
+
     mu = real(mu, "mu", minimum=0.0, open_min=True)
     mu_max = real(mu_max, "mu_max", minimum=0.0, open_min=True, finite=False)
     if not isinstance(mu, jax.core.Tracer) and not isinstance(mu_max, jax.core.Tracer) and mu > mu_max:
@@ -76,9 +121,43 @@ def damping_options(damping: str, mu: Any, mu_dec: Any, mu_inc: Any, mu_max: Any
             f"mu must not exceed mu_max (the run would stop before its first step); "
             f"got mu={mu}, mu_max={mu_max}"
         )
-    mu_dec = open_interval(mu_dec, "mu_dec", 0.0, 1.0, "it multiplies mu after an accepted step")
-    mu_inc = open_interval(mu_inc, "mu_inc", 1.0, np.inf, "it multiplies mu after a rejected step")
-    return mu, mu_dec, mu_inc, mu_max
+    if isinstance(damping, str) or not is_rule(damping):
+        if not isinstance(damping, str):
+            raise TypeError(
+                f"damping must be one of {list(DAMPINGS)} or a damping rule with accept(decreased, rho) "
+                f"and update(mu, nu, rho, accepted) (fb.optim.Marquardt, Nielsen, TrustRegion, or one's "
+                f"own); got {damping!r}"
+            )
+        check_choice(damping, "damping", tuple(DAMPINGS))
+        mu_dec = open_interval(mu_dec, "mu_dec", 0.0, 1.0, "it multiplies mu after an accepted step")
+        mu_inc = open_interval(mu_inc, "mu_inc", 1.0, np.inf, "it multiplies mu after a rejected step")
+        if damping == "nielsen":
+            if (mu_dec, mu_inc) != DEFAULT_FACTORS:
+                raise ValueError(
+                    f"damping='nielsen' has no mu_dec or mu_inc (its factors follow the gain ratio; Nielsen "
+                    f"1999): leave them at their defaults; got mu_dec={mu_dec}, mu_inc={mu_inc}"
+                )
+            return Nielsen(), mu, mu_max
+        return DAMPINGS[damping](mu_dec, mu_inc), mu, mu_max
+    if (as_float(mu_dec, "mu_dec"), as_float(mu_inc, "mu_inc")) != DEFAULT_FACTORS:
+        raise ValueError(
+            f"mu_dec and mu_inc belong to the damping rule: give them to it (e.g. "
+            f"fb.optim.Marquardt(mu_dec=0.5, mu_inc=5.0)), not beside damping={damping!r}; "
+            f"got mu_dec={mu_dec}, mu_inc={mu_inc}"
+        )
+    if isinstance(damping, (Marquardt, TrustRegion)):
+        name = type(damping).__name__
+        open_interval(damping.mu_dec, f"{name}.mu_dec", 0.0, 1.0, "it multiplies mu after a success")
+        open_interval(damping.mu_inc, f"{name}.mu_inc", 1.0, np.inf, "it multiplies mu after a failure")
+        if isinstance(damping, TrustRegion):
+            as_float(damping.rho_accept, "TrustRegion.rho_accept", minimum=0.0)
+    dtype = params_dtype(params) if params is not None else None
+    check_rule(damping, dtype or jnp.float32)
+    return damping, mu, mu_max
+
+
+#: ``mu_dec`` and ``mu_inc``'s defaults (Marquardt 1963; MATLAB ``trainlm``).
+DEFAULT_FACTORS = (0.1, 10.0)
 
 
 def data(net, loss, params, x, y) -> tuple[jax.Array, jax.Array]:
@@ -109,3 +188,91 @@ def nonfinite_start(params, loss0, grad0, val0=float("nan")) -> str:
     return (
         f"the loss is not finite at the start; no step was taken (at the start: {', '.join(parts)}). {where}"
     )
+
+
+#: The flat options of ``levenberg_marquardt`` that belong to a solve part, with their defaults.
+FLAT_DEFAULTS = {"chunk_size": 1024, "cg_tol": 1e-8, "cg_maxiter": None}
+
+
+def solve_part(solver, curvature: str, scaling: str, flat: dict, n_rows: int, n_params: int, itemsize: int):
+    """The solve part ``levenberg_marquardt``'s options ask for, checked.
+
+    Args:
+        solver: a name of ``SOLVES``, ``"auto"`` or a solve part (an object with ``linearize`` and ``solve``).
+        curvature: ``"ggn"`` or ``"hessian"`` (then ``Newton()``).
+        scaling: ``"identity"`` or ``"marquardt"``.
+        flat: the flat options ``chunk_size``, ``cg_tol``, ``cg_maxiter`` as given.
+        n_rows: ``N n_out`` (for ``"auto"``).
+        n_params: P.
+        itemsize: bytes per number.
+
+    Returns:
+        A solve part.
+
+    Raises:
+        TypeError, ValueError: naming the option, what was expected and what came.
+    """
+    from .solves import CG, KFAC, SOLVES, Accumulate, Newton, auto_solver, is_solve
+
+    if not isinstance(solver, str):
+        if not is_solve(solver):
+            raise TypeError(
+                f"solver must be one of {list(SOLVES) + ['auto']} or a solve part with linearize(pb, theta) "
+                f"and solve(pb, lin, mu) (fb.optim.Dense, Accumulate, CG, Dual, KFAC); got {solver!r}"
+            )
+        given = {k: v for k, v in flat.items() if v is not FLAT_DEFAULTS[k] and v != FLAT_DEFAULTS[k]}
+        if given:
+            raise ValueError(
+                f"{', '.join(given)} belong to the solve part: give them to it (e.g. fb.optim.CG(tol=1e-10, "
+                f"maxiter=50), fb.optim.Accumulate(chunk_size=256)), not beside solver={solver!r}"
+            )
+        if curvature == "hessian":
+            raise ValueError(
+                f"curvature='hessian' is the solve part fb.optim.Newton(): pass solver=fb.optim.Newton() or "
+                f"solver='dense' with curvature='hessian', not solver={solver!r}"
+            )
+        part = _checked(solver)
+    else:
+        check_choice(solver, "solver", tuple(SOLVES) + ("auto",))
+        if curvature == "hessian" and solver not in ("auto", "dense"):
+            raise ValueError(
+                f"curvature='hessian' (damped Newton) forms the Hessian and solves densely: solver must be "
+                f"'dense' or 'auto'; got {solver!r}"
+            )
+        chunk_size = as_int(flat["chunk_size"], "chunk_size")
+        cg_tol = as_float(flat["cg_tol"], "cg_tol", minimum=0.0)
+        maxiter = None if flat["cg_maxiter"] is None else as_int(flat["cg_maxiter"], "cg_maxiter")
+        if curvature == "hessian":
+            return Newton()
+        name = auto_solver(n_rows, n_params, itemsize) if solver == "auto" else solver
+        part = {
+            "accumulate": Accumulate(chunk_size),
+            "cg": CG(cg_tol, maxiter, chunk_size),
+        }.get(name) or SOLVES[name]()
+    if isinstance(part, KFAC) and scaling != "identity":
+        raise ValueError(
+            f"solver=fb.optim.KFAC() damps with the identity (Martens & Grosse's factored damping): "
+            f"scaling must be 'identity'; got {scaling!r}"
+        )
+    return part
+
+
+def _checked(part):
+    """A built-in part's own options, checked (a user's part is taken as it is)."""
+    from .solves import CG, KFAC, Accumulate
+
+    name = type(part).__name__
+    if isinstance(part, (Accumulate, CG)):
+        part = dataclasses.replace(part, chunk_size=as_int(part.chunk_size, f"{name}.chunk_size"))
+    if isinstance(part, CG):
+        maxiter = None if part.maxiter is None else as_int(part.maxiter, "CG.maxiter")
+        part = dataclasses.replace(part, tol=as_float(part.tol, "CG.tol", minimum=0.0), maxiter=maxiter)
+    if isinstance(part, KFAC):
+        check_choice(part.kind, "KFAC.kind", ("exact", "empirical"))
+    try:
+        hash(part)
+    except TypeError as err:
+        raise TypeError(
+            f"a solve part must be hashable (it keys the compiled program); got {name}: {err}"
+        ) from None
+    return part

@@ -22,22 +22,16 @@ from jax.flatten_util import ravel_pytree
 
 from .. import losses as _losses
 from ..backprop import forward
+from ..status import MESSAGES as STATUS
+from ..status import Status
 from ..validate import as_int
 from . import _options as O
 from . import solvers as S
-from .levenberg_marquardt import (
-    GOAL,
-    LINE_SEARCH,
-    MAX_STEPS,
-    MIN_GRAD,
-    NONFINITE_START,
-    STATUS,
-    LMHistory,
-    LMResult,
-    _like,
-)
-from .lm_loop import start_is_finite
+from .levenberg_marquardt import LMResult
+from .line_search import Backtracking
+from .loop import Step, Stop, iterate, start
 
+LINE_SEARCH = Status.LINE_SEARCH
 __all__ = ["gauss_newton", "LINE_SEARCH", "STATUS"]
 
 
@@ -57,7 +51,8 @@ def gauss_newton(
     """Train ``net`` by undamped Gauss-Newton with a backtracking (Armijo) line search.
 
     Args:
-        net: an fbackprop ``Network``. For a Flax/Equinox ``apply`` use ``fb.least_squares``.
+        net: an fbackprop ``Network``, or any model ``apply(params, x)`` (Flax, Equinox; its
+            derivatives from autodiff, as ``levenberg_marquardt``'s).
         params: the starting params (their dtype is the computation's dtype).
         x: inputs ``(N, n_in)``.
         y: targets ``(N, n_out)`` (``(N,)`` for one output; integer labels for cross-entropy).
@@ -84,69 +79,59 @@ def gauss_newton(
         >>> r.history.loss.shape[0] >= 1, r.params[0]["W"].shape
         (True, (3, 2))
     """
-    net, loss = O.network(net, "fb.gauss_newton"), _losses.get(loss)
+    net, params, unwrap = O.model(net, params, x, "fb.gauss_newton")
+    loss = _losses.get(loss)
     goal, min_grad, max_steps = O.stopping(goal, min_grad, max_steps)
     armijo = O.open_interval(armijo, "armijo", 0.0, 1.0, "the sufficient-decrease constant")
     max_halvings = as_int(max_halvings, "max_halvings", minimum=0)
     x, y = O.data(net, loss, params, x, y)
-    theta, unflatten = ravel_pytree(params)
-    run = _compiled(net, loss, max_steps, max_halvings)
-    theta, hist, status, k = run(
-        theta, x, y, *(jnp.asarray(v, theta.dtype) for v in (goal, min_grad, armijo))
+    search = Backtracking(factor=0.5, armijo=armijo, max_steps=max_halvings)
+    dtype = O.params_dtype(params)
+    goal, min_grad = (jnp.asarray(v, dtype) for v in (goal, min_grad))
+    return O.unwrapped(
+        LMResult(*_compiled(net, loss, max_steps, search)(params, x, y, goal, min_grad)), unwrap
     )
-    return LMResult(unflatten(theta), hist, status, k)
+
+
+def gn_step(E, linearize, search: Backtracking):
+    """One Gauss-Newton iteration as a ``State -> Step`` function: ``G delta = -g`` (least squares,
+    minimum norm), then the line search along ``delta``; a failed search stops the run.
+
+    Args:
+        E: ``theta -> `` the summed cost.
+        linearize: ``theta -> solvers.Normal`` (``G``, ``g``).
+        search: the line-search part.
+
+    Returns:
+        ``step(state) -> Step``.
+    """
+
+    def step(s):
+        delta = jnp.linalg.lstsq(s.lin.G, -s.lin.g)[0]
+        alpha, E_t, ok = search.search(
+            lambda a: E(s.theta + a * delta), s.E, s.lin.g @ delta, E(s.theta + delta)
+        )
+        theta, E_k = jnp.where(ok, s.theta + alpha * delta, s.theta), jnp.where(ok, E_t, s.E)
+        lin = jax.lax.cond(ok, lambda: linearize(theta), lambda: s.lin)
+        return Step(theta, E_k, lin, s.mu, s.nu, ok, alpha, stuck=~ok)
+
+    return step
 
 
 @functools.lru_cache(maxsize=32)
-def _compiled(net, loss, max_steps, max_halvings):
-    def run(theta0, x, y, goal, min_grad, armijo):
-        n = x.shape[0]
-        unflatten = ravel_pytree(_like(net, theta0))[1]
-        pb = S.Problem(net, loss, x, y, unflatten, False, n, 0.0, 1)
-        E = lambda t: jnp.sum(loss.value(forward(net, unflatten(t), x)[0], y)).astype(theta0.dtype)
-        nan = jnp.full(max_steps + 1, jnp.nan, theta0.dtype)
-
-        def record(h, k, E_k, alpha, accepted, g):
-            return LMHistory(
-                h.loss.at[k].set(E_k / n),
-                h.mu.at[k].set(alpha),
-                h.accepted.at[k].set(accepted),
-                h.grad_norm.at[k].set(jnp.linalg.norm(g) / n),
-                h.val_loss,
-            )
-
-        def stopping(k, E_k, g):
-            return jnp.select(
-                [E_k / n <= goal, jnp.linalg.norm(g) / n <= min_grad, k >= max_steps],
-                [int(GOAL), int(MIN_GRAD), int(MAX_STEPS)],
-                0,
-            ).astype(jnp.int32)
-
-        def body(s):
-            theta, E_k, lin, k, _, hist = s
-            delta = jnp.linalg.lstsq(lin.G, -lin.g)[0]
-            slope = lin.g @ delta
-
-            def halve(c):
-                alpha, E_t = c
-                return alpha / 2, E(theta + (alpha / 2) * delta)
-
-            fails = lambda c: ~(c[1] <= E_k + armijo * c[0] * slope) & (c[0] > 2.0**-max_halvings)
-            alpha, E_t = jax.lax.while_loop(fails, halve, (jnp.asarray(1.0, theta.dtype), E(theta + delta)))
-            ok = (E_t <= E_k + armijo * alpha * slope) & jnp.isfinite(E_t)
-            theta, E_k = jnp.where(ok, theta + alpha * delta, theta), jnp.where(ok, E_t, E_k)
-            lin = jax.lax.cond(ok, lambda: S.linearize_dense(pb, theta), lambda: lin)
-            hist = record(hist, k + 1, E_k, alpha, ok.astype(theta.dtype), lin.g)
-            status = jnp.where(ok, stopping(k + 1, E_k, lin.g), int(LINE_SEARCH)).astype(jnp.int32)
-            return theta, E_k, lin, k + 1, status, hist
-
-        lin0, E0 = S.linearize_dense(pb, theta0), E(theta0)
-        hist = record(LMHistory(nan, nan, nan, nan, nan), 0, E0, jnp.nan, 1.0, lin0.g)
-        status0 = jnp.where(
-            start_is_finite(E0, lin0.g), stopping(jnp.int32(0), E0, lin0.g), int(NONFINITE_START)
-        )
-        state = (theta0, E0, lin0, jnp.int32(0), status0.astype(jnp.int32), hist)
-        theta, _, _, k, status, hist = jax.lax.while_loop(lambda s: s[4] == 0, body, state)
-        return theta, hist, status, k
+def _compiled(net, loss, max_steps, search):
+    def run(params, x, y, goal, min_grad):
+        theta0, unflatten = ravel_pytree(params)
+        n, dtype = x.shape[0], theta0.dtype
+        pb = S.Problem(
+            net=net, loss=loss, x=x, y=y, unflatten=unflatten, scale_d=False,
+            chunk_size=n, cg_tol=0.0, cg_maxiter=1,
+        )  # fmt: skip
+        E = lambda t: jnp.sum(loss.value(forward(net, unflatten(t), x)[0], y)).astype(dtype)
+        stop = Stop(goal, min_grad, max_steps)
+        nan = jnp.asarray(jnp.nan, dtype)
+        state = start(theta0, E(theta0), S.linearize_dense(pb, theta0), nan, stop, n)
+        s = iterate(gn_step(E, lambda t: S.linearize_dense(pb, t), search), state, stop, n)
+        return unflatten(s.theta), s.history, s.status, s.k, s.mu
 
     return jax.jit(run)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -33,16 +34,15 @@ from ..second_order import diag_core
 from ..spectra import check_key
 from ..validate import as_int
 from . import _options as O
-from .levenberg_marquardt import (
-    GOAL,
-    MAX_STEPS,
-    MIN_GRAD,
-    NONFINITE_START,
-    LMHistory,
-    LMResult,
-    _like,
-)
-from .lm_loop import start_is_finite
+from .damping import TrustRegion
+from .levenberg_marquardt import LMResult
+from .line_search import Backtracking
+from .loop import Step, Stop, iterate, start
+
+#: Hessian-free's damping of ``lam`` (Martens 2010): the trust-region thresholds with 2/3 and 3/2.
+HF_DAMPING = TrustRegion(mu_dec=2.0 / 3.0, mu_inc=1.5)
+#: Its line search along the chosen CG iterate: ``alpha *= 0.8`` until Armijo's test with c = 1e-2.
+HF_SEARCH = Backtracking(factor=0.8, armijo=1e-2, max_steps=60)
 
 
 def checkpoints(cg_iters: int) -> tuple[int, ...]:
@@ -79,7 +79,8 @@ def hessian_free(
     """Train ``net`` by Hessian-free optimisation (Martens 2010; module docstring).
 
     Args:
-        net: an fbackprop ``Network``. For a Flax/Equinox ``apply`` use ``fb.least_squares``.
+        net: an fbackprop ``Network``, or any model ``apply(params, x)`` (Flax, Equinox; its
+            derivatives from autodiff, as ``levenberg_marquardt``'s).
         params: the starting params (their dtype is the computation's dtype).
         x: inputs ``(N, n_in)``.
         y: targets ``(N, n_out)`` (``(N,)`` for one output; integer labels for cross-entropy).
@@ -108,7 +109,8 @@ def hessian_free(
         >>> r.params[0]["W"].shape
         (3, 2)
     """
-    net, loss = O.network(net, "fb.hessian_free"), _losses.get(loss)
+    net, params, unwrap = O.model(net, params, x, "fb.hessian_free")
+    loss = _losses.get(loss)
     goal, min_grad, max_steps = O.stopping(goal, min_grad, max_steps)
     cg_iters = as_int(cg_iters, "cg_iters")
     lam = O.real(lam, "lam", minimum=0.0, open_min=True)
@@ -118,12 +120,10 @@ def hessian_free(
     x, y = O.data(net, loss, params, x, y)
     n = x.shape[0]
     batch_size = n if batch_size is None else as_int(batch_size, "batch_size", minimum=1, maximum=n)
-    theta, unflatten = ravel_pytree(params)
     run = _compiled(net, loss, max_steps, cg_iters, batch_size, precondition)
-    theta, hist, status, k = run(
-        theta, x, y, key, *(jnp.asarray(v, theta.dtype) for v in (lam, decay, goal, min_grad))
-    )
-    return LMResult(unflatten(theta), hist, status, k)
+    dtype = O.params_dtype(params)
+    result = LMResult(*run(params, x, y, key, *(jnp.asarray(v, dtype) for v in (lam, decay, goal, min_grad))))
+    return O.unwrapped(result, unwrap)
 
 
 def _cg(Bv, b, x0, precond, cg_iters: int, keep: tuple[int, ...]):
@@ -173,20 +173,28 @@ def _cg(Bv, b, x0, precond, cg_iters: int, keep: tuple[int, ...]):
     return kept, x
 
 
+class HFPoint(NamedTuple):
+    """What Hessian-free carries about the current point: the gradient of C ``(P,)``, the last CG
+    solution (the next warm start) and the mini-batch key."""
+
+    g: jax.Array
+    prev: jax.Array
+    key: jax.Array
+
+
 @functools.lru_cache(maxsize=32)
 def _compiled(net, loss, max_steps, cg_iters, batch_size, precondition):
     keep = checkpoints(cg_iters)
 
-    def run(theta0, x, y, key, lam0, decay, goal, min_grad):
+    def run(params, x, y, key, lam0, decay, goal, min_grad):
+        theta0, unflatten = ravel_pytree(params)
         n = x.shape[0]
-        unflatten = ravel_pytree(_like(net, theta0))[1]
         apply = lambda t, xx: forward(net, unflatten(t), xx)[0]
         C = lambda t: jnp.mean(loss.value(apply(t, x), y)).astype(theta0.dtype)
-        nan = jnp.full(max_steps + 1, jnp.nan, theta0.dtype)
 
-        def body(s):
-            theta, C_k, g, prev, lam, key, k, _, hist = s
-            key, sub = jax.random.split(key)
+        def step(s):
+            theta, C_k, g, lam = s.theta, s.E, s.lin.g, s.mu
+            key, sub = jax.random.split(s.lin.key)
             idx = jax.random.choice(sub, n, (batch_size,), replace=False) if batch_size < n else jnp.arange(n)
             xb, yb = x[idx], y[idx]
             yhat, pullback = jax.vjp(lambda t: apply(t, xb), theta)
@@ -198,65 +206,26 @@ def _compiled(net, loss, max_steps, cg_iters, batch_size, precondition):
                 precond = lambda r: r / m
             else:
                 precond = lambda r: r
-            kept, last = _cg(lambda v: Gv(v) + lam * v, -g, decay * prev, precond, cg_iters, keep)
+            kept, last = _cg(lambda v: Gv(v) + lam * v, -g, decay * s.lin.prev, precond, cg_iters, keep)
             costs = jax.vmap(lambda d: C(theta + d))(kept)
             costs = jnp.where(jnp.isfinite(costs), costs, jnp.inf)
             delta = kept[jnp.argmin(costs)]
             C_d = jnp.min(costs)
             predicted = g @ delta + 0.5 * delta @ Gv(delta)
             rho = jnp.where(predicted < 0, (C_d - C_k) / predicted, -jnp.inf)
-            lam = jnp.where(rho < 0.25, lam * 1.5, jnp.where(rho > 0.75, lam * (2.0 / 3.0), lam))
+            lam, nu = HF_DAMPING.update(lam, s.nu, rho, True)  # the step is the line search's to refuse
             slope = g @ delta
-
-            def shrink(c):
-                return c[0] * 0.8, C(theta + c[0] * 0.8 * delta)
-
-            armijo = lambda a, Ca: Ca <= C_k + 1e-2 * a * slope
-            alpha, C_a = jax.lax.while_loop(
-                lambda c: ~armijo(*c) & (c[0] > 0.8**60), shrink, (jnp.asarray(1.0, theta.dtype), C_d)
-            )
-            ok = armijo(alpha, C_a) & jnp.isfinite(C_a) & (slope < 0)
+            alpha, C_a, ok = HF_SEARCH.search(lambda a: C(theta + a * delta), C_k, slope, C_d)
+            ok = ok & (slope < 0)
             theta, C_k = jnp.where(ok, theta + alpha * delta, theta), jnp.where(ok, C_a, C_k)
             g = jax.lax.cond(ok, lambda: jax.grad(C)(theta), lambda: g)
-            hist = LMHistory(
-                hist.loss.at[k + 1].set(C_k),
-                hist.mu.at[k + 1].set(lam),
-                hist.accepted.at[k + 1].set(ok.astype(C_k.dtype)),
-                hist.grad_norm.at[k + 1].set(jnp.linalg.norm(g)),
-                hist.val_loss,
-            )
-            status = jnp.select(
-                [C_k <= goal, jnp.linalg.norm(g) <= min_grad, k + 1 >= max_steps],
-                [int(GOAL), int(MIN_GRAD), int(MAX_STEPS)],
-                0,
-            )
-            return (
-                theta,
-                C_k,
-                g,
-                jnp.where(ok, last, jnp.zeros_like(last)),
-                lam,
-                key,
-                k + 1,
-                status.astype(jnp.int32),
-                hist,
-            )
+            point = HFPoint(g, jnp.where(ok, last, jnp.zeros_like(last)), key)
+            return Step(theta, C_k, point, lam, nu, ok, lam)
 
         C0, g0 = jax.value_and_grad(C)(theta0)
-        hist = LMHistory(
-            nan.at[0].set(C0),
-            nan.at[0].set(lam0),
-            nan.at[0].set(1.0),
-            nan.at[0].set(jnp.linalg.norm(g0)),
-            nan,
-        )
-        status0 = jnp.select(
-            [~start_is_finite(C0, g0), C0 <= goal, jnp.linalg.norm(g0) <= min_grad],
-            [int(NONFINITE_START), int(GOAL), int(MIN_GRAD)],
-            0,
-        ).astype(jnp.int32)
-        state = (theta0, C0, g0, jnp.zeros_like(theta0), lam0, key, jnp.int32(0), status0, hist)
-        theta, _, _, _, _, _, k, status, hist = jax.lax.while_loop(lambda s: s[7] == 0, body, state)
-        return theta, hist, status, k
+        stop = Stop(goal, min_grad, max_steps)
+        state = start(theta0, C0, HFPoint(g0, jnp.zeros_like(theta0), key), lam0, stop, 1)
+        s = iterate(step, state, stop, 1)
+        return unflatten(s.theta), s.history, s.status, s.k, s.mu
 
     return jax.jit(run)

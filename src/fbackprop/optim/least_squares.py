@@ -24,9 +24,8 @@ from jax.flatten_util import ravel_pytree
 from ..validate import check_choice, check_finite, params_dtype
 from . import _options as O
 from . import solvers as S
-from .damping import Damping
-from .levenberg_marquardt import SCALINGS, LMResult
-from .lm_loop import _scalars, lm_loop
+from .levenberg_marquardt import SCALINGS, LMResult, _scalars
+from .lm_loop import lm_run
 
 
 def residual_rows(shape: tuple) -> int:
@@ -62,7 +61,8 @@ def least_squares(
             ``apply(params, x) - y``), computed in the params' dtype (cast to it if not).
         params: the starting point, any pytree of floating arrays of one dtype (a Flax or Equinox
             model's parameters work).
-        damping: ``"marquardt"`` (default), ``"nielsen"`` or ``"trust_region"`` (``damping.py``).
+        damping: ``"marquardt"`` (default), ``"nielsen"``, ``"trust_region"`` or a damping rule
+            (``fb.optim.Marquardt(...)``, ``Nielsen()``, ``TrustRegion(...)`` or one of one's own).
         scaling: ``"identity"`` (``D = I``, default) or ``"marquardt"`` (``D``: running max of diag J^T J).
         mu: the starting damping, > 0 (default 1e-3).
         mu_dec: the factor on ``mu`` after an accepted step, in (0, 1) (default 0.1).
@@ -91,10 +91,10 @@ def least_squares(
     if not callable(residual):
         raise TypeError(f"residual must be a callable params -> residual array; got {residual!r}")
     check_choice(scaling, "scaling", SCALINGS)
-    mu, mu_dec, mu_inc, mu_max = O.damping_options(damping, mu, mu_dec, mu_inc, mu_max)
-    goal, min_grad, max_steps = O.stopping(goal, min_grad, max_steps)
     if params_dtype(params) is None:
         raise ValueError(f"params must hold at least one floating array; got {params!r}")
+    rule, mu, mu_max = O.damping_options(damping, mu, mu_dec, mu_inc, mu_max, params)
+    goal, min_grad, max_steps = O.stopping(goal, min_grad, max_steps)
     check_finite(params, "params")
     r0 = jax.eval_shape(residual, params)
     if not isinstance(r0, jax.ShapeDtypeStruct):
@@ -103,7 +103,7 @@ def least_squares(
         raise TypeError(f"residual(params) must return a floating array; it returned {r0.dtype}")
     if r0.size == 0:
         raise ValueError(f"residual(params) returned an empty array of shape {r0.shape}; nothing to fit")
-    config = (Damping(damping, mu_dec, mu_inc), scaling == "marquardt", max_steps)
+    config = (rule, scaling == "marquardt", max_steps)
     try:
         program = _compiled(residual, config)
     except TypeError:  # an unhashable callable: compiled for this call
@@ -128,20 +128,10 @@ def _compiled(residual, config):
             d = jnp.maximum(jnp.diag(G), jnp.finfo(t.dtype).tiny) if scale_d else jnp.ones_like(t)
             return S.Normal(G, jnp.matmul(J.T, e, precision=S.HIGHEST), d)
 
-        loop = lm_loop(
-            lambda t: 0.5 * jnp.sum(r(t) ** 2),
-            linearize,
-            S.solve_normal,
-            lambda t: jnp.asarray(jnp.nan, t.dtype),
-            damping,
-            max_steps,
-            n,
-            False,
-            scale_d,
+        loop = lm_run(
+            lambda t: 0.5 * jnp.sum(r(t) ** 2), linearize, S.solve_normal, damping, scale_d, n, max_steps
         )
-        theta, hist, status, k = loop(
-            theta0, *_scalars(theta0.dtype, mu0, mu_max, goal, min_grad), jnp.int32(1)
-        )
-        return LMResult(unflatten(theta), hist, status, k)
+        st = loop(theta0, *_scalars(theta0.dtype, mu0, mu_max, goal, min_grad), jnp.int32(1))
+        return LMResult(unflatten(st.theta), st.history, st.status, st.k, st.mu)
 
     return jax.jit(run)

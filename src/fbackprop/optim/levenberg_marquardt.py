@@ -25,8 +25,10 @@ stops at once with ``NONFINITE_START``, the params unchanged.
 Dtypes: the params' dtype is the computation's dtype; ``x`` and ``y`` are cast to it and the loop
 state (``mu``, the history, ``E``) is held in it.
 
-This module checks the arguments and builds the program; the loop itself (trial, acceptance,
-stopping, history) is ``lm_loop.py``, shared with ``least_squares``.
+This module checks the arguments and assembles the parts: a solve part (``solves.py``), a damping
+rule (``damping.py``), the trial step (``lm_loop.py``, shared with ``newton`` and ``least_squares``)
+and the package's one loop (``loop.py``: the named state, the stopping record, the history). The
+result's ``mu`` is the damping for the next trial, so a run continues with ``mu=result.mu``.
 
 The call works inside ``jax.jit`` and under ``jax.vmap`` over params (many seeds in one program;
 the loop then runs until the slowest seed stops, and each run keeps its own history and status).
@@ -44,13 +46,15 @@ from jax.flatten_util import ravel_pytree
 
 from .. import losses as _losses
 from ..backprop import forward
+from ..kronecker import kfac_options
+from ..sharding import shard_batch
 from ..status import MESSAGES, Status
-from ..train import shard_batch
-from ..validate import as_float, as_int, check_choice
+from ..validate import as_int, check_choice
 from . import _options as O
 from . import solvers as S
-from .damping import Damping
-from .lm_loop import LMHistory, _reporter, _scalars, lm_loop
+from .lm_loop import lm_run
+from .loop import LMHistory, reporter
+from .solves import auto_solver  # noqa: F401 (fb.optim's)
 
 # The package's status codes (``fb.status``), under the names this module has always exported.
 MAX_STEPS, GOAL, MIN_GRAD, MU_MAX = Status.MAX_STEPS, Status.GOAL, Status.MIN_GRAD, Status.MU_MAX
@@ -69,12 +73,15 @@ class LMResult(NamedTuple):
         history: an ``LMHistory``.
         status: ``int32`` code of ``fb.status.Status`` (``MESSAGES[int(status)]`` says why it stopped).
         iterations: ``int32``, the number of iterations run (trial steps, accepted or not).
+        mu: the damping the next trial would use (``lam`` for Hessian-free; NaN for the undamped
+            Gauss-Newton): pass it as ``mu=`` (``lam=``) with the final params to continue the run.
     """
 
     params: Any
     history: LMHistory
     status: jax.Array
     iterations: jax.Array
+    mu: jax.Array
 
     @property
     def message(self) -> str:
@@ -87,27 +94,6 @@ class LMResult(NamedTuple):
             f"{MESSAGES[int(self.status)]} after {int(self.iterations)} iterations ({taken} steps accepted); "
             f"loss {float(self.history.loss[0]):.3e} -> {float(self.history.loss[int(self.iterations)]):.3e}"
         )
-
-
-def auto_solver(n_rows: int, n_params: int, itemsize: int = 8) -> str:
-    """The linear solver ``solver="auto"`` picks for a problem's size.
-
-    Args:
-        n_rows: the number of residuals ``M = N n_out``.
-        n_params: the number of parameters P.
-        itemsize: bytes per number (8 for float64, 4 for float32).
-
-    Returns:
-        ``"dual"`` when there are fewer residuals than params and ``M <= 4096`` (their square
-        fits), ``"dense"`` when ``J`` fits in 256 MB and ``P <= 4096``, ``"accumulate"`` when only
-        ``G`` fits, ``"cg"`` beyond.
-    """
-    n_rows, n_params = as_int(n_rows, "n_rows"), as_int(n_params, "n_params")
-    if n_rows < n_params and n_rows <= 4096:
-        return "dual"
-    if n_params <= 4096:
-        return "dense" if n_rows * n_params * itemsize <= 2**28 else "accumulate"
-    return "cg"
 
 
 def levenberg_marquardt(
@@ -141,8 +127,10 @@ def levenberg_marquardt(
     One compiled loop (module docstring); every option is checked here, before compiling.
 
     Args:
-        net: an fbackprop ``Network`` (``fb.mlp``). For a Flax/Equinox ``apply`` use
-            ``fb.least_squares(residual, params)``.
+        net: an fbackprop ``Network`` (``fb.mlp``, ``fb.serial``: the hand-written passes), or any
+            model ``apply(params, x) -> (N, n_out)`` over any params pytree (a Flax module's ``apply``,
+            an Equinox model's call): its Jacobian and curvature then come from autodiff
+            (``fb.layers.Autodiff``); define it once, so that the compiled program is reused.
         params: the starting params, the tuple of ``{"W": (fan_out, fan_in), "b": (fan_out,)}``; their
             dtype is the computation's dtype.
         x: inputs ``(N, n_in)``.
@@ -151,14 +139,20 @@ def levenberg_marquardt(
         solver: how ``(G + mu D) delta = -g`` is solved: ``"dense"`` (J formed, Cholesky),
             ``"accumulate"`` (G summed over chunks of examples; Wilamowski & Yu 2010), ``"cg"``
             (matrix-free conjugate gradients), ``"dual"`` (an ``N n_out``-square system, for fewer
-            residuals than params) or ``"auto"`` (default; ``auto_solver``).
+            residuals than params), ``"auto"`` (default; ``auto_solver``), or a solve part with its
+            own options (``fb.optim.Dense()``, ``Accumulate(chunk_size)``, ``CG(tol, maxiter)``,
+            ``Dual()``, ``KFAC()``: K-FAC's Kronecker-factored ``G``; ``fbackprop.optim.solves``).
         damping: how ``mu`` answers a trial: ``"marquardt"`` (default; Marquardt 1963), ``"nielsen"``
-            (Nielsen 1999) or ``"trust_region"`` (gain-ratio thresholds, as MINPACK; Moré 1978).
+            (Nielsen 1999), ``"trust_region"`` (gain-ratio thresholds, as MINPACK; Moré 1978), or a
+            damping rule: ``fb.optim.Marquardt(mu_dec, mu_inc)``, ``Nielsen()``,
+            ``TrustRegion(mu_dec, mu_inc, rho_accept)``, or any object with ``accept(decreased, rho)``
+            and ``update(mu, nu, rho, accepted)`` (``fbackprop.optim.damping``).
         scaling: ``D = I`` (``"identity"``, default) or the running maximum of ``diag(G)``
             (``"marquardt"``; Marquardt 1963, Moré 1978).
-        mu: the starting damping, > 0 (default 1e-3).
-        mu_dec: ``mu`` is multiplied by it after an accepted step, in (0, 1) (default 0.1).
-        mu_inc: ``mu`` is multiplied by it after a rejected step, > 1 (default 10).
+        mu: the starting damping, > 0 (default 1e-3); a previous run's ``result.mu`` continues it.
+        mu_dec: ``mu`` is multiplied by it after an accepted step, in (0, 1) (default 0.1; for a
+            damping given by name, ``"marquardt"`` or ``"trust_region"``).
+        mu_inc: ``mu`` is multiplied by it after a rejected step, > 1 (default 10; as ``mu_dec``).
         mu_max: the run stops (``MU_MAX``) when ``mu`` exceeds it; >= ``mu`` (default 1e10).
         max_steps: the most trial steps, an integer >= 1 (default 1000).
         goal: stop (``GOAL``) once ``C <= goal``; >= 0 (default 0).
@@ -168,9 +162,11 @@ def levenberg_marquardt(
             validation loss, and returns the params with the lowest one.
         max_fail: an integer >= 1 (default 6; MATLAB ``trainlm``'s).
         chunk_size: examples per chunk for ``"accumulate"`` and the exact GGN diagonal of
-            ``"cg"`` with Marquardt scaling, an integer >= 1 (default 1024).
-        cg_tol: the relative residual at which ``"cg"`` stops, >= 0 (default 1e-8).
-        cg_maxiter: the most CG iterations per solve, an integer >= 1, or ``None`` (default) for 10 P.
+            ``"cg"`` with Marquardt scaling, an integer >= 1 (default 1024; ``Accumulate.chunk_size``,
+            ``CG.chunk_size`` when a part is given).
+        cg_tol: the relative residual at which ``"cg"`` stops, >= 0 (default 1e-8; ``CG.tol``).
+        cg_maxiter: the most CG iterations per solve, an integer >= 1, or ``None`` (default) for 10 P
+            (``CG.maxiter``).
         data_parallel: shard the batch over the local devices (the sums over examples in ``G``
             and ``g`` become all-reduces); default ``False``.
         curvature: ``"ggn"`` (default) or ``"hessian"``: the exact Hessian of ``E`` in place of
@@ -180,7 +176,7 @@ def levenberg_marquardt(
             default ``False`` (no host round trip).
 
     Returns:
-        ``LMResult(params, history, status, iterations)``: ``history.loss[k]`` is the batch-mean
+        ``LMResult(params, history, status, iterations, mu)``: ``history.loss[k]`` is the batch-mean
         cost ``C = E / N`` after iteration k (entry 0: the start), ``status`` a ``fb.status.Status``
         code, ``message`` the reason in words.
 
@@ -194,8 +190,9 @@ def levenberg_marquardt(
         >>> r.params[0]["W"].shape, isinstance(r.message, str)
         ((3, 2), True)
     """
-    net, loss = O.network(net, "fb.levenberg_marquardt"), _losses.get(loss)
-    return _run(
+    net, params, unwrap = O.model(net, params, x, "fb.levenberg_marquardt")
+    loss = _losses.get(loss)
+    result = _run(
         net,
         loss,
         params,
@@ -220,6 +217,7 @@ def levenberg_marquardt(
         curvature=curvature,
         progress=progress,
     )
+    return O.unwrapped(result, unwrap)
 
 
 def _run(
@@ -248,82 +246,70 @@ def _run(
     curvature,
     progress,
 ) -> LMResult:
-    check_choice(solver, "solver", S.SOLVERS + ("auto",))
     check_choice(scaling, "scaling", SCALINGS)
     check_choice(curvature, "curvature", CURVATURES)
-    if curvature == "hessian" and solver not in ("auto", "dense"):
-        raise ValueError(
-            f"curvature='hessian' (damped Newton) forms the Hessian and solves densely: solver must be "
-            f"'dense' or 'auto'; got {solver!r}"
-        )
-    mu, mu_dec, mu_inc, mu_max = O.damping_options(damping, mu, mu_dec, mu_inc, mu_max)
+    rule, mu, mu_max = O.damping_options(damping, mu, mu_dec, mu_inc, mu_max, params)
     goal, min_grad, max_steps = O.stopping(goal, min_grad, max_steps)
-    max_fail, chunk_size = as_int(max_fail, "max_fail"), as_int(chunk_size, "chunk_size")
-    cg_tol = as_float(cg_tol, "cg_tol", minimum=0.0)
-    cg_maxiter = None if cg_maxiter is None else as_int(cg_maxiter, "cg_maxiter")
-    data_parallel, report = O.flag(data_parallel, "data_parallel"), _reporter(progress)
+    max_fail = as_int(max_fail, "max_fail")
+    data_parallel, report = O.flag(data_parallel, "data_parallel"), reporter(progress)
     x, y = O.data(net, loss, params, x, y)
     val = O.validation(net, loss, params, val)
-    P = net.n_params
-    solver = auto_solver(x.shape[0] * net.n_out, P, x.dtype.itemsize) if solver == "auto" else solver
+    flat = {"chunk_size": chunk_size, "cg_tol": cg_tol, "cg_maxiter": cg_maxiter}
+    part = O.solve_part(
+        solver, curvature, scaling, flat, x.shape[0] * net.n_out, net.n_params, x.dtype.itemsize
+    )
+    if part.name == "kfac":
+        kfac_options(net, loss, part.kind, 1, "fb.levenberg_marquardt(solver=fb.optim.KFAC())")
     if data_parallel:
         x, y = shard_batch(x, y)
-    config = (
-        solver if curvature == "ggn" else "newton",
-        Damping(damping, mu_dec, mu_inc),
-        scaling == "marquardt",
-        max_steps,
-        chunk_size,
-        cg_tol,
-        cg_maxiter or 10 * P,
-        val is not None,
-        report,
-    )
-    params, hist, status, k = _compiled(net, loss, config)(
+    config = _Config(part, rule, scaling == "marquardt", max_steps, val is not None, report)
+    params, hist, status, k, mu_next = _compiled(net, loss, config)(
         params, x, y, val if val is not None else (x, y), mu, mu_max, goal, min_grad, max_fail
     )
-    return LMResult(params, hist, status, k)
+    return LMResult(params, hist, status, k, mu_next)
+
+
+class _Config(NamedTuple):
+    """What the compiled program is specialised on (hashable: it keys the cache)."""
+
+    solve: Any  # the solve part
+    damping: Any  # the damping part
+    scale_d: bool
+    max_steps: int
+    has_val: bool
+    report: Callable | None
 
 
 @functools.lru_cache(maxsize=64)
-def _compiled(net, loss, config):
-    solver, damping, scale_d, max_steps, chunk_size, cg_tol, cg_maxiter, has_val, report = config
-    linearize = {
-        "dense": S.linearize_dense,
-        "accumulate": S.linearize_accumulate,
-        "cg": S.linearize_cg,
-        "dual": S.linearize_dual,
-        "newton": S.linearize_newton,
-    }[solver]
-    solve = {"cg": S.solve_cg, "dual": S.solve_dual}.get(solver, lambda pb, lin, mu: S.solve_normal(lin, mu))
-
+def _compiled(net, loss, config: _Config):
     def run(params, x, y, val, mu0, mu_max, goal, min_grad, max_fail):
         theta0, unflatten = ravel_pytree(params)  # inside the program: no per-call dispatch
-        pb = S.Problem(net, loss, x, y, unflatten, scale_d, chunk_size, cg_tol, cg_maxiter)
+        pb = S.Problem(
+            net=net, loss=loss, x=x, y=y, unflatten=unflatten, scale_d=config.scale_d,
+            chunk_size=1024, cg_tol=1e-8, cg_maxiter=10 * theta0.size,
+        )  # fmt: skip
         cost = lambda t, xx, yy: jnp.sum(loss.value(forward(net, unflatten(t), xx)[0], yy))  # E = N C
-        val_loss = (
-            (lambda t: cost(t, *val) / val[0].shape[0])
-            if has_val
-            else (lambda t: jnp.asarray(jnp.nan, t.dtype))
-        )
-        loop = lm_loop(
+        val_loss = (lambda t: cost(t, *val) / val[0].shape[0]) if config.has_val else None
+        part = config.solve
+        loop = lm_run(
             lambda t: cost(t, x, y),
-            lambda t: linearize(pb, t),
-            lambda lin, mu: solve(pb, lin, mu),
-            val_loss,
-            damping,
-            max_steps,
+            lambda t: part.linearize(pb, t),
+            lambda lin, mu: part.solve(pb, lin, mu),
+            config.damping,
+            config.scale_d,
             x.shape[0],
-            has_val,
-            scale_d,
-            report,
+            config.max_steps,
+            val_loss,
+            config.report,
         )
-        theta, hist, status, k = loop(
-            theta0, *_scalars(theta0.dtype, mu0, mu_max, goal, min_grad), jnp.int32(max_fail)
-        )
-        return unflatten(theta), hist, status, k
+        s = loop(theta0, *_scalars(theta0.dtype, mu0, mu_max, goal, min_grad), jnp.int32(max_fail))
+        return unflatten(s.theta), s.history, s.status, s.k, s.mu
 
     return jax.jit(run)
+
+
+def _scalars(dtype, *values):
+    return tuple(jnp.asarray(v, dtype) for v in values)
 
 
 def newton(net, params, x, y, **options) -> LMResult:
@@ -334,7 +320,8 @@ def newton(net, params, x, y, **options) -> LMResult:
     the damped Hessian is positive definite (Levenberg 1944's damping of Newton's method).
 
     Args:
-        net: an fbackprop ``Network``. For a Flax/Equinox ``apply`` use ``fb.least_squares``.
+        net: an fbackprop ``Network``, or any model ``apply(params, x)`` (Flax, Equinox; its
+            derivatives from autodiff, as ``levenberg_marquardt``'s).
         params: the initial parameters, a tuple of ``{"W", "b"}`` dicts.
         x: ``(N, n_in)`` inputs.
         y: ``(N, n_out)`` targets (or labels ``(N,)`` for cross_entropy).
@@ -351,16 +338,12 @@ def newton(net, params, x, y, **options) -> LMResult:
         >>> r.params[1]["b"].shape
         (1,)
     """
-    net = O.network(net, "fb.newton")
+    net, params, unwrap = O.model(net, params, x, "fb.newton")
     fixed = sorted(set(options) & {"solver", "curvature"})
     if fixed:
         raise TypeError(
             f"fb.newton always uses the exact Hessian with the dense solve; it takes no "
             f"{' or '.join(fixed)} option (got {', '.join(f'{k}={options[k]!r}' for k in fixed)})"
         )
-    return levenberg_marquardt(net, params, x, y, **{**options, "curvature": "hessian", "solver": "dense"})
-
-
-def _like(net, theta):
-    """A params pytree of ``net``'s shapes in ``theta``'s dtype (for unflattening inside the program)."""
-    return jax.tree.map(lambda leaf: jnp.zeros(leaf.shape, theta.dtype), net.param_shapes)
+    result = levenberg_marquardt(net, params, x, y, **{**options, "curvature": "hessian", "solver": "dense"})
+    return O.unwrapped(result, unwrap)

@@ -1,0 +1,67 @@
+"""The solve parts: each equals the string option it stands for, options live on the part, and the
+K-FAC solve equals its closed form."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.flatten_util import ravel_pytree
+
+import fbackprop as fb
+from fbackprop.optim import solvers as S
+
+
+def _sine(n=30):
+    net = fb.mlp([1, 5, 1], activation="tanh")
+    x, y = fb.data.sine(n, dtype=np.float64)
+    return net, net.init(jax.random.key(0), jnp.float64), x, y
+
+
+@pytest.mark.parametrize(
+    "name, part, flat",
+    [
+        ("dense", fb.optim.Dense(), {}),
+        ("accumulate", fb.optim.Accumulate(chunk_size=7), {"chunk_size": 7}),
+        ("cg", fb.optim.CG(tol=1e-12, maxiter=40), {"cg_tol": 1e-12, "cg_maxiter": 40}),
+        ("dual", fb.optim.Dual(), {}),
+    ],
+)
+def test_a_part_runs_exactly_as_its_name_and_flat_options(name, part, flat):
+    net, p, x, y = _sine(12 if name == "dual" else 30)  # dual: fewer residuals than params
+    a = fb.levenberg_marquardt(net, p, x, y, solver=name, max_steps=12, **flat)
+    b = fb.levenberg_marquardt(net, p, x, y, solver=part, max_steps=12)
+    np.testing.assert_array_equal(a.history.loss, b.history.loss)
+
+
+def test_newton_is_curvature_hessian():
+    net, p, x, y = _sine()
+    a = fb.newton(net, p, x, y, max_steps=8)
+    b = fb.levenberg_marquardt(net, p, x, y, solver="dense", curvature="hessian", max_steps=8)
+    np.testing.assert_array_equal(a.history.loss, b.history.loss)
+
+
+def test_the_kfac_solve_is_the_damped_kronecker_inverse_and_the_exact_model_decrease():
+    net = fb.mlp([3, 4, 2], activation="tanh")
+    p = net.init(jax.random.key(1), jnp.float64)
+    x = jax.random.normal(jax.random.key(2), (9, 3))
+    y = jax.random.normal(jax.random.key(3), (9, 2))
+    theta, unflatten = ravel_pytree(p)
+    loss = fb.losses.get("squared_error")
+    pb = S.Problem(net, loss, x, y, unflatten, False, 9, 0.0, 1)
+    part, mu = fb.optim.KFAC(), 0.3
+    lin = part.linearize(pb, theta)
+    delta, predicted = part.solve(pb, lin, mu)
+    f = fb.kfac_factors(net, "squared_error")(p, x, y)
+    want = ravel_pytree(fb.kfac_inverse_vp(f, unflatten(-lin.g / 9), mu / 9))[0]
+    np.testing.assert_allclose(delta, want, rtol=1e-12)
+    dense = S.linearize_dense(pb, theta)  # the exact G and g
+    np.testing.assert_allclose(lin.g, dense.g, rtol=1e-12)
+    exact = -(dense.g @ delta + 0.5 * delta @ dense.G @ delta)
+    np.testing.assert_allclose(predicted, exact, rtol=1e-12)
+
+
+def test_levenberg_marquardt_with_the_kfac_solve_fits_and_never_raises_the_loss():
+    net, p, x, y = _sine(40)
+    r = fb.levenberg_marquardt(net, p, x, y, solver=fb.optim.KFAC(), max_steps=60)
+    loss = np.asarray(r.history.loss[: int(r.iterations) + 1])
+    assert np.all(np.diff(loss) <= 0) and loss[-1] < 0.1 * loss[0]
