@@ -14,6 +14,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import bench_kfac  # noqa: E402
+import kfac_entries  # noqa: E402
 
 pytestmark = pytest.mark.slow  # in make test-slow: make test keeps to its ten-minute budget
 
@@ -95,7 +96,7 @@ def test_fbackprop_step_hands_the_batch_to_the_transformation():
 
     net = bench_kfac.digits_mlp((4, 3, bench_kfac.CLASSES))
     params, x, labels = bench_kfac.problem(net, 5)
-    init, step = bench_kfac.fbackprop_step(
+    init, step = kfac_entries.fbackprop_step(
         net, "cross_entropy", optax.GradientTransformationExtraArgs(lambda p: optax.EmptyState(), update)
     )
     new, _, C = step(params, init(params), x, labels)

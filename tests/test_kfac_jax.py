@@ -1,7 +1,7 @@
 """fbackprop's K-FAC factors (``fb.kfac_factors``) against kfac-jax's for the same network, data and
 convention, float64 (runs only where kfac-jax is installed: ``pip install -e '.[bench]'``).
 
-The network is handed to kfac-jax as a function it traces (``benchmarks/bench_kfac.py``:
+The network is handed to kfac-jax as a function it traces (``benchmarks/kfac_entries.py``:
 ``kfac_jax_params``, ``kfac_jax_loss``): the same params with a dense ``W`` transposed to
 ``(n_in, n_out)`` and a convolution's to HWIO, the layers written as ``x @ W + b`` and
 ``lax.conv_general_dilated + b`` (registered by kfac-jax's graph matcher), the loss registered with
@@ -53,9 +53,9 @@ from fbackprop import layers as L  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-import bench_kfac  # noqa: E402
+import kfac_entries  # noqa: E402
 
-kfac_jax = bench_kfac.import_kfac_jax()
+kfac_jax = kfac_entries.import_kfac_jax()
 
 MLP = fb.mlp([3, 5, 4], activation="tanh")
 CNN = fb.serial(
@@ -95,8 +95,8 @@ def _data(net, loss):
 
 def _kfac_jax(net, loss, mode, params, x, y, weight=0.5):
     """kfac-jax's estimator, its state after one update (jitted) and its factors per layer."""
-    est = kfac_jax.BlockDiagonalCurvature(bench_kfac.kfac_jax_loss(kfac_jax, net, loss, weight))
-    kp, key = bench_kfac.kfac_jax_params(net, params), jax.random.key(7)
+    est = kfac_jax.BlockDiagonalCurvature(kfac_entries.kfac_jax_loss(kfac_jax, net, loss, weight))
+    kp, key = kfac_entries.kfac_jax_params(net, params), jax.random.key(7)
     state = est.init(key, (kp, (x, y)), None, None)
     update = jax.jit(
         lambda s, kp, x, y: est.update_curvature_matrix_estimate(
@@ -104,7 +104,7 @@ def _kfac_jax(net, loss, mode, params, x, y, weight=0.5):
         )
     )
     new = update(state, kp, x, y)
-    return est, new, bench_kfac.read_factors(est, new, kp)
+    return est, new, kfac_entries.read_factors(est, new, kp)
 
 
 def _kj_to_fb_order(W_shape) -> np.ndarray:
@@ -122,7 +122,7 @@ def test_factors_agree_with_kfac_jax(net_name, loss, kind, mode):
     params, x, y = _data(net, loss)
     ours = fb.kfac_factors(net, loss, kind=kind)(params, x, y)
     est, state, theirs = _kfac_jax(net, loss, mode, params, x, y)
-    scale = bench_kfac.kfac_jax_scaling(net, mode, N)
+    scale = kfac_entries.kfac_jax_scaling(net, mode, N)
     index = est.params_block_index
     assert len(ours) == len(theirs) == len(scale) == len(est.blocks)
     for l, (f, (A_kj, G_kj), (a, g), theta) in enumerate(zip(ours, theirs, scale, params)):
@@ -139,8 +139,8 @@ def test_factors_agree_with_kfac_jax(net_name, loss, kind, mode):
 def test_conv_positions_scale_A():
     """The scaling is not vacuous: the CNN's convolutions have T = 16 and 4 positions, and kfac-jax's
     empirical G is 1/N of fbackprop's."""
-    assert bench_kfac.kfac_jax_scaling(CNN, "ggn_exact", N) == ((16.0, 1.0), (4.0, 1.0), (1.0, 1.0))
-    assert bench_kfac.kfac_jax_scaling(MLP, "fisher_empirical", N) == ((1.0, 6.0), (1.0, 6.0))
+    assert kfac_entries.kfac_jax_scaling(CNN, "ggn_exact", N) == ((16.0, 1.0), (4.0, 1.0), (1.0, 1.0))
+    assert kfac_entries.kfac_jax_scaling(MLP, "fisher_empirical", N) == ((1.0, 6.0), (1.0, 6.0))
 
 
 def test_squared_error_default_weight_doubles_G():
@@ -162,9 +162,9 @@ def test_fisher_in_expectation(loss):
     exact = fb.kfac_factors(MLP, loss)(params, x, y)
     ours = fb.kfac_factors(MLP, loss, kind="fisher", n_samples=S)(params, x, y, jax.random.key(3))
     est = kfac_jax.BlockDiagonalCurvature(
-        bench_kfac.kfac_jax_loss(kfac_jax, MLP, loss), num_samples=S, should_vmap_samples=True
+        kfac_entries.kfac_jax_loss(kfac_jax, MLP, loss), num_samples=S, should_vmap_samples=True
     )
-    kp, key = bench_kfac.kfac_jax_params(MLP, params), jax.random.key(4)
+    kp, key = kfac_entries.kfac_jax_params(MLP, params), jax.random.key(4)
     state = est.init(key, (kp, (x, y)), None, None)
     state = est.update_curvature_matrix_estimate(
         state, 0.0, 1.0, 0.0, N, key, (kp, (x, y)), estimation_mode="fisher_gradients"

@@ -76,6 +76,14 @@ KEY_CALLS = {
         "fb.backprop(",
         "fb.autodiff(",
     ),
+    "05_kfac.ipynb": (
+        "fb.backprop_trace(",
+        "fb.kfac_factors(",
+        "fb.hessian_blocks(",
+        "fb.kfac_inverse_vp(",
+        "fb.kfac(",
+        "fb.train(",
+    ),
 }
 
 
