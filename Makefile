@@ -26,7 +26,7 @@ test: $(STAMP)
 test-sweeps: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -m sweep
 
-# The longest end-to-end runs (three notebooks, eight experiments and three benchmarks in quick mode),
+# The longest end-to-end runs (notebooks 02-05, the experiments' and benchmarks' quick runs, and more),
 # left out of make test to keep it under ten minutes on two cores; CI runs them too
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -m slow
