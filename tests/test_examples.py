@@ -24,6 +24,7 @@ MODULES = [
     "fbackprop.check_layer",
     "fbackprop.curvature",
     "fbackprop.data",
+    "fbackprop.distributed",
     "fbackprop.jacobian",
     "fbackprop.layers.activation",
     "fbackprop.layers.autodiff",

@@ -17,7 +17,7 @@ files). Conventions (batch rows, ``W: (fan_out, fan_in)``, the batch-mean cost) 
 each equation to the function that implements it are in the documentation, ``docs/`` (``make docs``).
 """
 
-from . import activations, data, layers, losses, optim, results, spectra, status
+from . import activations, data, distributed, layers, losses, optim, results, spectra, status
 from .autodiff import autodiff, forward_mode, numerical_grad, value_and_autodiff
 from .backprop import (
     Trace,
@@ -54,6 +54,7 @@ __all__ = [
     "check_layer",
     "compare",
     "data",
+    "distributed",
     "eigenvalues",
     "EKFactors",
     "ekfac_factors",
