@@ -40,6 +40,7 @@ MODULES = [
     "fbackprop.kronecker_products",
     "fbackprop.spectra",
     "fbackprop.train",
+    "fbackprop.optim.ekfac",
     "fbackprop.optim.gauss_newton",
     "fbackprop.optim.hessian_free",
     "fbackprop.optim.least_squares",

@@ -37,6 +37,7 @@ from .kronecker_products import ekfac_inverse_vp, ekfac_vp, kfac_inverse, kfac_i
 from .layers.base import KFactors
 from .layers.network import serial
 from .nets import Network, mlp
+from .optim import EKFACState, ekfac
 from .optim import LMResult, gauss_newton, hessian_free, kfac, least_squares, levenberg_marquardt, newton
 from .second_order import ggn_diag, hessian_blocks, hessian_diag
 from .spectra import eigenvalues, hutchinson_diag, hutchinson_trace, lanczos, power_iteration
@@ -56,6 +57,8 @@ __all__ = [
     "data",
     "eigenvalues",
     "EKFactors",
+    "ekfac",
+    "EKFACState",
     "ekfac_factors",
     "ekfac_inverse_vp",
     "ekfac_vp",

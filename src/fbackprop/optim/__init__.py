@@ -2,6 +2,7 @@
 Gauss-Newton with line search, Hessian-free, K-FAC (an optax transformation), and LM for any
 residual function."""
 
+from .ekfac import EKFACState, ekfac
 from .gauss_newton import gauss_newton
 from .hessian_free import hessian_free
 from .kfac import KFACState, kfac
@@ -10,6 +11,8 @@ from .levenberg_marquardt import LMHistory, LMResult, auto_solver, levenberg_mar
 
 __all__ = [
     "auto_solver",
+    "ekfac",
+    "EKFACState",
     "gauss_newton",
     "hessian_free",
     "kfac",
