@@ -206,7 +206,8 @@ def ekfac(
         key, draw = jax.random.split(state.key)
         yhat, cache = net.forward(params, x)
         seeds = _seeds(loss, kind, 1, yhat, y, draw)  # (K, N, n_out), as fb.ekfac_factors
-        factors = running(state.factors, net.body.kfac_factors(params, cache, seeds), ema_weight(t, s.ema, dtype))
+        batch = net.body.kfac_factors(params, cache, seeds)
+        factors = running(state.factors, batch, ema_weight(t, s.ema, dtype))
         new_basis = (t - 1) % s.inverse_every == 0
         kept = jax.tree.map(lambda b: Bases(b.U_A, b.U_G), state.basis, is_leaf=is_factors)
         bases = jax.lax.cond(new_basis, lambda: eigenbases(factors), lambda: kept)
