@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import optax
 
 from .. import losses as _losses
-from ..kronecker import EKFactors, _seeds, as_wb, is_factors
+from ..kronecker import EKFactors, _seeds, is_factors
 from ..kronecker_products import ekfac_inverse_vp
 from .kfac import ema_weight, finish_step, running, settings, zero_factors
 
@@ -96,9 +96,16 @@ def scales(U_A: jax.Array, U_G: jax.Array, rows: dict) -> jax.Array:
     Returns:
         ``S``: ``(fan_out, fan_in + 1)``, laid out like ``[W | b]``.
     """
-    wb = jax.vmap(jax.vmap(as_wb))(rows)  # (K, N, fan_out, fan_in + 1)
-    proj = jnp.einsum("io,knij,jp->knop", U_G, wb, U_A, precision=jax.lax.Precision.HIGHEST)
-    return jnp.sum(proj * proj, axis=0).mean(axis=0)
+    hi = jax.lax.Precision.HIGHEST
+    W, b = rows["W"], rows["b"]
+    K, N, out = W.shape[:3]
+    # two large matrix products over all K N rows at once (XLA's batched small products are slower):
+    # [W | b] U_A without forming [W | b], then U_G^T from the left on the transposed rows
+    right = jnp.matmul(W.reshape(K * N * out, -1), U_A[:-1], precision=hi) + b.reshape(-1, 1) * U_A[-1]
+    inp = right.shape[1]
+    rows_t = jnp.swapaxes(right.reshape(K * N, out, inp), 1, 2).reshape(K * N * inp, out)
+    proj = jnp.matmul(rows_t, U_G, precision=hi)  # (K N inp, out): (U_G^T dW_nk U_A)^T, stacked
+    return jnp.sum(jnp.square(proj).reshape(K * N, inp, out), axis=0).T / N
 
 
 def ekfac(
