@@ -1,4 +1,4 @@
-"""K-FAC and EKFAC against Adam, SGD with momentum, Levenberg-Marquardt and Hessian-free on three digits problems.
+"""K-FAC and EKFAC against Adam, SGD with momentum, Levenberg-Marquardt and Hessian-free on digits problems.
 
 Three full-batch problems on ``--n`` of scikit-learn's 8x8 digits (the training part of the 60/20/20
 split of ``digits.py``, the first ``n`` examples; the same examples for every method), float64:
@@ -17,7 +17,8 @@ damping by the Levenberg-Marquardt rule, factors every step, inverses or eigenba
 with ``kind="fisher"`` (one target drawn from the model per example: EKFAC's per-example gradients
 then cost one backward pass, not one per output); Adam (``optax.adam``, Kingma & Ba 2015) and SGD
 with momentum 0.9 (``optax.sgd``), their rates the best final loss of a sweep over factors of about 3
-from the first initialisation (``RATES``); Levenberg-Marquardt (``fb.levenberg_marquardt``, Marquardt's
+from the first initialisation (``RATES``; on the CNN one step lower, as the sweep's best diverged
+from other initialisations); Levenberg-Marquardt (``fb.levenberg_marquardt``, Marquardt's
 damping, the GGN form for the cross-entropy) with ``solver="cg"`` (at most 50 conjugate-gradient steps
 a trial: the dense solve of the 5544-parameter autoencoder would cost about 57 GFLOP a trial), every
 trial an iteration, rejected ones included; Hessian-free (``fb.optim.hessian_free``, Martens 2010) with
@@ -31,6 +32,19 @@ load: they are recorded and plotted, never claimed.
 
     python experiments/kfac_vs_first_order.py [--n 256] [--steps 200] [--second-order-steps 40]
         [--seeds 3] [--seed 0] [--quick] [--out runs/kfac_vs_first_order]
+
+What it finds (the default run, medians over three initialisations; ``table.md``): per iteration
+K-FAC and EKFAC reach Adam's final loss after 200 updates in 3.8-8x fewer updates (MLP: 53 and 46;
+CNN: 26 and 25; autoencoder: 44 and 41) and end orders of magnitude lower on the two classifiers
+(1e-8 to 1e-9 against Adam's 6e-5 and 4e-4); EKFAC ends a little below K-FAC on all three. On the
+autoencoder every second-order method levels off near C = 2.7-2.8e-3 (Adam: 3.1e-3 after 200).
+Levenberg-Marquardt and Hessian-free, each iteration up to 50 CG steps, reach Adam's final loss in
+7-26 iterations. Per second (recorded, not claimed; two busy CPU cores) an Adam step is 10x cheaper
+than a K-FAC step on the MLP and 4x on the autoencoder, so Adam reaches its own final loss 2.6x
+sooner on the MLP and as soon on the autoencoder; on the CNN a K-FAC step costs 3x an Adam step and
+K-FAC gets there 2.4x sooner. An EKFAC step costs 1.2-9x a K-FAC step (the per-example gradients:
+9x on the 5544-parameter autoencoder); a Levenberg-Marquardt or Hessian-free iteration 2-23 K-FAC
+steps.
 
 Claims tested (iteration counts, medians over the ``--seeds`` initialisations: no claim rests on one
 run): on every problem K-FAC and EKFAC reach Adam's final training loss (per initialisation, after
@@ -86,8 +100,8 @@ def problem(name: str, n: int, seed: int):
         seed: the split's seed (``digits.load``).
 
     Returns:
-        ``(net, x, y)``: ``x`` ``(n, 64)`` (``cnn``: ``(n, 8, 8, 1)``), ``y`` labels ``(n,)`` (``autoencoder``:
-        ``y = x``), float64.
+        ``(net, x, y)``: ``x`` ``(n, 64)`` (``cnn``: ``(n, 8, 8, 1)``), ``y`` labels ``(n,)``
+        (``autoencoder``: ``y = x``), float64.
     """
     if name == "mlp":
         x, y = digits.load(seed).train
@@ -274,8 +288,8 @@ def table(metrics: dict) -> str:
 
 
 def figure(results: dict):
-    """One row per problem: C against iterations and against wall time, log scale, every
-    initialisation (thin lines) and the median over them (thick)."""
+    """One row per problem: C against iterations and against wall time, log scale, the first
+    initialisation (thick lines) and the others (thin)."""
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(

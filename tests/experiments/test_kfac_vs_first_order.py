@@ -11,7 +11,7 @@ def test_kfac_vs_first_order_quick(run_quick):
     m = result["metrics"]
     assert set(m) == set(kvf.PROBLEMS)
     cfg = result["config"]
-    for name, r in m.items():
+    for r in m.values():
         assert set(r["methods"]) == set(kvf.METHODS) and r["N"] == cfg["n"]
         for method, x in r["methods"].items():
             assert len(x["final_loss"]) == cfg["seeds"] == 3
