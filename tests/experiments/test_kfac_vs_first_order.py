@@ -90,7 +90,8 @@ def test_claims_read_the_medians_and_can_fail(override, phrase):
 
 
 def test_quick_claims_ask_less():
-    """--quick (60 steps): fewer iterations than Adam, not half; no claim that LM and HF reach Adam's loss."""
+    """--quick (100 steps on 48 examples): fewer iterations than Adam, not half; no claim that LM and
+    HF reach Adam's loss."""
     slower = _metrics(ratio={("mlp", "K-FAC"): [1.5] * 3, ("cnn", "Hessian-free"): [0.0] * 3})
     assert all(kvf.claims(slower, quick=True).values())
     failed = [c for c, held in kvf.claims(slower).items() if not held]

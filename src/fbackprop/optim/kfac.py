@@ -159,7 +159,9 @@ def settings(
         raise TypeError(f"adapt_damping must be True or False; got {adapt_damping!r}")
     omega = (19.0 / 20.0) ** damping_every
     key0 = jax.random.key(0) if key is None else check_key(key)
-    s = Settings(fixed_lr, fixed_mu, lam0, ema, inverse_every, damping_every, clip, adapt_damping, omega, key0)
+    s = Settings(
+        fixed_lr, fixed_mu, lam0, ema, inverse_every, damping_every, clip, adapt_damping, omega, key0
+    )
     return net, loss, s
 
 
