@@ -43,6 +43,7 @@ MODULES = [
     "fbackprop.spectra",
     "fbackprop.train",
     "fbackprop.optim.damping",
+    "fbackprop.optim.ekfac",
     "fbackprop.optim.gauss_newton",
     "fbackprop.optim.hessian_free",
     "fbackprop.optim.least_squares",

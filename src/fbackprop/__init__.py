@@ -37,7 +37,17 @@ from .kronecker_products import ekfac_inverse_vp, ekfac_vp, kfac_inverse, kfac_i
 from .layers.base import KFactors
 from .layers.network import serial
 from .nets import Network, mlp
-from .optim import LMResult, gauss_newton, hessian_free, kfac, least_squares, levenberg_marquardt, newton
+from .optim import (
+    EKFACState,
+    LMResult,
+    ekfac,
+    gauss_newton,
+    hessian_free,
+    kfac,
+    least_squares,
+    levenberg_marquardt,
+    newton,
+)
 from .second_order import ggn_diag, hessian_blocks, hessian_diag
 from .spectra import eigenvalues, hutchinson_diag, hutchinson_trace, lanczos, power_iteration
 from .train import Result, init_many, train, train_many
@@ -57,6 +67,8 @@ __all__ = [
     "distributed",
     "eigenvalues",
     "EKFactors",
+    "ekfac",
+    "EKFACState",
     "ekfac_factors",
     "ekfac_inverse_vp",
     "ekfac_vp",

@@ -425,6 +425,73 @@ CASES += [
     ),
 ]
 
+# --- ekfac: fb.kfac's options, checked by the same code --------------------------------------
+CASES += [
+    Case(f"ekfac: {name}", (lambda net=net, kw=kw: fb.ekfac(net, "squared_error", **kw)), exc, pattern)
+    for name, net, kw, exc, pattern in [
+        ("damping=0", NET, {"damping": 0.0}, ValueError, r"damping must lie in \(0"),
+        ("ema=1.5", NET, {"ema": 1.5}, ValueError, r"ema must lie in \[0\.0, 1\.0\]; got 1\.5"),
+        (
+            "inverse_every=0",
+            NET,
+            {"inverse_every": 0},
+            ValueError,
+            r"inverse_every must be an integer from 1 to inf; got 0",
+        ),
+        (
+            "damping_every=1.5",
+            NET,
+            {"damping_every": 1.5},
+            TypeError,
+            r"damping_every must be an integer; got 1\.5",
+        ),
+        (
+            "learning_rate=-1",
+            NET,
+            {"learning_rate": -1.0},
+            ValueError,
+            r"learning_rate must lie in \(0\.0, inf\]; got -1\.0",
+        ),
+        (
+            "momentum=-1",
+            NET,
+            {"momentum": -1.0},
+            ValueError,
+            r"momentum must lie in \[0\.0, inf\]; got -1\.0",
+        ),
+        (
+            "norm_constraint=0",
+            NET,
+            {"norm_constraint": 0.0},
+            ValueError,
+            r"norm_constraint must lie in \(0\.0, inf\]; got 0\.0",
+        ),
+        (
+            "adapt_damping='yes'",
+            NET,
+            {"adapt_damping": "yes"},
+            TypeError,
+            r"adapt_damping must be True or False; got 'yes'",
+        ),
+        ("kind='mc'", NET, {"kind": "mc"}, ValueError, r"kind must be one of"),
+        (
+            "a LayerNorm",
+            NORMED,
+            {},
+            TypeError,
+            r"fb\.ekfac needs kfac_factors on every layer with parameters; layer 2 LayerNorm has none",
+        ),
+        (
+            "an apply callable",
+            APPLY,
+            {},
+            TypeError,
+            r"fb\.ekfac is hand-written over the network's layers and needs an fbackprop Network",
+        ),
+        ("key=0", NET, {"kind": "fisher", "key": 0}, TypeError, r"key must be"),
+    ]
+]
+
 
 # --- the parts: solve parts, damping rules ----------------------------------------------------------
 NORMED_P = NORMED.init(jax.random.key(0))

@@ -4,6 +4,7 @@ residual function; and the parts they are assembled from (solve parts, damping r
 search, the one loop)."""
 
 from .damping import Marquardt, Nielsen, TrustRegion
+from .ekfac import EKFACState, ekfac
 from .gauss_newton import gauss_newton
 from .hessian_free import hessian_free
 from .kfac import KFACState, kfac
@@ -19,6 +20,8 @@ __all__ = [
     "CG",
     "Dense",
     "Dual",
+    "ekfac",
+    "EKFACState",
     "gauss_newton",
     "hessian_free",
     "kfac",

@@ -61,7 +61,7 @@ class KFACState(NamedTuple):
     key: jax.Array
 
 
-def _zero_factors(params) -> Any:
+def zero_factors(params) -> Any:
     """Zero ``KFactors`` shaped for each ``{"W", "b"}`` layer of ``params``."""
 
     def zeros(theta):
@@ -91,6 +91,132 @@ def _model_step(loss, yhat, y, g, Delta, delta0, J_D, J_0, lam):
     alpha = jnp.where(two, (-b1 * m22 + b2 * m12) / jnp.where(two, det, 1.0), -b1 / m11)
     mu = jnp.where(two, (b1 * m12 - b2 * m11) / jnp.where(two, det, 1.0), 0.0)
     return alpha, mu
+
+
+class Settings(NamedTuple):
+    """The checked options the K-FAC-style optimizers share (``fb.kfac``, ``fb.ekfac``)."""
+
+    fixed_lr: float | None
+    fixed_mu: float | None
+    lam0: float
+    ema: float
+    inverse_every: int
+    damping_every: int
+    clip: float | None
+    adapt: bool
+    omega: float
+    key0: jax.Array
+
+
+def settings(
+    net,
+    loss,
+    kind: str,
+    what: str,
+    readouts: tuple,
+    *,
+    learning_rate,
+    momentum,
+    damping,
+    adapt_damping,
+    ema,
+    inverse_every,
+    damping_every,
+    norm_constraint,
+    key,
+):
+    """Check the options of a K-FAC-style optimizer ``what`` (``"fb.kfac"``) before anything is compiled.
+
+    Args:
+        net, loss, kind: as ``fb.kfac``'s (``kfac_options`` checks them, with the layer ``readouts``).
+        what: the caller, for the messages.
+        readouts: the layer readouts the optimizer needs.
+        learning_rate, momentum, damping, adapt_damping, ema, inverse_every, damping_every,
+            norm_constraint, key: as ``fb.kfac``'s.
+
+    Returns:
+        ``(net, loss, Settings)``.
+    """
+    net, loss, _ = kfac_options(net, loss, kind, 1, what, readouts)
+    fixed_lr = (
+        None
+        if learning_rate is None
+        else as_float(learning_rate, "learning_rate", minimum=0.0, open_min=True)
+    )
+    fixed_mu = None if momentum is None else as_float(momentum, "momentum", minimum=0.0)
+    if fixed_lr is not None and fixed_mu is None:
+        fixed_mu = 0.0
+    lam0 = as_float(damping, "damping", minimum=0.0, open_min=True)
+    ema = as_float(ema, "ema", minimum=0.0, maximum=1.0)
+    inverse_every = as_int(inverse_every, "inverse_every")
+    damping_every = as_int(damping_every, "damping_every")
+    clip = (
+        None
+        if norm_constraint is None
+        else as_float(norm_constraint, "norm_constraint", minimum=0.0, open_min=True)
+    )
+    if not isinstance(adapt_damping, bool):
+        raise TypeError(f"adapt_damping must be True or False; got {adapt_damping!r}")
+    omega = (19.0 / 20.0) ** damping_every
+    key0 = jax.random.key(0) if key is None else check_key(key)
+    s = Settings(
+        fixed_lr, fixed_mu, lam0, ema, inverse_every, damping_every, clip, adapt_damping, omega, key0
+    )
+    return net, loss, s
+
+
+def running(old, new, eps):
+    """``eps old + (1 - eps) new`` leaf by leaf (an exponential moving average's update)."""
+    return jax.tree.map(lambda o, n: eps * o + (1.0 - eps) * n, old, new)
+
+
+def ema_weight(t, ema: float, dtype) -> jax.Array:
+    """``eps = min(1 - 1/t, ema)`` at the ``t``-th average (``t = 1``: the newest alone; sec. 5)."""
+    return jnp.minimum(1.0 - 1.0 / t, ema).astype(dtype)
+
+
+def finish_step(net, loss, s: Settings, params, x, cache, yhat, y, grads, Delta, state, t):
+    """Steps 4-6 of the module docstring, from the direction ``Delta``: the update and the damping.
+
+    Args:
+        net, loss: the network and its ``Loss``.
+        s: the ``Settings``.
+        params: the parameters; ``x``, ``y`` the batch (``y`` prepared); ``cache``, ``yhat`` its forward pass.
+        grads: the batch's gradient, like params.
+        Delta: the preconditioned direction, like params.
+        state: the state before the step (its ``delta``, ``damping`` and ``rho`` are read).
+        t: this step's number (1, 2, ...).
+
+    Returns:
+        ``(delta, lam, rho)``: the update, the damping and the reduction ratio after the step.
+    """
+    lam = state.damping
+    J = lambda v: net.body.forward_r(params, v, cache, None)[0]  # noqa: E731  (R-forward: J v)
+    J_D, J_0 = J(Delta), J(state.delta)
+    if s.fixed_lr is None:
+        alpha, mu = _model_step(loss, yhat, y, grads, Delta, state.delta, J_D, J_0, lam)
+    else:
+        alpha, mu = jnp.asarray(s.fixed_lr, lam.dtype), jnp.asarray(s.fixed_mu, lam.dtype)
+    delta = jax.tree.map(lambda d, d0: alpha * d + mu * d0, Delta, state.delta)
+    J_delta = alpha * J_D + mu * J_0
+    curv = _quadratic(loss, yhat, y, J_delta, J_delta, delta, delta, lam)
+    if s.clip is not None:
+        scale = jnp.minimum(1.0, jnp.sqrt(s.clip / jnp.maximum(curv, jnp.finfo(curv.dtype).tiny)))
+        delta, curv = jax.tree.map(lambda d: scale * d, delta), scale * scale * curv
+    M = _dot(grads, delta) + 0.5 * curv  # the model's predicted change of C
+
+    def adapted():
+        C0 = jnp.mean(loss.value(yhat, y))
+        C1 = jnp.mean(loss.value(net.apply(optax.apply_updates(params, delta), x), y))
+        rho = (C1 - C0) / M
+        lam_new = jnp.where(rho > 0.75, lam * s.omega, jnp.where(rho < 0.25, lam / s.omega, lam))
+        return lam_new, rho
+
+    if s.adapt:
+        lam, rho = jax.lax.cond(t % s.damping_every == 0, adapted, lambda: (lam, state.rho))
+    else:
+        rho = state.rho
+    return delta, lam, rho
 
 
 def kfac(
@@ -137,83 +263,65 @@ def kfac(
         >>> bool(r.history.loss[-1] < 0.5 * r.history.loss[0])
         True
     """
-    net, loss, _ = kfac_options(net, loss, kind, 1, "fb.kfac")
-    fixed_lr = (
-        None
-        if learning_rate is None
-        else as_float(learning_rate, "learning_rate", minimum=0.0, open_min=True)
+    net, loss, s = settings(
+        net,
+        loss,
+        kind,
+        "fb.kfac",
+        ("kfac_factors",),
+        learning_rate=learning_rate,
+        momentum=momentum,
+        damping=damping,
+        adapt_damping=adapt_damping,
+        ema=ema,
+        inverse_every=inverse_every,
+        damping_every=damping_every,
+        norm_constraint=norm_constraint,
+        key=key,
     )
-    fixed_mu = None if momentum is None else as_float(momentum, "momentum", minimum=0.0)
-    if fixed_lr is not None and fixed_mu is None:
-        fixed_mu = 0.0
-    lam0 = as_float(damping, "damping", minimum=0.0, open_min=True)
-    ema = as_float(ema, "ema", minimum=0.0, maximum=1.0)
-    inverse_every, damping_every = (
-        as_int(inverse_every, "inverse_every"),
-        as_int(damping_every, "damping_every"),
-    )
-    clip = (
-        None
-        if norm_constraint is None
-        else as_float(norm_constraint, "norm_constraint", minimum=0.0, open_min=True)
-    )
-    if not isinstance(adapt_damping, bool):
-        raise TypeError(f"adapt_damping must be True or False; got {adapt_damping!r}")
-    omega = (19.0 / 20.0) ** damping_every
-    key0 = jax.random.key(0) if key is None else check_key(key)
 
     def init(params) -> KFACState:
+        """The state before the first step (zero factors and update, ``rho = nan``).
+
+        Args:
+            params: the parameters, one ``{"W", "b"}`` per layer with parameters.
+
+        Returns:
+            A ``KFACState``.
+        """
         dtype = jax.tree.leaves(params)[0].dtype
-        zeros = _zero_factors(params)
+        zeros = zero_factors(params)
         nan = jnp.asarray(jnp.nan, dtype)
         return KFACState(
-            jnp.zeros((), jnp.int32),
-            zeros,
-            zeros,
-            jnp.asarray(lam0, dtype),
-            jax.tree.map(jnp.zeros_like, params),
-            nan,
-            key0,
-        )
+            jnp.zeros((), jnp.int32), zeros, zeros, jnp.asarray(s.lam0, dtype),
+            jax.tree.map(jnp.zeros_like, params), nan, s.key0,
+        )  # fmt: skip
 
     def update(grads, state: KFACState, params=None, *, x, y, **_):
+        """One K-FAC step on the batch ``(x, y)`` (module docstring).
+
+        Args:
+            grads: the batch's gradient, like params.
+            state: the ``KFACState``.
+            params: the parameters the gradient was taken at.
+            x: the batch's inputs ``(N, ...)``.
+            y: its targets.
+
+        Returns:
+            ``(updates, state)``: the update to add to params and the new state.
+        """
         y = loss.prepare(y, net.n_out)
         t = state.step + 1
         key, draw = jax.random.split(state.key)
         yhat, cache = net.forward(params, x)
         batch = factors_at(net, loss, kind, 1, params, cache, yhat, y, draw)
-        eps = jnp.minimum(1.0 - 1.0 / t, ema).astype(state.damping.dtype)
-        factors = jax.tree.map(lambda old, new: eps * old + (1.0 - eps) * new, state.factors, batch)
+        factors = running(state.factors, batch, ema_weight(t, s.ema, state.damping.dtype))
         lam = state.damping
         inverse = jax.lax.cond(
-            (t - 1) % inverse_every == 0, lambda: kfac_inverse(factors, lam), lambda: state.inverse
+            (t - 1) % s.inverse_every == 0, lambda: kfac_inverse(factors, lam), lambda: state.inverse
         )
         Delta = jax.tree.map(jnp.negative, kfac_vp(inverse, grads))
-        J = lambda v: net.body.forward_r(params, v, cache, None)[0]  # noqa: E731  (R-forward: J v)
-        J_D, J_0 = J(Delta), J(state.delta)
-        if fixed_lr is None:
-            alpha, mu = _model_step(loss, yhat, y, grads, Delta, state.delta, J_D, J_0, lam)
-        else:
-            alpha, mu = jnp.asarray(fixed_lr, lam.dtype), jnp.asarray(fixed_mu, lam.dtype)
-        delta = jax.tree.map(lambda d, d0: alpha * d + mu * d0, Delta, state.delta)
-        J_delta = alpha * J_D + mu * J_0
-        curv = _quadratic(loss, yhat, y, J_delta, J_delta, delta, delta, lam)
-        if clip is not None:
-            scale = jnp.minimum(1.0, jnp.sqrt(clip / jnp.maximum(curv, jnp.finfo(curv.dtype).tiny)))
-            delta, curv = jax.tree.map(lambda d: scale * d, delta), scale * scale * curv
-        M = _dot(grads, delta) + 0.5 * curv  # the model's predicted change of C
-
-        def adapted():
-            C0 = jnp.mean(loss.value(yhat, y))
-            C1 = jnp.mean(loss.value(net.apply(optax.apply_updates(params, delta), x), y))
-            rho = (C1 - C0) / M
-            lam_new = jnp.where(rho > 0.75, lam * omega, jnp.where(rho < 0.25, lam / omega, lam))
-            return lam_new, rho
-
-        if adapt_damping:
-            lam, rho = jax.lax.cond(t % damping_every == 0, adapted, lambda: (lam, state.rho))
-        else:
-            rho = state.rho
+        delta, lam, rho = finish_step(net, loss, s, params, x, cache, yhat, y, grads, Delta, state, t)
         return delta, KFACState(t, factors, inverse, lam, delta, rho, key)
 
     return optax.GradientTransformationExtraArgs(init, update)
