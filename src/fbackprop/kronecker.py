@@ -197,6 +197,29 @@ def kfac_factors(net: Network, loss: str | _losses.Loss, kind: str = "exact", n_
 
 
 @cached_transformation
+def ekfac_scales(U_A: jax.Array, U_G: jax.Array, rows: dict) -> jax.Array:
+    """One layer's scales ``S = (1/N) sum_(n, k) (U_G^T dW_nk U_A)^2`` in a given basis.
+
+    Args:
+        U_A: ``(fan_in + 1, fan_in + 1)``.
+        U_G: ``(fan_out, fan_out)``.
+        rows: the layer's per-example gradients, ``{"W": (K, N, fan_out, ...), "b": (K, N, fan_out)}``.
+
+    Returns:
+        ``S``: ``(fan_out, fan_in + 1)``, laid out like ``[W | b]``.
+    """
+    hi = jax.lax.Precision.HIGHEST
+    W, b = rows["W"], rows["b"]
+    K, N, out = W.shape[:3]
+    # two large matrix products over all K N rows at once (XLA's batched small products are slower):
+    # [W | b] U_A without forming [W | b], then U_G^T from the left on the transposed rows
+    right = jnp.matmul(W.reshape(K * N * out, -1), U_A[:-1], precision=hi) + b.reshape(-1, 1) * U_A[-1]
+    inp = right.shape[1]
+    rows_t = jnp.swapaxes(right.reshape(K * N, out, inp), 1, 2).reshape(K * N * inp, out)
+    proj = jnp.matmul(rows_t, U_G, precision=hi)  # (K N inp, out): (U_G^T dW_nk U_A)^T, stacked
+    return jnp.sum(jnp.square(proj).reshape(K * N, inp, out), axis=0).T / N
+
+
 def ekfac_factors(net: Network, loss: str | _losses.Loss, kind: str = "exact", n_samples: int = 1):
     """EKFAC's factors (George et al. 2018): K-FAC's eigenbases and the diagonal refitted in them to
     the per-example gradients of the same backward passes (module docstring).
@@ -219,7 +242,6 @@ def ekfac_factors(net: Network, loss: str | _losses.Loss, kind: str = "exact", n
     """
     readouts = ("kfac_factors", "per_example_grads")
     net, loss, n_samples = kfac_options(net, loss, kind, n_samples, "fb.ekfac_factors", readouts)
-    hi = jax.lax.Precision.HIGHEST
 
     def factors(params, x, y, key):
         yhat, cache = net.forward(params, x)
@@ -229,9 +251,7 @@ def ekfac_factors(net: Network, loss: str | _losses.Loss, kind: str = "exact", n
 
         def refit(f, r):
             U_A, U_G = jnp.linalg.eigh(f.A)[1], jnp.linalg.eigh(f.G)[1]
-            wb = jax.vmap(jax.vmap(as_wb))(r)  # (K, N, fan_out, fan_in + 1): each dW_nk
-            proj = jnp.einsum("io,knij,jp->knop", U_G, wb, U_A, precision=hi)
-            return EKFactors(U_A, U_G, jnp.sum(proj * proj, axis=0).mean(axis=0))
+            return EKFactors(U_A, U_G, ekfac_scales(U_A, U_G, r))
 
         return jax.tree.map(refit, kf, rows, is_leaf=is_factors)
 

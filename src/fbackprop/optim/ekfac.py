@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import optax
 
 from .. import losses as _losses
-from ..kronecker import EKFactors, _seeds, is_factors
+from ..kronecker import EKFactors, _seeds, ekfac_scales, is_factors
 from ..kronecker_products import ekfac_inverse_vp
 from .kfac import ema_weight, finish_step, running, settings, zero_factors
 
@@ -83,29 +83,6 @@ def eigenbases(factors: Any) -> Any:
     return jax.tree.map(
         lambda f: Bases(jnp.linalg.eigh(f.A)[1], jnp.linalg.eigh(f.G)[1]), factors, is_leaf=is_factors
     )
-
-
-def scales(U_A: jax.Array, U_G: jax.Array, rows: dict) -> jax.Array:
-    """One layer's scales ``S = (1/N) sum_(n, k) (U_G^T dW_nk U_A)^2`` in a given basis.
-
-    Args:
-        U_A: ``(fan_in + 1, fan_in + 1)``.
-        U_G: ``(fan_out, fan_out)``.
-        rows: the layer's per-example gradients, ``{"W": (K, N, fan_out, ...), "b": (K, N, fan_out)}``.
-
-    Returns:
-        ``S``: ``(fan_out, fan_in + 1)``, laid out like ``[W | b]``.
-    """
-    hi = jax.lax.Precision.HIGHEST
-    W, b = rows["W"], rows["b"]
-    K, N, out = W.shape[:3]
-    # two large matrix products over all K N rows at once (XLA's batched small products are slower):
-    # [W | b] U_A without forming [W | b], then U_G^T from the left on the transposed rows
-    right = jnp.matmul(W.reshape(K * N * out, -1), U_A[:-1], precision=hi) + b.reshape(-1, 1) * U_A[-1]
-    inp = right.shape[1]
-    rows_t = jnp.swapaxes(right.reshape(K * N, out, inp), 1, 2).reshape(K * N * inp, out)
-    proj = jnp.matmul(rows_t, U_G, precision=hi)  # (K N inp, out): (U_G^T dW_nk U_A)^T, stacked
-    return jnp.sum(jnp.square(proj).reshape(K * N, inp, out), axis=0).T / N
 
 
 def ekfac(
@@ -222,7 +199,7 @@ def ekfac(
         eps = ema_weight((t - 1) % s.inverse_every + 1, s.ema, dtype)  # 0 at a new basis: a restart
 
         def refit(b, old, r):
-            return EKFactors(b.U_A, b.U_G, eps * old.S + (1.0 - eps) * scales(b.U_A, b.U_G, r))
+            return EKFactors(b.U_A, b.U_G, eps * old.S + (1.0 - eps) * ekfac_scales(b.U_A, b.U_G, r))
 
         basis = jax.tree.map(refit, bases, state.basis, rows, is_leaf=_is_layer)
         Delta = jax.tree.map(jnp.negative, ekfac_inverse_vp(basis, grads, state.damping))
