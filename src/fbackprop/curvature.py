@@ -106,11 +106,27 @@ def hvp(model: Any, loss: str | _losses.Loss, method: str = "autodiff"):
     )
 
 
+def gauss_newton_product(apply, params, x, cotangent):
+    """``v -> J^T cotangent(yhat, J v)`` at ``params`` (Schraudolph 2002): the pullback formed once,
+    so that many products (CG's) share it; each product is one jvp and the pullback.
+
+    Args:
+        apply: ``(params, x) -> yhat: (N, n_out)``.
+        params: the point (any pytree; for Hessian-free, the flat ``theta``).
+        x: the batch.
+        cotangent: ``(yhat, J v) -> `` the output cotangent (the loss's ``hvp`` for the GGN).
+
+    Returns:
+        ``(yhat, product)``.
+    """
+    f = lambda p: apply(p, x)
+    yhat, pullback = jax.vjp(f, params)
+    return yhat, lambda v: pullback(cotangent(yhat, jax.jvp(f, (params,), (v,))[1]))[0]
+
+
 def _j_then_jt(apply, params, x, v, cotangent):
-    """``J^T cotangent(yhat, J v)``: one jvp and one vjp through ``apply``."""
-    yhat, Jv = jax.jvp(lambda p: apply(p, x), (params,), (v,))
-    _, pullback = jax.vjp(lambda p: apply(p, x), params)
-    return pullback(cotangent(yhat, Jv))[0]
+    """``J^T cotangent(yhat, J v)``: one product of ``gauss_newton_product``."""
+    return gauss_newton_product(apply, params, x, cotangent)[1](v)
 
 
 @cached_transformation

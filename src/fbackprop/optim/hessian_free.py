@@ -30,6 +30,7 @@ from jax.flatten_util import ravel_pytree
 
 from .. import losses as _losses
 from ..backprop import forward
+from ..curvature import gauss_newton_product
 from ..second_order import diag_core
 from ..spectra import check_key
 from ..validate import as_int
@@ -197,10 +198,7 @@ def _compiled(net, loss, max_steps, cg_iters, batch_size, precondition):
             key, sub = jax.random.split(s.lin.key)
             idx = jax.random.choice(sub, n, (batch_size,), replace=False) if batch_size < n else jnp.arange(n)
             xb, yb = x[idx], y[idx]
-            yhat, pullback = jax.vjp(lambda t: apply(t, xb), theta)
-            Gv = lambda v: pullback(
-                loss.hvp(yhat, yb, jax.jvp(lambda t: apply(t, xb), (theta,), (v,))[1]) / batch_size
-            )[0]
+            _, Gv = gauss_newton_product(apply, theta, xb, lambda yh, Jv: loss.hvp(yh, yb, Jv) / batch_size)
             if precondition:
                 m = (ravel_pytree(diag_core(net, loss, False)(unflatten(theta), xb, yb))[0] + lam) ** 0.75
                 precond = lambda r: r / m
