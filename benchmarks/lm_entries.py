@@ -269,8 +269,9 @@ def entries_for(pb: Problem, quick: bool, libraries: dict) -> list[Entry]:
     target = TARGET * float(jnp.sum(residual_fn(pb)(pb.theta0) ** 2))
     out, seen = [], set()
     solvers = (
-        ["dense", "auto"]
+        ["dense"]
         + (["dual"] if pb.P >= 500 else [])
+        + ["auto"]
         + (["accumulate", "cg"] if pb.name == "peaks" else [])
     )
     variants = (
@@ -282,7 +283,7 @@ def entries_for(pb: Problem, quick: bool, libraries: dict) -> list[Entry]:
         label = f"{solver}→{fb.optim.auto_solver(pb.M, pb.P)}" if solver == "auto" else solver
         e = FbEntry(pb, f"{label} {damping}", target, solver, damping)
         if (e.resolved, damping) in seen:  # auto resolved to a solver already listed
-            same = next(x for x in out if x.kw["solver"] == e.resolved and x.kw["damping"] == damping)
+            same = next(x for x in out if x.resolved == e.resolved and x.kw["damping"] == damping)
             same.default, same.variant = same.default or e.default, f"{e.resolved} (=auto) {damping}"
             continue
         seen.add((e.resolved, damping))
