@@ -1,17 +1,17 @@
 """The solvers ``bench_lm.py`` runs side by side: fbackprop's ``levenberg_marquardt`` and the libraries
 it is compared with (scipy's MINPACK, optimistix, jaxopt), each behind one ``Entry`` interface, on
-the benchmark's problems (sine 1-10-1, parity3 3-3-1, peaks 2-30-30-1). How each library's
-iterations and time to target are counted is in ``bench_lm.py``'s docstring."""
+the benchmark's problems (``lm_problems.py``). How each library's iterations and time to target are
+counted is in ``bench_lm.py``'s docstring."""
 
 from __future__ import annotations
 
 import time
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
+from lm_problems import TARGET, Problem, n_residuals, residual_fn
 from timing import block
 
 import fbackprop as fb
@@ -19,61 +19,9 @@ import fbackprop as fb
 jax.config.update("jax_enable_x64", True)
 
 
-TARGET = 1e-3  # time to SSE <= TARGET * SSE(theta0)
-BUDGET = {"sine": 500, "parity3": 200, "peaks": 100}
 FD_MAX_P = 200  # scipy with its own finite differences up to this P
 TIGHT = 1e-12
 SLOW_S = 20.0  # entries whose first call takes longer are timed in one round
-
-
-# --- problems -----------------------------------------------------------------------------------
-
-
-class Problem(NamedTuple):
-    name: str
-    net: fb.Network
-    params: tuple
-    x: jax.Array
-    y: jax.Array
-    theta0: jax.Array
-    unravel: object
-    budget: int
-
-    @property
-    def M(self) -> int:
-        return self.y.size
-
-    @property
-    def P(self) -> int:
-        return self.theta0.size
-
-
-def make_problems(quick: bool, seed: int = 0) -> list[Problem]:
-    f64 = np.float64
-    specs = (
-        {
-            "parity3": ([3, 3, 1], fb.data.parity(3, coding="bipolar", dtype=f64)),
-            "peaks": ([2, 8, 8, 1], fb.data.peaks(8, dtype=f64)),
-        }
-        if quick
-        else {
-            "sine": ([1, 10, 1], fb.data.sine(200, dtype=f64)),
-            "parity3": ([3, 3, 1], fb.data.parity(3, coding="bipolar", dtype=f64)),
-            "peaks": ([2, 30, 30, 1], fb.data.peaks(30, dtype=f64)),
-        }
-    )
-    out = []
-    for name, (sizes, (x, y)) in specs.items():
-        net = fb.mlp(sizes, activation="tanh")
-        params = net.init(jax.random.key(seed), jnp.float64)
-        theta0, unravel = ravel_pytree(params)
-        out.append(Problem(name, net, params, jnp.asarray(x), jnp.asarray(y), theta0, unravel, BUDGET[name]))
-    return out
-
-
-def residual_fn(pb: Problem):
-    """``theta: (P,) -> yhat - y: (M,)``, the residuals every library minimizes (fbackprop's forward pass)."""
-    return lambda theta, *_: (fb.forward(pb.net, pb.unravel(theta), pb.x)[0] - pb.y).reshape(-1)
 
 
 # --- one entry per solver configuration ------------------------------------------------------
@@ -90,6 +38,8 @@ class Entry:
     curve: list | None = None  # SSE per iteration where the library exposes it
     first_s = float("nan")
     first_is_long = False
+    accepted_fraction: float | None = None  # of the long run's trials (fbackprop)
+    resolved: str | None = None  # fbackprop: the solver "auto" resolved to
     default = False
     note = ""
 
@@ -113,7 +63,7 @@ class FbEntry(Entry):
 
     def __init__(self, pb, variant, target, solver, damping):
         super().__init__(pb, variant, target)
-        self.kw = dict(solver=solver, damping=damping, max_steps=pb.budget)
+        self.kw = dict(loss=pb.loss, solver=solver, damping=damping, max_steps=pb.budget)
         self.default = solver == "auto" and damping == "marquardt"
         self.resolved = fb.optim.auto_solver(pb.M, pb.P) if solver == "auto" else solver
         self.goal = target / (2 * pb.x.shape[0])  # fbackprop's C = SSE / (2 N)
@@ -141,6 +91,7 @@ class FbEntry(Entry):
     def digest(self, r):
         k = int(r.iterations)
         self.curve = (2 * self.pb.x.shape[0] * np.asarray(r.history.loss[: k + 1])).tolist()
+        self.accepted_fraction = float(np.mean(np.asarray(r.history.accepted[1 : k + 1])))
         self.note = r.message.split(" after")[0]
         return ravel_pytree(r.params)[0], k
 
@@ -155,9 +106,10 @@ class ScipyEntry(Entry):
     def __init__(self, pb, variant, target, finite_differences: bool):
         super().__init__(pb, variant, target)
         self.fd = finite_differences
-        pad = max(pb.P - pb.M, 0)  # MINPACK needs M >= P: zero rows change nothing
+        R = n_residuals(pb)
+        pad = max(pb.P - R, 0)  # MINPACK needs M >= P: zero rows change nothing
         res = residual_fn(pb)
-        jac = jax.jacrev(res) if pb.M < pb.P else jax.jacfwd(res)
+        jac = jax.jacrev(res) if R < pb.P else jax.jacfwd(res)
         self._res = jax.jit(lambda t: jnp.concatenate([res(t), jnp.zeros(pad, t.dtype)]))
         self._jac = jax.jit(lambda t: jnp.concatenate([jac(t), jnp.zeros((pad, pb.P), t.dtype)]))
         self.padding = f"{pad} zero residuals; " if pad else ""
@@ -223,7 +175,7 @@ class OptxEntry(Entry):
     def __init__(self, pb, variant, target, linear_solver):
         super().__init__(pb, variant, target)
         self.linear_solver = linear_solver
-        self.options = {"jac": "bwd" if pb.M < pb.P else "fwd"}
+        self.options = {"jac": "bwd" if n_residuals(pb) < pb.P else "fwd"}
 
     def _program(self, max_steps, verbose=False):
         import optimistix as optx
@@ -316,7 +268,12 @@ class JaxoptEntry(Entry):
 def entries_for(pb: Problem, quick: bool, libraries: dict) -> list[Entry]:
     target = TARGET * float(jnp.sum(residual_fn(pb)(pb.theta0) ** 2))
     out, seen = [], set()
-    solvers = ["dense", "auto"] + (["accumulate", "cg"] if pb.name == "peaks" else [])
+    solvers = (
+        ["dense"]
+        + (["dual"] if pb.P >= 500 else [])
+        + ["auto"]
+        + (["accumulate", "cg"] if pb.name == "peaks" else [])
+    )
     variants = (
         [("auto", "marquardt"), ("dense", "nielsen")]
         if quick
@@ -326,7 +283,7 @@ def entries_for(pb: Problem, quick: bool, libraries: dict) -> list[Entry]:
         label = f"{solver}→{fb.optim.auto_solver(pb.M, pb.P)}" if solver == "auto" else solver
         e = FbEntry(pb, f"{label} {damping}", target, solver, damping)
         if (e.resolved, damping) in seen:  # auto resolved to a solver already listed
-            same = next(x for x in out if x.kw["solver"] == e.resolved and x.kw["damping"] == damping)
+            same = next(x for x in out if x.resolved == e.resolved and x.kw["damping"] == damping)
             same.default, same.variant = same.default or e.default, f"{e.resolved} (=auto) {damping}"
             continue
         seen.add((e.resolved, damping))

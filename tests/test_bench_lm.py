@@ -45,13 +45,18 @@ def test_fbackprop_rows_reach_the_target_at_the_first_iteration_their_history_sh
             assert r["final_sse"] == pytest.approx(curve[-1], rel=1e-9)
             assert r["time_to_target_s"] > 0 and r["s_per_iter"] > 0 and r["compile_s"] >= 0
             assert r["time_to_target_spread"][0] <= r["time_to_target_s"] <= r["time_to_target_spread"][1]
-    profile = {p["piece"]: p for p in result["profile_peaks"]}
-    assert len(profile) == 9 and all(p["s"] > 0 for p in profile.values())
-    assert (
-        profile["K = J J^T from the layers (fb.jacobian_gram, no J)"]["max_rel_vs_JJt"] <= 1e-12
-    )  # the same K as J J^T
-    assert any(k.startswith("peaks: fbackprop's best time to target") for k in result["targets"])
-    assert text.startswith("problem") and "[default]" in text and "pieces of one iteration" in text
+    for prob in result["problems"]:  # the floor of fbackprop's best row and its pieces
+        fl = prob["floor"]
+        assert fl["solver"] in ("dense", "dual") and 0 < fl["accepted_fraction"] <= 1
+        assert fl["floor_s_per_iter"] > 0 and fl["ratio"] == pytest.approx(
+            fl["s_per_iter"] / fl["floor_s_per_iter"]
+        )
+        assert all(v > 0 for v in fl["rates_gflop_per_s"].values())
+        assert sum(fl["pieces"].values()) == pytest.approx(fl["floor_s_per_iter"])
+        assert len(prob["profile"]) >= 6 and all(r["s"] > 0 for r in prob["profile"])
+        assert any(f"{prob['problem']}: fbackprop's" in k and "the floor" in k for k in result["targets"])
+    assert any(k.startswith("parity3: fbackprop's best time to target") for k in result["targets"])
+    assert text.startswith("problem") and "[default]" in text and "measured rates" in text
 
 
 def test_the_gpu_path_runs_every_solver_at_tiny_sizes(quick):
