@@ -58,6 +58,12 @@ class Entry:
         return out
 
 
+def auto(pb) -> str:
+    """What ``solver="auto"`` resolves to on this problem (as ``fb.levenberg_marquardt`` decides it)."""
+    gram = fb.optim.solves.dual_gram_flops(pb.net, pb.M, False)
+    return fb.optim.auto_solver(pb.M, pb.P, pb.x.dtype.itemsize, gram)
+
+
 class FbEntry(Entry):
     library = "fbackprop"
 
@@ -65,7 +71,7 @@ class FbEntry(Entry):
         super().__init__(pb, variant, target)
         self.kw = dict(loss=pb.loss, solver=solver, damping=damping, max_steps=pb.budget)
         self.default = solver == "auto" and damping == "marquardt"
-        self.resolved = fb.optim.auto_solver(pb.M, pb.P) if solver == "auto" else solver
+        self.resolved = auto(pb) if solver == "auto" else solver
         self.goal = target / (2 * pb.x.shape[0])  # fbackprop's C = SSE / (2 N)
         # jitted whole, as the other libraries are: the checks at the API boundary run once, at tracing
         self._run = jax.jit(
@@ -280,7 +286,7 @@ def entries_for(pb: Problem, quick: bool, libraries: dict) -> list[Entry]:
         else [(solver, damping) for solver in solvers for damping in ("marquardt", "nielsen")]
     )
     for solver, damping in variants:
-        label = f"{solver}→{fb.optim.auto_solver(pb.M, pb.P)}" if solver == "auto" else solver
+        label = f"{solver}→{auto(pb)}" if solver == "auto" else solver
         e = FbEntry(pb, f"{label} {damping}", target, solver, damping)
         if (e.resolved, damping) in seen:  # auto resolved to a solver already listed
             same = next(x for x in out if x.resolved == e.resolved and x.kw["damping"] == damping)

@@ -194,7 +194,9 @@ def nonfinite_start(params, loss0, grad0, val0=float("nan")) -> str:
 FLAT_DEFAULTS = {"chunk_size": 1024, "cg_tol": 1e-8, "cg_maxiter": None}
 
 
-def solve_part(solver, curvature: str, scaling: str, flat: dict, n_rows: int, n_params: int, itemsize: int):
+def solve_part(
+    solver, curvature: str, scaling: str, flat: dict, n_rows: int, n_params: int, itemsize: int, gram=None
+):
     """The solve part ``levenberg_marquardt``'s options ask for, checked.
 
     Args:
@@ -205,6 +207,7 @@ def solve_part(solver, curvature: str, scaling: str, flat: dict, n_rows: int, n_
         n_rows: ``N n_out`` (for ``"auto"``).
         n_params: P.
         itemsize: bytes per number.
+        gram: the dual's Gram cost for ``auto_solver`` (``solves.dual_gram_flops``), or ``None``.
 
     Returns:
         A solve part.
@@ -244,7 +247,7 @@ def solve_part(solver, curvature: str, scaling: str, flat: dict, n_rows: int, n_
         maxiter = None if flat["cg_maxiter"] is None else as_int(flat["cg_maxiter"], "cg_maxiter")
         if curvature == "hessian":
             return Newton()
-        name = auto_solver(n_rows, n_params, itemsize) if solver == "auto" else solver
+        name = auto_solver(n_rows, n_params, itemsize, gram) if solver == "auto" else solver
         part = {
             "accumulate": Accumulate(chunk_size),
             "cg": CG(cg_tol, maxiter, chunk_size),

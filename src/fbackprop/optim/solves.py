@@ -321,26 +321,54 @@ def is_solve(solver) -> bool:
     return callable(getattr(solver, "linearize", None)) and callable(getattr(solver, "solve", None))
 
 
-def auto_solver(n_rows: int, n_params: int, itemsize: int = 8) -> str:
+def auto_solver(n_rows: int, n_params: int, itemsize: int = 8, gram_flops: float | None = None) -> str:
     """The linear solver ``solver="auto"`` picks for a problem's size.
+
+    The dual solve costs ``M^3/3`` (its Cholesky) plus forming ``K = J J^T`` (``gram_flops``) a
+    trial point; the dense solve ``P^3/3 + 2 M P^2`` (the Cholesky and ``G = J^T J``). With the
+    Gram matrix from the layers' factorised form (``jacobian_gram``: ``2 M^2 (n_l + n_{l-1})`` a
+    dense layer, far below ``2 M^2 P``) the dual solve can win with more residuals than params too
+    (Franke's function in ``benchmarks/bench_lm.py``: 5x sooner to its target than the dense solve).
 
     Args:
         n_rows: the number of residuals ``M = N n_out``.
         n_params: the number of parameters P.
         itemsize: bytes per number (8 for float64, 4 for float32).
+        gram_flops: the cost of ``K = J J^T``, or ``None`` (default) for ``2 M^2 P`` (from J's rows).
 
     Returns:
-        ``"dual"`` when there are fewer residuals than params and ``M <= 4096`` (their square
-        fits), ``"dense"`` when ``J`` fits in 256 MB and ``P <= 4096``, ``"accumulate"`` when only
-        ``G`` fits, ``"cg"`` beyond.
+        ``"dual"`` when ``M <= 4096`` (its square fits) and either ``M < P`` or the dual solve is the
+        cheaper by the counts above, ``"dense"`` when ``J`` fits in 256 MB and ``P <= 4096``,
+        ``"accumulate"`` when only ``G`` fits, ``"cg"`` beyond.
 
     Examples:
         >>> fb.optim.auto_solver(900, 1051), fb.optim.auto_solver(10_000, 100)
         ('dual', 'dense')
+        >>> fb.optim.auto_solver(1024, 941), fb.optim.auto_solver(1024, 941, gram_flops=2 * 1024**2 * 123)
+        ('dense', 'dual')
     """
     n_rows, n_params = as_int(n_rows, "n_rows"), as_int(n_params, "n_params")
-    if n_rows < n_params and n_rows <= 4096:
+    M, P = n_rows, n_params
+    gram = 2.0 * M * M * P if gram_flops is None else float(gram_flops)
+    if M <= 4096 and (M < P or M**3 / 3 + gram < P**3 / 3 + 2.0 * M * P * P):
         return "dual"
     if n_params <= 4096:
         return "dense" if n_rows * n_params * itemsize <= 2**28 else "accumulate"
     return "cg"
+
+
+def dual_gram_flops(net, n_rows: int, scale_d: bool) -> float | None:
+    """What forming the dual's ``K = J J^T`` costs for ``net`` (``auto_solver``'s ``gram_flops``).
+
+    Args:
+        net: the network.
+        n_rows: ``M = N n_out``.
+        scale_d: Marquardt scaling (then the dual forms ``J``: ``None``, the rows' ``2 M^2 P``).
+
+    Returns:
+        ``sum_l 2 M^2 (n_l + n_{l-1})`` for a network of Dense and Activation layers, else ``None``.
+    """
+    if scale_d or not net.is_mlp:
+        return None
+    s = net.sizes
+    return float(sum(2.0 * n_rows * n_rows * (a + b) for a, b in zip(s[:-1], s[1:])))
