@@ -382,13 +382,16 @@ EXAMPLE_PAGES = (
     "guide/second-order.md",
     "guide/architectures.md",
 )
+#: The pages whose examples take 10-30 s (they train and compile several optimizers): make test-slow.
+SLOW_PAGES = {"guide/curvature.md", "guide/training.md", "guide/second-order.md", "guide/architectures.md"}
+PAGE_RUNS = [pytest.param(p, marks=pytest.mark.slow if p in SLOW_PAGES else ()) for p in EXAMPLE_PAGES]
 
 
 def _python_blocks(text: str) -> list[str]:
     return [textwrap.dedent(b) for b in re.findall(r"^```python\n(.*?)^```", text, re.M | re.S)]
 
 
-@pytest.mark.parametrize("page", EXAMPLE_PAGES)
+@pytest.mark.parametrize("page", PAGE_RUNS)
 def test_guide_examples_run(page, capsys):
     blocks = _python_blocks((DOCS / page).read_text())
     assert blocks, f"docs/{page} has no ```python example"

@@ -132,8 +132,15 @@ def _autodiff_seeds(loss_name, kind, yhat, y):
     return jnp.moveaxis(U * jnp.sqrt(jnp.maximum(e, 0.0))[:, None, :], 2, 0)
 
 
-@pytest.mark.parametrize("net", [MLP, CNN], ids=["mlp", "cnn"])
-@pytest.mark.parametrize("kind", ["exact", "empirical"])
+@pytest.mark.parametrize(
+    "kind, net",
+    [
+        pytest.param("exact", MLP, id="exact-mlp"),
+        pytest.param("exact", CNN, id="exact-cnn", marks=pytest.mark.slow),  # 20 s: one pass per class
+        pytest.param("empirical", MLP, id="empirical-mlp"),
+        pytest.param("empirical", CNN, id="empirical-cnn"),
+    ],
+)
 def test_factors_match_autodiff_twin(net, kind):
     """Every layer's (A, G), KFC's positions included, against the twin built on autodiff."""
     loss = "cross_entropy"

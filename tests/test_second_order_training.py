@@ -167,6 +167,7 @@ def test_least_squares_loss_divides_by_the_leading_axis():
         np.testing.assert_allclose(float(r.history.loss[0]), 0.5 * target.size / n, rtol=1e-15)
 
 
+@pytest.mark.slow  # three optimizers compiled twice; tests/test_layers_autodiff.py has the fast cases
 def test_the_optimizers_take_any_apply_and_match_the_network_and_least_squares_still_works():
     apply = lambda p, x: NET.apply(p, x)  # any apply(params, x): derivatives by autodiff
     for fn in (fb.levenberg_marquardt, fb.newton, fb.hessian_free):

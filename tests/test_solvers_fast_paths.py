@@ -50,7 +50,7 @@ def test_normal_equations_equal_the_three_operand_einsum(key, loss):
 
 
 @pytest.mark.parametrize("loss", ["squared_error", "cross_entropy"])
-@pytest.mark.parametrize("solver", ["dense", "accumulate"])
+@pytest.mark.parametrize("solver", ["dense", pytest.param("accumulate", marks=pytest.mark.slow)])
 def test_linearize_equals_the_general_normal_equations(key, loss, solver):
     pb, theta = _problem(key, loss)
     lin = {"dense": S.linearize_dense, "accumulate": S.linearize_accumulate}[solver](pb, theta)
@@ -58,7 +58,9 @@ def test_linearize_equals_the_general_normal_equations(key, loss, solver):
     assert _rel(lin.G, G_ref) <= 1e-12 and _rel(lin.g, g_ref) <= 1e-12
 
 
-@pytest.mark.parametrize("mu", [1e-6, 1e-2, 10.0])
+@pytest.mark.parametrize(
+    "mu", [1e-6, pytest.param(1e-2, marks=pytest.mark.slow), pytest.param(10.0, marks=pytest.mark.slow)]
+)
 def test_dual_model_decrease_from_the_system_equals_the_formed_K_w(key, mu):
     pb, theta = _problem(key, "squared_error", sizes=(2, 6, 6, 1), n=5)  # M = 5 < P
     lin = S.linearize_dual(pb, theta)
