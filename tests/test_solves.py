@@ -1,6 +1,8 @@
 """The solve parts: each equals the string option it stands for, options live on the part, and the
 K-FAC solve equals its closed form."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -65,3 +67,25 @@ def test_levenberg_marquardt_with_the_kfac_solve_fits_and_never_raises_the_loss(
     r = fb.levenberg_marquardt(net, p, x, y, solver=fb.optim.KFAC(), max_steps=60)
     loss = np.asarray(r.history.loss[: int(r.iterations) + 1])
     assert np.all(np.diff(loss) <= 0) and loss[-1] < 0.1 * loss[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class DiagonalSolve:
+    """A solve part of one's own: the Levenberg-Marquardt step with G replaced by its diagonal."""
+
+    def linearize(self, pb, theta):
+        return S.linearize_dense(pb, theta)  # G, g and d
+
+    def solve(self, pb, lin, mu):
+        delta = -lin.g / (jnp.diag(lin.G) + mu * lin.d)
+        return delta, -(lin.g @ delta + 0.5 * delta @ lin.G @ delta)
+
+
+def test_a_users_solve_part_plugs_in():
+    net, p, x, y = _sine(40)
+    r = fb.levenberg_marquardt(net, p, x, y, solver=DiagonalSolve(), max_steps=40)
+    loss = np.asarray(r.history.loss[: int(r.iterations) + 1])
+    assert np.all(np.diff(loss) <= 0) and loss[-1] < 0.5 * loss[0]
+    first = int(np.argmax(np.asarray(r.history.accepted[1:]) == 1)) + 1  # its step is not the dense one
+    dense = fb.levenberg_marquardt(net, p, x, y, max_steps=first)
+    assert float(dense.history.loss[first]) != float(r.history.loss[first])

@@ -248,10 +248,11 @@ def solve_part(
         if curvature == "hessian":
             return Newton()
         name = auto_solver(n_rows, n_params, itemsize, gram) if solver == "auto" else solver
-        part = {
-            "accumulate": Accumulate(chunk_size),
-            "cg": CG(cg_tol, maxiter, chunk_size),
-        }.get(name) or SOLVES[name]()
+        with_options = {
+            "accumulate": lambda: Accumulate(chunk_size),
+            "cg": lambda: CG(cg_tol, maxiter, chunk_size),
+        }
+        part = with_options.get(name, SOLVES[name])()
     if isinstance(part, KFAC) and scaling != "identity":
         raise ValueError(
             f"solver=fb.optim.KFAC() damps with the identity (Martens & Grosse's factored damping): "

@@ -54,7 +54,7 @@ from . import _options as O
 from . import solvers as S
 from .lm_loop import lm_run
 from .loop import LMHistory, reporter
-from .solves import auto_solver, dual_gram_flops  # noqa: F401 (auto_solver: fb.optim's)
+from .solves import KFAC, auto_solver, dual_gram_flops  # noqa: F401 (auto_solver: fb.optim's)
 
 # The package's status codes (``fb.status``), under the names this module has always exported.
 MAX_STEPS, GOAL, MIN_GRAD, MU_MAX = Status.MAX_STEPS, Status.GOAL, Status.MIN_GRAD, Status.MU_MAX
@@ -258,7 +258,7 @@ def _run(
     M = x.shape[0] * net.n_out
     gram = dual_gram_flops(net, M, scaling == "marquardt")
     part = O.solve_part(solver, curvature, scaling, flat, M, net.n_params, x.dtype.itemsize, gram)
-    if part.name == "kfac":
+    if isinstance(part, KFAC):
         kfac_options(net, loss, part.kind, 1, "fb.levenberg_marquardt(solver=fb.optim.KFAC())")
     if data_parallel:
         x, y = shard_batch(x, y)
