@@ -10,8 +10,8 @@ curvature quantities. Its passes are the autodiff twins of the hand-written ones
 - ``per_example_grads``: a ``vjp`` per example (``vmap``), so the Jacobian rows are ``vjp``'s
   seeded with unit vectors;
 - ``backward2`` and the Hessian readouts: per-example Jacobians (``jacrev``) sandwiching ``H``,
-  plus, for ``exact=True``, the Hessian of ``g . apply`` (memory ``O(N P^2)`` for the block: for
-  small models; the hand-written layers do far better).
+  plus, for ``exact=True``, the Hessian of ``g . apply`` (memory ``O(N P^2)`` for the block and the
+  exact diagonal: for small models; the GGN diagonal needs only ``O(N n_out P)``).
 
 ``apply`` must treat examples independently (no batch statistics): the per-example readouts
 evaluate it on one example at a time, ``x[n][None]``.
@@ -186,15 +186,19 @@ class Autodiff:
             x, g
         )
 
-    def _per_example_blocks(self, theta, x, H, g, exact):
-        """``(N, P, P)``: ``J_n^T H_n J_n (+ the Hessian of g_n . y_n)`` in ``ravel_pytree``'s order."""
+    def _per_example_curvature(self, theta, x, H, g, exact, diagonal: bool):
+        """``J_n^T H_n J_n (+ the Hessian of g_n . y_n)`` per example in ``ravel_pytree``'s order:
+        ``(N, P, P)``, or only its diagonal ``(N, P)`` (the GGN's from ``J`` alone, no ``(P, P)`` block)."""
         flat, unflatten = ravel_pytree(theta)
         f = lambda t, x_n: _one(self.apply, unflatten(t), x_n)
 
         def per_example(x_n, H_n, g_n):
             J = jax.jacrev(f)(flat, x_n)
-            B = J.T @ H_n @ J
-            return B + jax.hessian(lambda t: g_n @ f(t, x_n))(flat) if exact else B
+            B = jnp.einsum("ap,ab,bp->p", J, H_n, J) if diagonal else J.T @ H_n @ J
+            if not exact:
+                return B
+            E = jax.hessian(lambda t: g_n @ f(t, x_n))(flat)
+            return B + (jnp.diagonal(E) if diagonal else E)
 
         return jax.vmap(per_example)(x, H, g)
 
@@ -211,7 +215,7 @@ class Autodiff:
         Returns:
             ``(P, P)`` in ``ravel_pytree``'s order of ``theta``.
         """
-        return jnp.sum(self._per_example_blocks(theta, x, H, g, exact), axis=0)
+        return jnp.sum(self._per_example_curvature(theta, x, H, g, exact, diagonal=False), axis=0)
 
     def per_example_hessian_diag(self, theta, x, H, g, exact):
         """The diagonal of each example's block, shaped like ``theta`` with a leading ``N``.
@@ -227,8 +231,7 @@ class Autodiff:
             A tree shaped like ``theta``, leaves with a leading ``N`` axis.
         """
         unflatten = ravel_pytree(theta)[1]
-        diags = jnp.diagonal(self._per_example_blocks(theta, x, H, g, exact), axis1=1, axis2=2)
-        return jax.vmap(unflatten)(diags)
+        return jax.vmap(unflatten)(self._per_example_curvature(theta, x, H, g, exact, diagonal=True))
 
     def hessian_diag(self, theta, x, H, g, exact):
         """The diagonal of ``d2C/dtheta^2`` summed over the batch, shaped like ``theta``.

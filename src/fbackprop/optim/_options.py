@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..layers.autodiff import Autodiff
+from ..layers.network import serial
 from ..validate import (
     as_float,
     as_int,
@@ -24,6 +26,8 @@ from ..validate import (
     is_network,
     params_dtype,
 )
+from .damping import DAMPINGS, Marquardt, Nielsen, TrustRegion, check_rule, is_rule
+from .solves import CG, KFAC, SOLVES, Accumulate, Newton, auto_solver, is_solve
 
 
 def model(model: Any, params: Any, x: Any, what: str) -> tuple:
@@ -40,9 +44,6 @@ def model(model: Any, params: Any, x: Any, what: str) -> tuple:
         ``(net, params, unwrap)``: for a callable, ``net = fb.serial(fb.layers.Autodiff.of(model,
         params), input_shape=x.shape[1:])``, its params ``(params,)`` and ``unwrap`` taking them back.
     """
-    from ..layers.autodiff import Autodiff
-    from ..layers.network import serial
-
     if is_network(model):
         return model, params, lambda p: p
     if not callable(model):
@@ -112,8 +113,6 @@ def damping_options(
     own constants: ``mu_dec``/``mu_inc`` beside it, or beside ``"nielsen"`` (which has none), are refused.
     A rule object is traced once on scalars of the params' dtype (``damping.check_rule``).
     """
-    from .damping import DAMPINGS, Marquardt, Nielsen, TrustRegion, check_rule, is_rule
-
     mu = real(mu, "mu", minimum=0.0, open_min=True)
     mu_max = real(mu_max, "mu_max", minimum=0.0, open_min=True, finite=False)
     if not isinstance(mu, jax.core.Tracer) and not isinstance(mu_max, jax.core.Tracer) and mu > mu_max:
@@ -215,8 +214,6 @@ def solve_part(
     Raises:
         TypeError, ValueError: naming the option, what was expected and what came.
     """
-    from .solves import CG, KFAC, SOLVES, Accumulate, Newton, auto_solver, is_solve
-
     if not isinstance(solver, str):
         if not is_solve(solver):
             raise TypeError(
@@ -263,8 +260,6 @@ def solve_part(
 
 def _checked(part):
     """A built-in part's own options, checked (a user's part is taken as it is)."""
-    from .solves import CG, KFAC, Accumulate
-
     name = type(part).__name__
     if isinstance(part, (Accumulate, CG)):
         part = dataclasses.replace(part, chunk_size=as_int(part.chunk_size, f"{name}.chunk_size"))
