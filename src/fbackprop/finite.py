@@ -60,10 +60,30 @@ def finite_flag(tree: Any) -> jax.Array:
 _finite_flag = jax.jit(finite_flag)
 
 
+def host_values(a: Any) -> np.ndarray:
+    """``a``'s values as a NumPy array on this host, also when ``a`` spans several processes.
+
+    An array over the devices of several processes (``fb.distributed.global_batch``) is gathered from
+    all of them (a collective every process makes), so that each one reads, and refuses, the same rows.
+
+    Args:
+        a: an array-like.
+
+    Returns:
+        A NumPy array of ``a``'s global shape.
+    """
+    if isinstance(a, jax.Array) and not a.is_fully_addressable and not a.is_fully_replicated:
+        from jax.experimental import multihost_utils
+
+        with jax.ensure_compile_time_eval():  # also when read while tracing a closure over ``a``
+            return np.asarray(multihost_utils.process_allgather(a, tiled=True))
+    return np.asarray(a)
+
+
 def _first_nonfinite(tree: Any, name: str) -> str | None:
     """The message for the first leaf of ``tree`` holding NaN/Inf (host side, only on failure)."""
     for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
-        arr = np.asarray(leaf)
+        arr = host_values(leaf)
         if not _inexact(arr.dtype):
             continue
         bad = ~np.isfinite(arr)

@@ -30,7 +30,7 @@ def shard_batch(x, y):
         ValueError: when N does not divide evenly by the number of devices.
     """
     devices = jax.local_devices()
-    if len(devices) == 1:
+    if len(devices) == 1 or not getattr(x, "is_fully_addressable", True):  # one device, or global already
         return x, y
     if x.shape[0] % len(devices):
         raise ValueError(

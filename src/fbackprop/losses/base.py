@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..finite import raise_nonfinite
+from ..finite import host_values, raise_nonfinite
 
 
 class Loss(NamedTuple):
@@ -125,7 +125,7 @@ def _first_bad_row(bad: np.ndarray) -> int:
 def _check_finite_values(y, name: str):
     """Concrete targets must be finite: read with NumPy (no program to compile), and on failure the
     package's one message for NaN/Inf, naming the index."""
-    arr = np.asarray(y)
+    arr = host_values(y)
     if np.issubdtype(arr.dtype, np.inexact) and not np.isfinite(arr).all():
         raise_nonfinite({f"{name}: y": arr})
 

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..finite import host_values
 from ..validate import as_int, is_concrete
 from .base import _column_targets, _float, _make
 
@@ -45,7 +46,7 @@ def _bce_prepare(y: Any, n_out: int) -> jax.Array:
     n_out = as_int(n_out, "n_out")
     y = _column_targets(y, n_out, "binary_cross_entropy")
     if is_concrete(y):
-        arr = np.asarray(y)
+        arr = host_values(y)
         bad = ~((arr >= 0) & (arr <= 1))
         if np.any(bad):
             i, j = (int(k) for k in np.argwhere(bad)[0])

@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..finite import host_values
 from ..validate import as_int, is_concrete
 from .base import _as_array, _first_bad_row, _float, _make, _shape_error
 
@@ -82,7 +83,7 @@ def _nan_rows(out, y):
 
 
 def _check_probability_rows(y, n_out: int):
-    arr = np.asarray(y)
+    arr = host_values(y)
     tol = float(np.sqrt(np.finfo(arr.dtype).eps)) if np.issubdtype(arr.dtype, np.floating) else 0.0
     arr = arr.astype(np.float64)
     forms = f"integer labels (N,) or rows of class probabilities (N, {n_out})"
@@ -109,7 +110,7 @@ def _check_label_range(y, n_out: int):
     """Label values are data, not shapes: checked whenever they are concrete (not under jit)."""
     if y.size == 0:
         return
-    y = np.asarray(y)
+    y = host_values(y)
     lo, hi = int(y.min()), int(y.max())
     if lo < 0 or hi >= n_out:
         i = _first_bad_row((y < 0) | (y >= n_out))
