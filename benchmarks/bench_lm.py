@@ -30,6 +30,13 @@ a run that is still making progress.
 Every library's solve is timed as one jitted function of the start (for fbackprop ``jax.jit`` around
 ``fb.levenberg_marquardt``, whose checks read static shapes, so they run once, at tracing; called
 directly, without the outer jit, it adds ~0.2 ms of Python-side checks and dispatch per call).
+Like optimistix's and jaxopt's timed programs, fbackprop's returns the flat solution and its trial
+count (its history comes from a separate, untimed run): every output buffer costs the runtime
+~10-20 us here, and the full ``LMResult`` has a dozen. A timing repeats a call until it lasts 20 ms
+(at most 200 calls), as ``timeit`` does: one call of a sub-millisecond run is mostly clock noise.
+JAX's CPU runtime runs a program with a matrix product on a worker thread (asynchronous dispatch):
+on this shared machine the hand-off costs ~0.1 ms a call, which bounds the tiny problems' times for
+every library; ``--sync-dispatch`` runs every library's calls on the calling thread instead.
 
 Method. Long run: each solver runs once from theta0 with a generous budget (trial steps: 500
 sine, 200 parity3, 100 the others); it gives ``iters`` (trials as the library counts them:
@@ -115,6 +122,14 @@ def limit_blas_threads(n: int) -> list[dict]:
     ]
 
 
+def calls_per_timing(fn, least_s: float = 0.02) -> int:
+    """Calls per timing so that one timing lasts at least ``least_s`` (as ``timeit`` does): a run of a
+    few tenths of a millisecond timed once is mostly the clock's and the scheduler's noise."""
+    t0 = time.perf_counter()
+    block(fn())
+    return max(1, min(200, int(least_s / max(time.perf_counter() - t0, 1e-6)) + 1))
+
+
 def bench_problem(pb: Problem, rounds: int, quick: bool, libraries: dict) -> dict:
     entries = entries_for(pb, quick, libraries)
     for e in entries:
@@ -124,19 +139,23 @@ def bench_problem(pb: Problem, rounds: int, quick: bool, libraries: dict) -> dic
             flush=True,
         )
     timed = [e for e in entries if e.reached_iters is not None]
+    reps = {e.name: calls_per_timing(e.to_target) for e in timed}
     to_target = {
-        **timed_rounds({e.name: e.to_target for e in timed if e.first_s <= SLOW_S}, rounds),
+        **timed_rounds({e.name: e.to_target for e in timed if e.first_s <= SLOW_S}, rounds, reps),
         **timed_rounds({e.name: e.to_target for e in timed if e.first_s > SLOW_S}, 1),
     }
     long_rounds = 1 if pb.name == "peaks" else max(1, rounds // 2)
     results, long_times = {}, {e.name: [] for e in entries}
+    long_reps = {e.name: calls_per_timing(e.long) if e.first_s <= SLOW_S else 1 for e in entries}
     for r in range(long_rounds):
         for e in entries[r % len(entries) :] + entries[: r % len(entries)]:
             if r > 0 and e.first_s > SLOW_S:
                 continue
             t0 = time.perf_counter()
-            out = block(e.long())
-            long_times[e.name].append(time.perf_counter() - t0)
+            for _ in range(long_reps[e.name]):
+                out = e.long()
+            block(out)
+            long_times[e.name].append((time.perf_counter() - t0) / long_reps[e.name])
             results[e.name] = e.digest(out)
     sse0 = float(entries[0].sse(pb.theta0))
     rows = []
@@ -328,8 +347,16 @@ def main(argv=None):
         default=1,
         help="threads of the BLAS/LAPACK that JAX's CPU linear algebra calls (0: its default)",
     )
+    p.add_argument(
+        "--sync-dispatch",
+        action="store_true",
+        help="run each jitted call on the calling thread (jax_cpu_enable_async_dispatch=False), for every "
+        "library alike: a small program then costs ~0.02 ms a call instead of ~0.1 ms on a busy machine",
+    )
     p.add_argument("--out", default="runs/bench_lm")
     args = p.parse_args(argv)
+    if args.sync_dispatch:
+        jax.config.update("jax_cpu_enable_async_dispatch", False)
     rounds = 2 if args.quick else args.rounds
     libraries = available_libraries()
     blas = limit_blas_threads(args.blas_threads)
