@@ -7,6 +7,7 @@ is sharded), and prints one line per quantity: ``<name> <relative difference> <e
 reads rank 0's and rank 1's lines. The last part checks that bad input fails on every process alike.
 """
 
+import functools
 import sys
 
 import fbackprop.distributed as D
@@ -63,13 +64,19 @@ for mode, kw in [("batch", {}), ("minibatch", {"batch_size": 8, "key": jax.rando
 
     report(f"train-{mode}", trained)
 
-# Levenberg-Marquardt: every solver; the same status, iterations and accepted steps.
-LM = {"dense": {}, "accumulate": {"chunk_size": 6}, "cg": {"cg_tol": 1e-13}, "dual": {}}
-for solver, kw in LM.items():
-    runs = [
-        fb.levenberg_marquardt(net, params, a, b, solver=solver, max_steps=8, **kw)
-        for a, b in [(x, y), (X, Y)]
-    ]
+# Levenberg-Marquardt (every solver), Newton, Gauss-Newton, Hessian-free: the same status, iterations
+# and accepted steps.
+LM = {
+    "dense": fb.levenberg_marquardt,
+    "accumulate": functools.partial(fb.levenberg_marquardt, solver="accumulate", chunk_size=6),
+    "cg": functools.partial(fb.levenberg_marquardt, solver="cg", cg_tol=1e-13),
+    "dual": functools.partial(fb.levenberg_marquardt, solver="dual"),
+    "newton": fb.newton,
+    "gauss_newton": fb.gauss_newton,
+    "hessian_free": functools.partial(fb.hessian_free, key=jax.random.key(4)),
+}
+for solver, fit in LM.items():
+    runs = [fit(net, params, a, b, max_steps=8) for a, b in [(x, y), (X, Y)]]
     steps = [np.asarray(r.history.accepted) for r in runs]
     same = int(runs[0].status) == int(runs[1].status) and int(runs[0].iterations) == int(runs[1].iterations)
     same &= bool(np.array_equal(*steps, equal_nan=True))

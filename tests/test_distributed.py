@@ -48,7 +48,9 @@ def test_levenberg_marquardt_takes_the_same_steps(lines, rank, solver):
     assert m, lines[rank][f"lm-{solver}"]
     history, params, same, iterations = float(m.group(1)), float(m.group(2)), m.group(3), int(m.group(4))
     assert same == "True" and iterations == 8  # the same status, iterations and accepted steps
-    assert history <= 1e-12 and params <= 1e-10
+    # Gauss-Newton's undamped solve has cond(G) ~ 1e8 here: rounding in the sums moves its step ~1e-8
+    tol = 1e-6 if solver == "gauss_newton" else 1e-12
+    assert history <= tol and params <= 100 * tol
 
 
 @pytest.mark.slow
