@@ -110,6 +110,10 @@ def worker(args) -> None:
     from timing import block, timed_rounds
 
     jax.config.update("jax_enable_x64", True)
+    if args.blas_threads > 0:  # as bench_lm.py: OpenBLAS's spinning threads slow the Cholesky here
+        import threadpoolctl
+
+        blas = threadpoolctl.threadpool_limits(args.blas_threads, user_api="blas")  # noqa: F841 (held)
     sizes = [int(s) for s in args.sizes.split(",")]
     net = fb.mlp(sizes, activation="tanh")
     params = net.init(jax.random.key(0), jnp.float64)
@@ -177,7 +181,14 @@ def run_processes(k: int, args, result: str) -> dict:
     cmd = [sys.executable, "-m", "fbackprop.launch", "--processes", str(k), "--devices-per-process", "1"]
     cmd += ["--timeout", str(args.timeout), os.path.abspath(__file__), "--worker", "--result", result]
     cmd += ["--rows", str(args.rows), "--sizes", args.sizes, "--rounds", str(args.rounds)]
-    cmd += ["--steps", str(args.steps), "--cg-iters", str(args.cg_iters)]
+    cmd += [
+        "--steps",
+        str(args.steps),
+        "--cg-iters",
+        str(args.cg_iters),
+        "--blas-threads",
+        str(args.blas_threads),
+    ]
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(
@@ -188,7 +199,8 @@ def run_processes(k: int, args, result: str) -> dict:
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=args.timeout + 60)
     if done.returncode != 0:
         raise RuntimeError(
-            f"{k} process(es) failed with exit code {done.returncode}:\n{done.stdout[-4000:]}{done.stderr[-2000:]}"
+            f"{k} process(es) failed with exit code {done.returncode}:\n"
+            f"{done.stdout[-4000:]}{done.stderr[-2000:]}"
         )
     with open(result) as f:
         out = json.load(f)
@@ -264,6 +276,12 @@ def main(argv=None):
     p.add_argument("--sizes", default="2,30,30,1", help="layer sizes of the MLP")
     p.add_argument("--steps", type=int, default=10, help="training steps per timed train call")
     p.add_argument("--cg-iters", type=int, default=20, help="CG iterations per LM cg iteration")
+    p.add_argument(
+        "--blas-threads",
+        type=int,
+        default=1,
+        help="threads of the BLAS/LAPACK that JAX's CPU Cholesky calls, per process (0: its default)",
+    )
     p.add_argument("--timeout", type=float, default=900.0, help="seconds per process count")
     p.add_argument("--out", default="runs/bench_distributed")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
