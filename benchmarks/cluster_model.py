@@ -21,16 +21,25 @@ The model (float64; ``r = N n_out / p`` residual rows per device, ``n = N / p`` 
 - cg: the gradient ``6 n P`` and its all-reduce (``P``), then per CG iteration one ``G v = J^T (J v)``
   (``J v`` by the R-operator, 4 flops per parameter and row: ``dW a + W da``; ``J^T u`` by a
   backward pass, 4 more: ``8 n P``) and its all-reduce (``P`` floats). Memory: six ``P``-vectors.
-- dual: ``K = J J^T`` is ``(N n_out)``-square and needs every device's rows of ``J``: each device
-  receives the others' blocks in turn (a ring all-gather, ``(p - 1) r P`` floats) and forms its
-  ``r`` rows of ``K`` (``2 r (N n_out) P`` flops), then the rows of ``K`` are all-gathered
-  (``(p - 1) r (N n_out)`` floats), factorised on every device (``(N n_out)^3 / 3``), and
-  ``delta = J^T w`` is formed from the local rows (``2 r P``) and all-reduced (``P``). Memory: ``K``
-  and its factor, the local ``J`` and one received block.
+- dual (fbackprop's, for a ``Network`` with ``D = I``): ``K = J J^T`` is ``(N n_out)``-square, and
+  its entry for rows ``i, j`` is ``sum_l (delta^l_i . delta^l_j)(a^{l-1}_i . a^{l-1}_j + 1)``
+  (``fb.jacobian_gram``): it needs every device's deltas and layer inputs, ``sum_l (N n_out s_l +
+  N s_{l-1})`` floats, all-gathered; each device forms its ``r`` rows of ``K`` (``2 r (N n_out)
+  sum_l (s_{l-1} + s_l + 1)`` flops) after the gradient's passes and one backward pass per output
+  (``(6 + 2 n_out) n P``); the rows of ``K`` are all-gathered (``(N n_out)^2`` floats), ``K + mu I``
+  is factorised on every device (``(N n_out)^3 / 3``), and ``delta = J^T w`` is one backward pass
+  over the local rows (``4 n P``), all-reduced with the gradient (``2 P`` floats). Memory: ``K``
+  and its factor, and the gathered deltas and inputs.
+- dual, J Jᵀ (Marquardt scaling's ``D``, or a model that is not a ``Network``): ``J`` is formed
+  (``(2 + 4 n_out) n P``) and all-gathered (``N n_out P`` floats, a ring that passes each device's
+  block on), each device forms its rows of ``K`` (``2 r (N n_out) P``); then as above. Memory:
+  ``K``, its factor, the local ``J`` and one block received.
 - training step: one gradient (``6 n P``) and its all-reduce; the optimizer's update (``~10 P``).
 - HVP (forward-over-reverse): about two gradients, ``12 n P``, and an all-reduce of ``P``.
-- Every pass also keeps the activations of its ``n`` examples: ``4 n (2 h + n_out)`` floats for the
-  network assumed, two hidden layers of width ``h = sqrt(P)`` (values and tangents or deltas).
+- The network assumed: 16 inputs, two tanh layers of width ``h`` and ``n_out`` outputs, with ``h``
+  the width that gives ``P`` parameters (``P = h^2 + 19 h + 1``, as in ``bench_lm.py --gpu``);
+  every pass keeps the activations of its ``n`` examples, ``4 n (2 h + n_out)`` floats (values
+  and tangents or deltas).
 
 Time = compute + communication (no overlap). Compute: flops over the peak times an efficiency.
 An all-reduce of ``S`` bytes takes ``2 (p - 1) / p * S / B + L`` (a ring: Patarasuk & Yuan 2009),
@@ -58,7 +67,8 @@ DEVICES = (8, 64)
 PARAMS = (10**4, 10**5, 10**6)
 ROWS = (10**6, 10**4)  # the data parallel case, and the dual's (N n_out < P)
 N_OUT = 1
-SOLVERS = ("dense", "accumulate", "cg", "dual")
+N_IN = 16
+SOLVERS = ("dense", "accumulate", "cg", "dual", "dual, J Jᵀ")
 
 
 class Network(NamedTuple):
@@ -142,17 +152,32 @@ class Cost(NamedTuple):
         return self.memory_bytes <= MEMORY_BYTES
 
 
+def widths(P: int) -> tuple[int, int, int, int]:
+    """The layer widths of the network assumed for ``P`` parameters.
+
+    Args:
+        P: parameters.
+
+    Returns:
+        ``(N_IN, h, h, N_OUT)``, ``h`` the integer width whose ``N_IN h + h + h^2 + h + h N_OUT + N_OUT``
+        parameters come closest to ``P``.
+    """
+    a, b, c = 1, N_IN + 2 + N_OUT, N_OUT - P
+    h = round((-b + math.sqrt(b * b - 4 * a * c)) / 2)
+    return N_IN, h, h, N_OUT
+
+
 def activations_bytes(n: float, P: int) -> float:
     """The activations (and their tangents or deltas) of ``n`` examples of the network assumed.
 
     Args:
         n: examples on the device.
-        P: parameters; the network has two hidden layers of width ``sqrt(P)``.
+        P: parameters (``widths``).
 
     Returns:
-        Bytes, ``4 n (2 sqrt(P) + n_out)`` floats.
+        Bytes, ``4 n (2 h + n_out)`` floats.
     """
-    return 4 * n * (2 * math.sqrt(P) + N_OUT) * FLOAT_BYTES
+    return 4 * n * sum(widths(P)[1:]) * FLOAT_BYTES
 
 
 def _rate(flops: float, efficiency: float) -> float:
@@ -163,7 +188,7 @@ def lm_iteration(solver: str, N: int, P: int, p: int, cg_iters: int = CG_ITERS) 
     """One Levenberg-Marquardt iteration (linearise, one damped solve, the trial's forward pass).
 
     Args:
-        solver: ``"dense"``, ``"accumulate"``, ``"cg"`` or ``"dual"``.
+        solver: one of ``SOLVERS``.
         N: examples in all (``N_OUT`` outputs each).
         P: parameters.
         p: devices, each holding ``N / p`` examples.
@@ -191,14 +216,25 @@ def lm_iteration(solver: str, N: int, P: int, p: int, cg_iters: int = CG_ITERS) 
         volume, comm = volume * (1 + cg_iters), comm * (1 + cg_iters)
         flops = grad + cg_iters * product + trial
         return Cost(solver, N, P, p, volume, comm, flops, _rate(flops, PASS_EFFICIENCY), 6 * P * s + acts)
-    if solver == "dual":
-        jac, gram, chol, tri, jtw = (2 + 4 * N_OUT) * n * P, 2 * r * R * P, R**3 / 3, 2 * R**2, 2 * r * P
-        (m1, c1), (m2, c2), (m3, c3) = ag(R * P), ag(R * R), ar(P)
-        compute = _rate(jac + jtw + trial, PASS_EFFICIENCY) + _rate(gram, GEMM_EFFICIENCY)
+    if solver in ("dual", "dual, J Jᵀ"):
+        chol, tri = R**3 / 3, 2 * R**2
+        (vk, ck), (vg, cg_) = ag(R * R), ar(2 * P)
+        if solver == "dual":
+            s_ = widths(P)
+            layers = list(zip(s_[:-1], s_[1:]))
+            passes = (6 + 2 * N_OUT) * n * P + 4 * n * P + trial
+            gram = 2 * r * R * sum(fan_in + fan_out + 1 for fan_in, fan_out in layers)
+            vj, cj = ag(sum(R * fan_out + N * fan_in for fan_in, fan_out in layers))
+            memory = 2 * R**2 * s + vj + acts
+        else:
+            passes = (2 + 4 * N_OUT) * n * P + 4 * n * P + trial
+            gram = 2 * r * R * P
+            vj, cj = ag(R * P)
+            memory = (2 * R**2 + 2 * r * P) * s + acts
+        compute = _rate(passes, PASS_EFFICIENCY) + _rate(gram, GEMM_EFFICIENCY)
         compute += _rate(chol + tri, CHOLESKY_EFFICIENCY)
-        memory = (2 * R**2 + 2 * r * P) * s + acts
-        flops = jac + gram + chol + tri + jtw + trial
-        return Cost(solver, N, P, p, m1 + m2 + m3, c1 + c2 + c3, flops, compute, memory)
+        flops = passes + gram + chol + tri
+        return Cost(solver, N, P, p, vj + vk + vg, cj + ck + cg_, flops, compute, memory)
     raise ValueError(f"solver must be one of {SOLVERS}; got {solver!r}")
 
 
