@@ -176,6 +176,41 @@ def worker(args) -> None:
     print(f"process {rank} of {processes}: done", flush=True)
 
 
+def _ints(text: str, name: str) -> list[int]:
+    try:
+        return [int(t) for t in text.split(",")]
+    except ValueError:
+        raise ValueError(f"{name} must be comma-separated integers; got {text!r}") from None
+
+
+def check_args(args) -> list[int]:
+    """Refuse bad options before any process starts.
+
+    Args:
+        args: the parsed command line.
+
+    Returns:
+        The process counts.
+
+    Raises:
+        ValueError: naming the option, what it must be and what came.
+    """
+    for name in ("rounds", "rows", "steps", "cg_iters"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1; got {getattr(args, name)}")
+    sizes = _ints(args.sizes, "--sizes")
+    if len(sizes) < 2 or min(sizes) < 1 or sizes[-1] != 1:
+        raise ValueError(
+            f"--sizes must be >= 2 positive layer sizes ending in 1 (one output); got {args.sizes!r}"
+        )
+    counts = _ints(args.processes, "--processes")
+    if counts[0] != 1 or any(k < 1 or args.rows % k for k in counts):
+        raise ValueError(
+            f"--processes must start with 1 and each count divide --rows {args.rows}; got {counts}"
+        )
+    return counts
+
+
 def run_processes(k: int, args, result: str) -> dict:
     """Run the worker as ``k`` processes under the launcher; returns process 0's results."""
     cmd = [sys.executable, "-m", "fbackprop.launch", "--processes", str(k), "--devices-per-process", "1"]
@@ -291,11 +326,7 @@ def main(argv=None):
         return worker(args)
     if args.quick:
         args.rows, args.sizes, args.rounds, args.steps, args.cg_iters = 64, "2,4,4,1", 1, 2, 5
-    counts = [int(k) for k in args.processes.split(",")]
-    if counts[0] != 1 or any(k < 1 or args.rows % k for k in counts):
-        raise ValueError(
-            f"--processes must start with 1 and each count divide --rows {args.rows}; got {counts}"
-        )
+    counts = check_args(args)
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         for k in counts:

@@ -73,10 +73,24 @@ def test_the_table_rows_read_back_the_ratios():
 @pytest.mark.parametrize(
     "argv, match",
     [
-        (["--processes", "2,4"], "must start with 1"),
-        (["--processes", "1,3", "--rows", "64"], "divide --rows 64"),
+        (["--processes", "2,4"], "--processes must start with 1"),
+        (["--processes", "1,3", "--rows", "64"], r"each count divide --rows 64; got \[1, 3\]"),
+        (["--processes", "1,two"], "--processes must be comma-separated integers; got '1,two'"),
+        (["--rounds", "0"], "--rounds must be >= 1; got 0"),
+        (["--cg-iters", "-1"], "--cg-iters must be >= 1; got -1"),
+        (["--sizes", "2,30,2"], "--sizes must be >= 2 positive layer sizes ending in 1"),
+        (["--sizes", "2,x,1"], "--sizes must be comma-separated integers"),
+    ],
+    ids=[
+        "no single process",
+        "uneven split",
+        "not integers",
+        "no rounds",
+        "negative CG",
+        "two outputs",
+        "bad sizes",
     ],
 )
-def test_bad_process_counts_are_refused(argv, match):
+def test_bad_options_are_refused_before_any_process_starts(argv, match):
     with pytest.raises(ValueError, match=match):
         bench_distributed.main(argv)
