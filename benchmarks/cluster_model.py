@@ -351,7 +351,11 @@ def assumptions() -> str:
             for p in DEVICES
         ),
         ("examples", " and ".join(f"N = {power(N)}" for N in ROWS) + f", n_out = {N_OUT}"),
-        ("network", "two hidden layers of width sqrt(P) (for the activations' memory)"),
+        (
+            "network",
+            f"{N_IN} inputs, two tanh layers of width h, {N_OUT} output (P = h² + {N_IN + 2 + N_OUT}h + {N_OUT}): h = "
+            + ", ".join(f"{widths(P)[1]} for P = {power(P)}" for P in PARAMS),
+        ),
         ("CG iterations per LM iteration", str(CG_ITERS)),
         ("accumulate's chunk", f"{CHUNK_ROWS} rows"),
     ]
