@@ -31,6 +31,9 @@ step, the norm of the HVP) to a JSON file, atomically; the driver reads it, chec
 process count computed the same values (to 1e-9 relative: the sums are only reassociated), and prints
 the table: quantity x processes, median seconds, ratio to one process.
 
+Each process caps the threads of the BLAS its CPU Cholesky calls (``--blas-threads``, default 1, as
+``bench_lm.py``), so that OpenBLAS's spinning threads do not swamp the shared cores.
+
 This machine has 2 CPU cores (shared with other work). Its processes share those cores, so the
 table measures the overhead of the distributed runtime and its collectives at a fixed amount of
 arithmetic, not a speed-up: a ratio above 1 is the cost of splitting the batch over processes
