@@ -16,8 +16,8 @@ The model (float64; ``r = N n_out / p`` residual rows per device, ``n = N / p`` 
 - dense / accumulate: ``J`` of the local rows ``(2 + 4 n_out) n P`` flops (one forward pass and a
   backward pass per output), ``G = J^T J`` ``2 r P^2``, all-reduce ``G`` and ``g`` (``P^2 + P``
   floats), Cholesky ``P^3 / 3`` on every device (replicated), the triangular solves ``2 P^2``, the
-  trial's forward pass ``2 n P``. Memory: ``G`` and its factor, ``2 P^2``, and ``J`` (dense: all
-  ``r P``; accumulate: one chunk of 1024 rows).
+  trial's forward pass ``2 n P``. Memory: ``G`` and its factor, ``2 P^2``, ``J`` (dense: all
+  ``r P``; accumulate: one chunk of 1024 rows) and three ``P``-vectors (params, gradient, step).
 - cg: the gradient ``6 n P`` and its all-reduce (``P``), then per CG iteration one ``G v = J^T (J v)``
   (``J v`` by the R-operator, 4 flops per parameter and row: ``dW a + W da``; ``J^T u`` by a
   backward pass, 4 more: ``8 n P``) and its all-reduce (``P`` floats). Memory: six ``P``-vectors.
@@ -29,11 +29,11 @@ The model (float64; ``r = N n_out / p`` residual rows per device, ``n = N / p`` 
   (``(6 + 2 n_out) n P``); the rows of ``K`` are all-gathered (``(N n_out)^2`` floats), ``K + mu I``
   is factorised on every device (``(N n_out)^3 / 3``), and ``delta = J^T w`` is one backward pass
   over the local rows (``4 n P``), all-reduced with the gradient (``2 P`` floats). Memory: ``K``
-  and its factor, and the gathered deltas and inputs.
+  and its factor, the gathered deltas and inputs, and three ``P``-vectors.
 - dual, J Jᵀ (Marquardt scaling's ``D``, or a model that is not a ``Network``): ``J`` is formed
   (``(2 + 4 n_out) n P``) and all-gathered (``N n_out P`` floats, a ring that passes each device's
   block on), each device forms its rows of ``K`` (``2 r (N n_out) P``); then as above. Memory:
-  ``K``, its factor, the local ``J`` and one block received.
+  ``K``, its factor, the local ``J``, one block received and three ``P``-vectors.
 - training step: one gradient (``6 n P``) and its all-reduce; the optimizer's update (``~10 P``).
 - HVP (forward-over-reverse): about two gradients, ``12 n P``, and an all-reduce of ``P``.
 - The network assumed: 16 inputs, two tanh layers of width ``h`` and ``n_out`` outputs, with ``h``
@@ -208,7 +208,7 @@ def lm_iteration(solver: str, N: int, P: int, p: int, cg_iters: int = CG_ITERS) 
         compute = _rate(jac + trial, PASS_EFFICIENCY) + _rate(gram, GEMM_EFFICIENCY)
         compute += _rate(chol + tri, CHOLESKY_EFFICIENCY)
         j_rows = r if solver == "dense" else min(r, CHUNK_ROWS * N_OUT)
-        memory = (2 * P**2 + j_rows * P) * s + acts
+        memory = (2 * P**2 + j_rows * P + 3 * P) * s + acts
         return Cost(solver, N, P, p, volume, comm, jac + gram + chol + tri + trial, compute, memory)
     if solver == "cg":
         grad, product = 6 * n * P, 8 * n * P
@@ -225,12 +225,12 @@ def lm_iteration(solver: str, N: int, P: int, p: int, cg_iters: int = CG_ITERS) 
             passes = (6 + 2 * N_OUT) * n * P + 4 * n * P + trial
             gram = 2 * r * R * sum(fan_in + fan_out + 1 for fan_in, fan_out in layers)
             vj, cj = ag(sum(R * fan_out + N * fan_in for fan_in, fan_out in layers))
-            memory = 2 * R**2 * s + vj + acts
+            memory = (2 * R**2 + 3 * P) * s + vj + acts
         else:
             passes = (2 + 4 * N_OUT) * n * P + 4 * n * P + trial
             gram = 2 * r * R * P
             vj, cj = ag(R * P)
-            memory = (2 * R**2 + 2 * r * P) * s + acts
+            memory = (2 * R**2 + 2 * r * P + 3 * P) * s + acts
         compute = _rate(passes, PASS_EFFICIENCY) + _rate(gram, GEMM_EFFICIENCY)
         compute += _rate(chol + tri, CHOLESKY_EFFICIENCY)
         flops = passes + gram + chol + tri
@@ -353,7 +353,8 @@ def assumptions() -> str:
         ("examples", " and ".join(f"N = {power(N)}" for N in ROWS) + f", n_out = {N_OUT}"),
         (
             "network",
-            f"{N_IN} inputs, two tanh layers of width h, {N_OUT} output (P = h² + {N_IN + 2 + N_OUT}h + {N_OUT}): h = "
+            f"{N_IN} inputs, two tanh layers of width h, {N_OUT} output "
+            f"(P = h² + {N_IN + 2 + N_OUT}h + {N_OUT}): h = "
             + ", ".join(f"{widths(P)[1]} for P = {power(P)}" for P in PARAMS),
         ),
         ("CG iterations per LM iteration", str(CG_ITERS)),
@@ -454,15 +455,56 @@ def verdicts() -> str:
     return "\n".join(lines)
 
 
+def largest_fitting_P(solver: str, N: int, p: int, upper: int = 10**13) -> int:
+    """The largest P whose iteration fits one device's memory (memory grows with P: bisection).
+
+    Args:
+        solver: one of ``SOLVERS``.
+        N: examples.
+        p: devices.
+        upper: the largest P tried.
+
+    Returns:
+        That P, or 0 when not even P = 1 fits.
+    """
+    if not lm_iteration(solver, N, 1, p).fits:
+        return 0
+    lo, hi = 1, upper
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if lm_iteration(solver, N, mid, p).fits else (lo, mid - 1)
+    return lo
+
+
+def limits_table() -> str:
+    """The largest P each solver fits in 80 GB, for each N and device count.
+
+    Returns:
+        Markdown, P to two significant digits (— where nothing fits).
+    """
+    cols = [(N, p) for N in ROWS for p in DEVICES]
+    lines = [
+        "| solver | " + " | ".join(f"N = {power(N)}, {p} devices" for N, p in cols) + " |",
+        "|---|" + "---|" * len(cols),
+    ]
+    for solver in SOLVERS:
+        found = [largest_fitting_P(solver, N, p) for N, p in cols]
+        lines.append(
+            f"| {solver} | " + " | ".join(f"{float(f'{P:.2g}'):,.0f}" if P else "—" for P in found) + " |"
+        )
+    return "\n".join(lines)
+
+
 def sections() -> dict[str, str]:
     """The page's generated sections.
 
     Returns:
-        ``{name: markdown}``: ``assumptions``, ``lm-N`` for each N of ``ROWS``, ``first-order`` and
-        ``verdicts``.
+        ``{name: markdown}``: ``assumptions``, ``lm-N`` for each N of ``ROWS``, ``limits``,
+        ``first-order`` and ``verdicts``.
     """
     out = {"assumptions": assumptions()}
     out.update({f"lm-{N}": lm_table(N) for N in ROWS})
+    out["limits"] = limits_table()
     out["first-order"] = first_order_table(ROWS[0])
     out["verdicts"] = verdicts()
     return out

@@ -91,3 +91,13 @@ def test_check_reports_a_stale_page(tmp_path):
     assert M.main(["--check", str(page)]) == 1
     assert M.main(["--write", str(page)]) == 0 and M.main(["--check", str(page)]) == 0
     assert page.read_text() == PAGE.read_text()
+
+
+def test_the_largest_fitting_P_is_where_memory_crosses_80_GB():
+    P = M.largest_fitting_P("accumulate", 10**4, 8)
+    assert (
+        M.lm_iteration("accumulate", 10**4, P, 8).fits
+        and not M.lm_iteration("accumulate", 10**4, P + 1, 8).fits
+    )
+    assert 0.95 * (80e9 / 16) ** 0.5 < P < (80e9 / 16) ** 0.5  # G and its factor, 2 P^2 floats, fill it
+    assert M.largest_fitting_P("dual", 10**6, 64) == 0  # K alone is 8 TB
