@@ -103,7 +103,15 @@ def _host(a) -> np.ndarray:
 
 
 def worker(args) -> None:
-    """One process of the benchmark (run under ``fbackprop.launch``); process 0 writes the results."""
+    """One process of the benchmark (run under ``fbackprop.launch``); process 0 writes the results.
+
+    Args:
+        args: the parsed command line (``--worker`` mode: ``--result`` is the JSON file to write).
+
+    Returns:
+        None. Process 0 writes ``{processes, devices, rows, P, median_s, spread_s, compile_s, values,
+        rounds}`` to ``args.result`` (atomically: ``fb.results.write_json``).
+    """
     import fbackprop as fb
 
     rank, processes = fb.distributed.initialize()
@@ -215,7 +223,19 @@ def check_args(args) -> list[int]:
 
 
 def run_processes(k: int, args, result: str) -> dict:
-    """Run the worker as ``k`` processes under the launcher; returns process 0's results."""
+    """Run the worker as ``k`` processes under the launcher.
+
+    Args:
+        k: the number of processes (one CPU device each).
+        args: the driver's parsed command line (sizes, rounds, timeout, ...).
+        result: the JSON file process 0 writes.
+
+    Returns:
+        Process 0's results, with ``wall_s`` (the launch's wall time) added.
+
+    Raises:
+        RuntimeError: when the launch fails, with the tail of its output.
+    """
     cmd = [sys.executable, "-m", "fbackprop.launch", "--processes", str(k), "--devices-per-process", "1"]
     cmd += ["--timeout", str(args.timeout), os.path.abspath(__file__), "--worker", "--result", result]
     cmd += ["--rows", str(args.rows), "--sizes", args.sizes, "--rounds", str(args.rounds)]

@@ -320,7 +320,14 @@ def seconds(t: float) -> str:
 
 
 def power(n: int) -> str:
-    """``10**k`` as ``10⁴``-style text (other numbers as they are)."""
+    """A power of ten as ``10⁴``-style text.
+
+    Args:
+        n: a positive integer.
+
+    Returns:
+        ``"10⁴"`` for ``10**4``; other numbers with thousands separators.
+    """
     k = round(math.log10(n))
     sup = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
     return f"10{str(k).translate(sup)}" if 10**k == n else f"{n:,}"
@@ -363,12 +370,20 @@ def assumptions() -> str:
     return "\n".join(["| quantity | assumed |", "|---|---|", *(f"| {a} | {b} |" for a, b in rows)])
 
 
-def cost_row(c: Cost, name: str | None = None) -> str:
-    """One table row: solver, P, p, collective volume, communication, flops, compute, memory, total."""
+def cost_row(c: Cost) -> str:
+    """One table row.
+
+    Args:
+        c: the cost.
+
+    Returns:
+        Markdown: solver, P, p, collective volume, communication, flops, compute, memory (✗ where it
+        does not fit) and total (in parentheses where it does not fit).
+    """
     memory = si(c.memory_bytes, "B") + ("" if c.fits else " ✗")
     total = seconds(c.total_s) if c.fits else f"({seconds(c.total_s)})"
     return (
-        f"| {name or c.solver} | {power(c.P)} | {c.p} | {si(c.volume_bytes, 'B')} | {seconds(c.comm_s)} | "
+        f"| {c.solver} | {power(c.P)} | {c.p} | {si(c.volume_bytes, 'B')} | {seconds(c.comm_s)} | "
         f"{si(c.flops, 'FLOP')} | {seconds(c.compute_s)} | {memory} | {total} |"
     )
 
