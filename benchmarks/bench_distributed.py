@@ -20,16 +20,18 @@ Quantities, each a jitted function of the global arrays (the public function cal
   all-reduced ``G = J^T J`` and ``g``, or the gradient and each CG product), one damped solve, the
   trial loss, and the linearisation at the new point when the step is accepted; cg with
   ``cg_tol=0`` and ``--cg-iters`` iterations, so each call does the same number of products;
-- ``HVP``: ``fb.hvp(net, loss)`` (forward-over-reverse; Pearlmutter 1994) along a fixed direction.
+- ``HVP``: ``fb.hvp(net, loss)`` (forward-over-reverse; Pearlmutter 1994) along a fixed direction;
+- ``all-reduce``: one all-reduce of ``P`` floats and nothing else (the column sums of a
+  ``(devices, P)`` array, one row per device): what each of the others pays per collective.
 
 Method: the driver starts ``python -m fbackprop.launch --processes k --devices-per-process 1`` once
 per process count, running this file with ``--worker``. Each worker calls every quantity once
 (compilation; its time, less the median, is reported as ``compile s``), then times every quantity
 once per round in an order that rotates (``timing.timed_rounds``); collectives hold the processes in
 step. Process 0 writes its medians, its compile times and the values it computed (loss after the
-step, the norm of the HVP) to a JSON file, atomically; the driver reads it, checks that every
-process count computed the same values (to 1e-9 relative: the sums are only reassociated), and prints
-the table: quantity x processes, median seconds, ratio to one process.
+step, the norm of the HVP, the all-reduce's first sum) to a JSON file, atomically; the driver reads
+it, checks that every process count computed the same values (to 1e-9 relative: the sums are only
+reassociated), and prints the table: quantity x processes, median seconds, ratio to one process.
 
 Each process caps the threads of the BLAS its CPU Cholesky calls (``--blas-threads``, default 1, as
 ``bench_lm.py``), so that OpenBLAS's spinning threads do not swamp the shared cores.
@@ -55,7 +57,7 @@ import time
 
 import numpy as np
 
-QUANTITIES = ("train step", "LM accumulate", "LM cg", "HVP")
+QUANTITIES = ("train step", "LM accumulate", "LM cg", "HVP", "all-reduce")
 VALUE_RTOL = 1e-9  # the sums are reassociated over processes, nothing else changes
 NOTE = (
     "On this 2-core machine the processes share the same cores: the ratios measure the overhead of "
@@ -152,15 +154,22 @@ def worker(args) -> None:
         Hv = hvp(p, x, y, v)
         return Hv, jnp.sqrt(sum(jnp.vdot(t, t) for t in jax.tree.leaves(Hv)))
 
-    compiled = {
-        "train step": jax.jit(train),
-        "LM accumulate": jax.jit(lm("accumulate")),
-        "LM cg": jax.jit(lm("cg")),
-        "HVP": jax.jit(curvature),
-    }
+    def all_reduce(rows):
+        total = rows.sum(axis=0)  # one row per device: a sum across devices, nothing else
+        return total, total[0]
+
+    # a (devices, P) array, one row of 1 / devices per device: its column sums are all 1
+    rows = fb.distributed.global_batch(
+        np.full((jax.local_device_count(), net.n_params), 1 / jax.device_count())
+    )[0]
+    train_c, accumulate_c, cg_c = jax.jit(train), jax.jit(lm("accumulate")), jax.jit(lm("cg"))
+    hvp_c, all_reduce_c = jax.jit(curvature), jax.jit(all_reduce)
     calls = {
-        name: (lambda f=f, name=name: f(params, x, y, v) if name == "HVP" else f(params, x, y))
-        for name, f in compiled.items()
+        "train step": lambda: train_c(params, x, y),
+        "LM accumulate": lambda: accumulate_c(params, x, y),
+        "LM cg": lambda: cg_c(params, x, y),
+        "HVP": lambda: hvp_c(params, x, y, v),
+        "all-reduce": lambda: all_reduce_c(rows),
     }
     first, values = {}, {}
     for name, call in calls.items():
