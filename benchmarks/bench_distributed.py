@@ -49,6 +49,7 @@ import argparse
 import json
 import math
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -102,6 +103,20 @@ def local_rows(x: np.ndarray, y: np.ndarray, rank: int, processes: int) -> tuple
 def _host(a) -> np.ndarray:
     """A replicated (every device holds all of it) array's value, from this process's first shard."""
     return np.asarray(a.addressable_shards[0].data) if hasattr(a, "addressable_shards") else np.asarray(a)
+
+
+def all_reduce_ops(f, args) -> int:
+    """The all-reduce instructions in ``f``'s compiled program for ``args`` (XLA's optimised HLO; a
+    loop's body counted once, however often it runs).
+
+    Args:
+        f: a ``jax.jit``-ed function.
+        args: its arguments.
+
+    Returns:
+        How many ``all-reduce`` (or ``all-reduce-start``) instructions the program holds.
+    """
+    return len(re.findall(r"\sall-reduce(?:-start)?\(", f.lower(*args).compile().as_text()))
 
 
 def worker(args) -> None:
@@ -162,15 +177,14 @@ def worker(args) -> None:
     rows = fb.distributed.global_batch(
         np.full((jax.local_device_count(), net.n_params), 1 / jax.device_count())
     )[0]
-    train_c, accumulate_c, cg_c = jax.jit(train), jax.jit(lm("accumulate")), jax.jit(lm("cg"))
-    hvp_c, all_reduce_c = jax.jit(curvature), jax.jit(all_reduce)
-    calls = {
-        "train step": lambda: train_c(params, x, y),
-        "LM accumulate": lambda: accumulate_c(params, x, y),
-        "LM cg": lambda: cg_c(params, x, y),
-        "HVP": lambda: hvp_c(params, x, y, v),
-        "all-reduce": lambda: all_reduce_c(rows),
+    programs = {
+        "train step": (jax.jit(train), (params, x, y)),
+        "LM accumulate": (jax.jit(lm("accumulate")), (params, x, y)),
+        "LM cg": (jax.jit(lm("cg")), (params, x, y)),
+        "HVP": (jax.jit(curvature), (params, x, y, v)),
+        "all-reduce": (jax.jit(all_reduce), (rows,)),
     }
+    calls = {name: (lambda f=f, a=a: f(*a)) for name, (f, a) in programs.items()}
     first, values = {}, {}
     for name, call in calls.items():
         t0 = time.perf_counter()
@@ -178,6 +192,7 @@ def worker(args) -> None:
         first[name] = time.perf_counter() - t0
         values[name] = float(_host(out[1]))
     times = timed_rounds(calls, args.rounds)
+    collectives = {name: all_reduce_ops(f, a) for name, (f, a) in programs.items()}
     per_call = {"train step": args.steps}
     median = {n: statistics.median(t) / per_call.get(n, 1) for n, t in times.items()}
     result = {
@@ -189,6 +204,7 @@ def worker(args) -> None:
         "spread_s": {n: [min(t) / per_call.get(n, 1), max(t) / per_call.get(n, 1)] for n, t in times.items()},
         "compile_s": {n: max(first[n] - statistics.median(times[n]), 0.0) for n in calls},
         "values": values,
+        "all_reduce_ops": collectives,
         "rounds": args.rounds,
     }
     if rank == 0:
@@ -282,9 +298,10 @@ def rows_of(runs: list[dict]) -> list[dict]:
         runs: process 0's results, one per process count, the first with one process.
 
     Returns:
-        Dicts ``{quantity, processes, median_s, ratio, compile_s, value, value_rel}``: ``ratio`` is the
-        median over one process's, ``value_rel`` the relative difference of the value computed
-        (loss after the step, or ``|Hv|``) from one process's.
+        Dicts ``{quantity, processes, median_s, ratio, compile_s, all_reduce_ops, value, value_rel}``:
+        ``ratio`` is the median over one process's, ``all_reduce_ops`` the all-reduce instructions in
+        the compiled program, ``value_rel`` the relative difference of the value computed (loss after
+        the step, ``|Hv|``, the all-reduce's first sum) from one process's.
     """
     base = runs[0]
     out = []
@@ -298,6 +315,7 @@ def rows_of(runs: list[dict]) -> list[dict]:
                     "median_s": run["median_s"][name],
                     "ratio": run["median_s"][name] / base["median_s"][name],
                     "compile_s": run["compile_s"][name],
+                    "all_reduce_ops": run.get("all_reduce_ops", {}).get(name),
                     "value": value,
                     "value_rel": abs(value - ref) / max(abs(ref), 1e-300),
                 }
@@ -313,15 +331,18 @@ def table(rows: list[dict], counts: list[int]) -> str:
         counts: the process counts, in column order.
 
     Returns:
-        Text, one line per quantity, a header and the note on what it measures.
+        Text, one line per quantity, a header and the note on what it measures; the last column is
+        the all-reduce instructions in the program at the most processes (a loop's body counted once).
     """
     head = f"{'quantity':14s}" + "".join(f" {f'{k} proc s':>11s} {'ratio':>6s}" for k in counts)
-    head += "  " + " ".join(f"{f'compile {k}':>9s}" for k in counts)
+    head += "  " + " ".join(f"{f'compile {k}':>9s}" for k in counts) + f" {'all-reduces':>11s}"
     lines = [head, "-" * len(head)]
     for name in QUANTITIES:
         by = {r["processes"]: r for r in rows if r["quantity"] == name}
         line = f"{name:14s}" + "".join(f" {by[k]['median_s']:>11.3e} {by[k]['ratio']:>6.2f}" for k in counts)
         line += "  " + " ".join(f"{by[k]['compile_s']:>9.2f}" for k in counts)
+        ops = by[counts[-1]]["all_reduce_ops"]
+        line += f" {'—' if ops is None else ops:>11}"
         lines.append(line)
     return "\n".join(lines + ["", NOTE])
 

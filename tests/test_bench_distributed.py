@@ -34,7 +34,9 @@ def test_every_quantity_has_a_row_per_process_count_with_a_finite_positive_ratio
         assert math.isfinite(r["ratio"]) and r["ratio"] > 0, r
         assert r["compile_s"] >= 0, r
         if r["processes"] == 1:
-            assert r["ratio"] == 1.0
+            assert r["ratio"] == 1.0 and r["all_reduce_ops"] == 0  # one device: nothing to sum across
+        else:
+            assert r["all_reduce_ops"] >= 1, r  # every quantity sums over the rows of every process
     assert [run["processes"] for run in result["runs"]] == [1, 2, 4]
     assert [run["devices"] for run in result["runs"]] == [1, 2, 4]  # one CPU device per process
 
