@@ -101,3 +101,27 @@ def test_the_largest_fitting_P_is_where_memory_crosses_80_GB():
     )
     assert 0.95 * (80e9 / 16) ** 0.5 < P < (80e9 / 16) ** 0.5  # G and its factor, 2 P^2 floats, fill it
     assert M.largest_fitting_P("dual", 10**6, 64) == 0  # K alone is 8 TB
+
+
+def test_the_per_row_flop_counts_agree_with_xlas_count_of_fbackprops_programs():
+    import jax
+    import jax.numpy as jnp
+
+    import fbackprop as fb
+
+    n, net = 256, fb.mlp(list(M.widths(10**4)), activation="tanh")
+    params = net.init(jax.random.key(0), jnp.float64)
+    x, y = jnp.ones((n, M.N_IN)), jnp.zeros((n, M.N_OUT))
+
+    def per_row_and_param(f, *args):
+        cost = jax.jit(f).lower(*args).compile().cost_analysis()
+        return (cost[0] if isinstance(cost, list) else cost)["flops"] / (n * net.n_params)
+
+    forward = per_row_and_param(lambda p: net.apply(p, x), params)
+    gradient = per_row_and_param(lambda p: fb.value_and_backprop(net, "squared_error")(p, x, y), params)
+    hvp = per_row_and_param(lambda p, v: fb.hvp(net, "squared_error")(p, x, y, v), params, params)
+    ggn_vp = per_row_and_param(lambda p, v: fb.ggn_vp(net, "squared_error")(p, x, y, v), params, params)
+    assert forward == pytest.approx(2, rel=0.15)  # the trial's pass
+    assert gradient == pytest.approx(6, rel=0.15)  # cg's linearisation, a training step
+    assert hvp == pytest.approx(14, rel=0.15)
+    assert ggn_vp - forward == pytest.approx(8, rel=0.15)  # a CG product past its cached forward pass
