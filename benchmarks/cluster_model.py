@@ -256,6 +256,8 @@ def first_order(kind: str, N: int, P: int, p: int) -> Cost:
     Returns:
         ``Cost`` per device: its all-reduce is one ``P``-vector.
     """
+    if kind not in ("train step", "HVP"):
+        raise ValueError(f"kind must be 'train step' or 'HVP'; got {kind!r}")
     n = N / p
     flops = {"train step": 6 * n * P + 10 * P, "HVP": 14 * n * P}[kind]
     memory = 4 * P * FLOAT_BYTES + activations_bytes(n, P) * (2 if kind == "HVP" else 1)

@@ -76,9 +76,10 @@ def test_units_read_as_written():
     "call, match",
     [
         (lambda: M.lm_iteration("qr", 10, 10, 1), "solver must be one of"),
+        (lambda: M.first_order("adam", 10, 10, 1), "kind must be 'train step' or 'HVP'; got 'adam'"),
         (lambda: M.fill("no markers here"), "the page's generated sections are"),
     ],
-    ids=["unknown solver", "page without sections"],
+    ids=["unknown solver", "unknown step", "page without sections"],
 )
 def test_bad_input_is_refused(call, match):
     with pytest.raises(ValueError, match=match):
