@@ -69,3 +69,23 @@ def test_one_process_global_batch_is_the_rows():
 def test_global_batch_wants_one_row_count():
     with pytest.raises(ValueError, match=r"must share their number of rows; got shapes \(4, 2\), \(3, 1\)"):
         fb.distributed.global_batch(np.ones((4, 2)), np.ones((3, 1)))
+
+
+@pytest.mark.parametrize(
+    "env, several",
+    [
+        ({}, False),
+        ({"SLURM_JOB_ID": "7", "SLURM_NTASKS": "8"}, False),  # an salloc shell or sbatch script: one process
+        ({"SLURM_JOB_ID": "7", "SLURM_STEP_NUM_TASKS": "8", "SLURM_STEP_NODELIST": "n[1-2]"}, True),  # srun
+        ({"SLURM_STEP_NUM_TASKS": "1", "SLURM_STEP_NODELIST": "n1"}, False),  # srun of one task
+        ({"OMPI_COMM_WORLD_SIZE": "4"}, True),
+        ({"OMPI_COMM_WORLD_SIZE": "1"}, False),
+        ({"TPU_WORKER_HOSTNAMES": "h0,h1"}, True),
+    ],
+)
+def test_a_scheduler_is_joined_only_when_it_started_several_processes(monkeypatch, env, several):
+    for name in [*fb.distributed.CLUSTER_VARIABLES, "SLURM_STEP_NODELIST", "TPU_WORKER_HOSTNAMES"]:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert fb.distributed._scheduled() is several

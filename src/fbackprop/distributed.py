@@ -2,8 +2,10 @@
 controller of the same program (``jax.distributed``; collectives over gloo on the CPU, NCCL on GPUs).
 
 ``initialize()`` is the first call of a multi-process script. Under ``python -m fbackprop.launch``
-it reads the launcher's variables; elsewhere it calls ``jax.distributed.initialize()``, which finds
-the cluster from the scheduler's environment (SLURM, Open MPI, Kubernetes and others).
+it reads the launcher's variables; under SLURM's ``srun``, Open MPI's ``mpirun`` or on a TPU pod it
+calls ``jax.distributed.initialize()``, which finds the cluster in the scheduler's environment. Under
+another scheduler, call ``jax.distributed.initialize(...)`` with its arguments first: ``initialize()``
+then only reports the process's index and count.
 """
 
 from __future__ import annotations
@@ -13,25 +15,39 @@ import os
 import jax
 import numpy as np
 
-from .launch import ENV_COORDINATOR, ENV_ID, ENV_PROCESSES
-
-#: Variables whose presence says a scheduler started this process as one of several (SLURM, Open MPI,
-#: MPICH's PMI, JAX's own, a TPU pod): then ``jax.distributed.initialize()`` reads the cluster from them.
-CLUSTER_VARIABLES = (
-    "SLURM_JOB_ID",
-    "OMPI_COMM_WORLD_SIZE",
-    "PMI_SIZE",
-    "JAX_COORDINATOR_ADDRESS",
-    "TPU_WORKER_HOSTNAMES",
+#: The variables ``python -m fbackprop.launch`` sets and ``initialize`` reads.
+ENV_COORDINATOR, ENV_PROCESSES, ENV_ID = (
+    "FBACKPROP_COORDINATOR",
+    "FBACKPROP_NUM_PROCESSES",
+    "FBACKPROP_PROCESS_ID",
 )
+
+#: Per scheduler, the variable that holds the number of processes it started: above 1, this process is
+#: one of several, and ``jax.distributed.initialize()`` reads the cluster from the scheduler's variables.
+#: SLURM's is the job step's, which ``srun`` sets (with the ``SLURM_STEP_NODELIST`` JAX reads): a script
+#: run in an ``salloc`` shell, or in an ``sbatch`` script without ``srun``, is one process and joins nothing.
+CLUSTER_VARIABLES = (
+    "SLURM_STEP_NUM_TASKS",  # SLURM (srun)
+    "OMPI_COMM_WORLD_SIZE",  # Open MPI (mpirun)
+)
+
+
+def _scheduled() -> bool:
+    """Whether a scheduler started this process as one of several (``CLUSTER_VARIABLES``, a TPU pod)."""
+    if len(os.environ.get("TPU_WORKER_HOSTNAMES", "").split(",")) > 1:
+        return True
+    counts = [os.environ.get(name, "1") for name in CLUSTER_VARIABLES]
+    several = [c.isdigit() and int(c) > 1 for c in counts]
+    return (several[0] and "SLURM_STEP_NODELIST" in os.environ) or several[1]
 
 
 def initialize() -> tuple[int, int]:
     """Join the distributed runtime (idempotent), with gloo collectives on the CPU.
 
-    Under ``python -m fbackprop.launch`` it joins the launcher's coordinator; under a scheduler (one of
-    ``CLUSTER_VARIABLES`` set) it calls ``jax.distributed.initialize()``; otherwise it is one process
-    and joins nothing. Call it before any other JAX call (JAX's rule for the distributed runtime).
+    Under ``python -m fbackprop.launch`` it joins the launcher's coordinator; under a scheduler that
+    started several processes (``srun``, ``mpirun``, a TPU pod: ``CLUSTER_VARIABLES``) it calls
+    ``jax.distributed.initialize()``; otherwise it is one process and joins nothing. Call it before
+    any other JAX call (JAX's rule for the distributed runtime).
 
     Returns:
         ``(process_index, process_count)``.
@@ -49,7 +65,7 @@ def initialize() -> tuple[int, int]:
             num_processes=int(os.environ[ENV_PROCESSES]),
             process_id=int(os.environ[ENV_ID]),
         )
-    elif any(v in os.environ for v in CLUSTER_VARIABLES):
+    elif _scheduled():
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
         jax.distributed.initialize()
     return jax.process_index(), jax.process_count()

@@ -25,12 +25,7 @@ import sys
 import threading
 import time
 
-#: The variables the launcher sets and ``fb.distributed.initialize`` reads.
-ENV_COORDINATOR, ENV_PROCESSES, ENV_ID = (
-    "FBACKPROP_COORDINATOR",
-    "FBACKPROP_NUM_PROCESSES",
-    "FBACKPROP_PROCESS_ID",
-)
+from .distributed import ENV_COORDINATOR, ENV_ID, ENV_PROCESSES
 
 
 def free_port() -> int:
