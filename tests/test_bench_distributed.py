@@ -4,6 +4,7 @@ the same values computed by every process count (the sums are only reassociated)
 
 import json
 import math
+import subprocess
 import sys
 from pathlib import Path
 
@@ -96,3 +97,8 @@ def test_the_table_rows_read_back_the_ratios():
 def test_bad_options_are_refused_before_any_process_starts(argv, match):
     with pytest.raises(ValueError, match=match):
         bench_distributed.main(argv)
+
+
+def test_the_prepared_gpu_script_parses():
+    script = Path(__file__).parent.parent / "benchmarks" / "gpu_figures.sh"
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
