@@ -41,6 +41,27 @@ def shard_batch(x, y):
     return jax.device_put(x, sharding), jax.device_put(y, sharding)
 
 
+def batch_sharding(x, rows: int):
+    """The placement of ``x``'s rows, to give each step's mini-batch of ``rows`` rows, or ``None``.
+
+    A mini-batch drawn from a batch split over several devices is gathered from the devices that hold
+    its rows; placed like the batch again, its gradient is computed by every device on its share (an
+    all-reduce of the gradient) instead of whole on every device.
+
+    Args:
+        x: the inputs, placed by ``shard_batch`` or ``fb.distributed.global_batch`` (or not at all).
+        rows: the mini-batch size.
+
+    Returns:
+        ``x``'s ``NamedSharding`` when it splits the rows over more than one device and ``rows``
+        splits evenly over them; otherwise ``None``.
+    """
+    sharding = getattr(x, "sharding", None)
+    if not isinstance(sharding, NamedSharding) or sharding.num_devices < 2 or not sharding.spec:
+        return None
+    return sharding if sharding.spec[0] is not None and rows % sharding.num_devices == 0 else None
+
+
 def shard_runs(tree):
     """Spread the leading (run) axis over every local device when it divides evenly.
 

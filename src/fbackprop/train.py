@@ -35,7 +35,7 @@ import optax
 from tqdm import tqdm
 
 from .options import as_int
-from .sharding import shard_batch, shard_runs
+from .sharding import batch_sharding, shard_batch, shard_runs
 from .status import MESSAGES, Status
 from .train_checks import MODES, _is_key, _optimizer, _setup, _value_and_grad
 from .train_loop import History, Result, _fit, full_batch
@@ -131,6 +131,7 @@ def train(
     )
     if data_parallel:
         x, y = shard_batch(x, y)
+    spread = batch_sharding(x, batch_size) if mode == "minibatch" else None
     config = (model, loss, gradient, optimizer, False, epochs, mode, batch_size, goal)
     n_params = sum(l.size for l in jax.tree.leaves(params))
     if progress or (progress is None and 6 * x.shape[0] * n_params * epochs > PROGRESS_WORK):
@@ -138,11 +139,13 @@ def train(
             _BARS.append(bar)
             try:
                 return jax.block_until_ready(
-                    _compiled(*config, vmapped=False, progress=True)(params, x, y, key, val, None)
+                    _compiled(*config, vmapped=False, progress=True, spread=spread)(
+                        params, x, y, key, val, None
+                    )
                 )
             finally:
                 _BARS.remove(bar)
-    return _compiled(*config, vmapped=False)(params, x, y, key, val, None)
+    return _compiled(*config, vmapped=False, spread=spread)(params, x, y, key, val, None)
 
 
 def train_many(
@@ -279,13 +282,15 @@ def _compiled(
     goal,
     vmapped,
     progress: bool = False,
+    spread=None,
 ):
     """The jitted run for one static configuration, kept so that repeated calls reuse it.
 
     The key is what determines the program: the model, the loss, the gradient, the optimizer
     object (or the factory ``h -> GradientTransformation`` when ``factory``), ``epochs``, ``mode``,
     ``batch_size`` (``None`` outside mini-batch mode), ``goal``, whether runs are vmapped and whether
-    a progress bar is fed. Shapes and dtypes are ``jax.jit``'s own cache.
+    a progress bar is fed, and how a mini-batch is placed (``spread``: ``sharding.batch_sharding``).
+    Shapes and dtypes are ``jax.jit``'s own cache.
     """
     make = optimizer if factory else (lambda h: optimizer)
     value_and_grad = _value_and_grad(model, loss, gradient)
@@ -307,6 +312,7 @@ def _compiled(
             batch_size=batch_size,
             goal=goal,
             on_epochs=_on_epochs if progress else None,
+            spread=spread,
         )
 
     if vmapped:

@@ -113,13 +113,15 @@ def _fit(
     batch_size: int,
     goal: float,
     on_epochs: Callable | None = None,
+    spread=None,
 ):
     """The whole run as one pure function: a scan over epochs (of a scan over steps).
 
     Each epoch starts by measuring C on the training set (in batch mode that is the step's own
     forward pass) and checks the stopping rules on it before updating. ``prev`` is kept one step
     behind ``params`` so that a step whose result has a non-finite loss can be undone. A
-    non-finite C before the first epoch stops the run with ``NONFINITE_START``.
+    non-finite C before the first epoch stops the run with ``NONFINITE_START``. ``spread``: where to
+    place each mini-batch (its rows over the devices, ``sharding.batch_sharding``), or ``None``.
     """
     n = x.shape[0]
     S = _batches(mode, n, batch_size, key).shape[0]  # steps per epoch
@@ -136,8 +138,11 @@ def _fit(
         """One mini-batch/online step ``i`` (global index); ``bad``: the first step that diverged, or -1."""
         params, prev, opt_state, bad = carry
         i, idx = i_idx
-        C, grads = value_and_grad(params, x[idx], y[idx])
-        new_params, new_state, ok = update(params, opt_state, grads, x[idx], y[idx])
+        xb, yb = x[idx], y[idx]
+        if spread is not None:  # static: the mini-batch split over the devices like the batch
+            xb, yb = (jax.lax.with_sharding_constraint(a, spread) for a in (xb, yb))
+        C, grads = value_and_grad(params, xb, yb)
+        new_params, new_state, ok = update(params, opt_state, grads, xb, yb)
         live = bad < 0
         undo = live & ~jnp.isfinite(C) & (i > 0)  # the previous step's result has a non-finite loss
         take = live & ~undo & ok
