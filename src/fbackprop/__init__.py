@@ -14,7 +14,8 @@ Submodules: ``layers``, ``activations`` and ``losses`` (with their hand-written 
 offline data sets), ``spectra`` (Lanczos, power iteration, Hutchinson), ``optim`` (the second-order
 methods), ``status`` (the stop codes every iterative method returns), ``streaming`` (data larger
 than memory, as chunks: ``fb.Chunks``) and ``results`` (results files). Conventions (batch rows,
-``W: (fan_out, fan_in)``, the batch-mean cost) and the map from each equation to the function that implements it are in the documentation, ``docs/`` (``make docs``).
+``W: (fan_out, fan_in)``, the batch-mean cost) and the map from each equation to the function that
+implements it are in the documentation, ``docs/`` (``make docs``).
 """
 
 from . import activations, data, distributed, layers, losses, optim, results, spectra, status, streaming

@@ -193,6 +193,23 @@ class Chunks:
             return _pair(item, 0)
         raise _empty()
 
+    def rows(self, model, loss, params) -> int:
+        """One checking pass: every chunk checked (shapes, targets, NaN/Inf), the rows counted.
+
+        Args:
+            model: a ``Network`` or an ``apply(params, x)`` callable.
+            loss: a ``Loss``.
+            params: the params.
+
+        Returns:
+            N, the number of rows (over every process, with several).
+
+        Raises:
+            TypeError, ValueError: naming the first bad chunk; for an empty source.
+        """
+        n = sum(int(xc.shape[0]) for xc, _ in self.read(model, loss, params))
+        return int(_across_processes(np.int64(n)))
+
     def read(self, model, loss, params, *, finite: bool = True, rows: int | None = None):
         """One pass over the chunks, each checked as in-memory data are (``validate.check_call``).
 
