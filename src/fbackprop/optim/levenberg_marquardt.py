@@ -286,10 +286,10 @@ def _run_streamed(net, loss, params, chunks, solver, curvature, scaling, flat, d
                   max_steps, val, report, scalars) -> LMResult:
     """The run over data given as chunks (``optim/streamed.py``): every chunk checked, then the loop."""
     name = streamed.solver_name(solver, curvature, data_parallel, net.n_params)
+    itemsize = np.dtype(params_dtype(params)).itemsize
+    part = O.solve_part(name, curvature, scaling, flat, 1, net.n_params, itemsize)  # "auto" resolved
     n_rows = chunks.rows(net, loss, params)  # the boundary: every chunk checked before compiling
     val = O.validation(net, loss, params, val)
-    itemsize = np.dtype(params_dtype(params)).itemsize
-    part = O.solve_part(name, curvature, scaling, flat, n_rows * net.n_out, net.n_params, itemsize)
     config = _Config(part, rule, scaling == "marquardt", max_steps, val is not None, report)
     return LMResult(*streamed.run(net, loss, params, chunks, part, config, n_rows, val, scalars))
 
