@@ -41,7 +41,7 @@ from .finite import check_finite_named
 from .options import as_int
 from .validate import check_call, check_like, checked
 
-__all__ = ["Chunks", "chunk_sum", "stream_of", "streamable", "unstreamable"]
+__all__ = ["Chunks", "chunk_sum"]
 
 
 def _is_array(a: Any) -> bool:
