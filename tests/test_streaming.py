@@ -206,3 +206,51 @@ def test_levenberg_marquardt_reads_a_memmap_in_chunks(tmp_path):
     options = dict(solver="cg", cg_tol=1e-15, max_steps=8)
     a = fb.levenberg_marquardt(NET, PARAMS, X, Y, **options)
     _same_run(a, fb.levenberg_marquardt(NET, PARAMS, fb.Chunks.of(x, y, 7), None, **options))
+
+
+# --- several processes --------------------------------------------------------------------------
+PROCESS_SCRIPT = """
+import sys
+import fbackprop.distributed as D
+rank, n = D.initialize()
+assert n == 2
+import jax, jax.numpy as jnp, numpy as np
+jax.config.update("jax_enable_x64", True)
+import fbackprop as fb
+sys.path.insert(0, sys.argv[2])
+import test_streaming as T
+rows = np.array_split(np.arange(T.N), n)[rank]  # each process streams its own rows, in chunks of 4
+data = fb.Chunks.of(T.X[rows], T.Y[rows], 4)
+r = fb.levenberg_marquardt(T.NET, T.PARAMS, data, None, solver="accumulate", max_steps=8)
+Gv = fb.ggn_vp(T.NET, "squared_error")(T.PARAMS, data, None, T.V)
+np.savez(f"{sys.argv[1]}/rank{rank}.npz", params=T._flat(r.params), loss=np.asarray(r.history.loss),
+         accepted=np.asarray(r.history.accepted), status=int(r.status), Gv=T._flat(Gv))
+print("done", rank, jax.process_count())
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_each_streaming_its_rows_equal_one_process(tmp_path):
+    import io
+    import os
+
+    from fbackprop import launch as L
+
+    script = tmp_path / "job.py"
+    script.write_text(PROCESS_SCRIPT)
+    out = io.StringIO()
+    code = L.launch(str(script), [str(tmp_path), os.path.dirname(__file__)], processes=2, timeout=300, out=out)
+    assert code == 0, out.getvalue()
+    assert "[1] done 1 2" in out.getvalue().splitlines()
+    a = fb.levenberg_marquardt(NET, PARAMS, X, Y, solver="accumulate", max_steps=8)
+    Gv = _flat(fb.ggn_vp(NET, "squared_error")(PARAMS, X, Y, V))
+    for rank in (0, 1):
+        got = np.load(tmp_path / f"rank{rank}.npz")
+        assert int(got["status"]) == int(a.status)
+        assert np.array_equal(got["accepted"], np.asarray(a.history.accepted), equal_nan=True)
+        la, lb = np.asarray(a.history.loss), got["loss"]
+        finite = np.isfinite(la)
+        assert np.array_equal(finite, np.isfinite(lb))
+        assert np.max(np.abs(la[finite] - lb[finite]) / la[finite]) <= 1e-12
+        assert np.max(np.abs(got["params"] - _flat(a.params))) <= 1e-10
+        assert np.max(np.abs(got["Gv"] - Gv)) / np.max(np.abs(Gv)) <= 1e-12

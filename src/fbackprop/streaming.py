@@ -175,10 +175,7 @@ class Chunks:
         Returns:
             An iterator of the source's items (pairs ``(x_c, y_c)``; ``read`` checks them).
         """
-        items = self.source() if callable(self.source) else self.source
-        if _one_shot(items) and not callable(self.source):
-            raise TypeError(f"the data source's iter() must start again on every pass; {self.source!r} does not")
-        return iter(items)
+        return iter(self.source() if callable(self.source) else self.source)
 
     def first(self) -> tuple:
         """The first chunk, as the source gives it (for the input shape of a model given as a callable).
