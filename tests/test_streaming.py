@@ -191,10 +191,14 @@ def test_levenberg_marquardt_on_chunks_with_validation_progress_and_auto():
     a = fb.levenberg_marquardt(
         NET, PARAMS, X, Y, solver="accumulate", progress=lambda *r: lines_a.append(r), **options
     )
-    b = fb.levenberg_marquardt(NET, PARAMS, _chunks(Y), None, progress=lambda *r: lines_b.append(r), **options)
+    b = fb.levenberg_marquardt(
+        NET, PARAMS, _chunks(Y), None, progress=lambda *r: lines_b.append(r), **options
+    )
     _same_run(a, b)  # auto on chunks: accumulate (P = 22)
     finite = np.isfinite(np.asarray(a.history.val_loss))
-    assert np.allclose(np.asarray(a.history.val_loss)[finite], np.asarray(b.history.val_loss)[finite], rtol=1e-12)
+    assert np.allclose(
+        np.asarray(a.history.val_loss)[finite], np.asarray(b.history.val_loss)[finite], rtol=1e-12
+    )
     assert len(lines_b) == len(lines_a) == int(a.iterations)
     assert [bool(r[3]) for r in lines_b] == [bool(r[3]) for r in lines_a]
 
@@ -239,7 +243,9 @@ def test_two_processes_each_streaming_its_rows_equal_one_process(tmp_path):
     script = tmp_path / "job.py"
     script.write_text(PROCESS_SCRIPT)
     out = io.StringIO()
-    code = L.launch(str(script), [str(tmp_path), os.path.dirname(__file__)], processes=2, timeout=300, out=out)
+    code = L.launch(
+        str(script), [str(tmp_path), os.path.dirname(__file__)], processes=2, timeout=300, out=out
+    )
     assert code == 0, out.getvalue()
     assert "[1] done 1 2" in out.getvalue().splitlines()
     a = fb.levenberg_marquardt(NET, PARAMS, X, Y, solver="accumulate", max_steps=8)

@@ -50,8 +50,8 @@ from .optim import (
     newton,
 )
 from .second_order import ggn_diag, hessian_blocks, hessian_diag
-from .streaming import Chunks
 from .spectra import eigenvalues, hutchinson_diag, hutchinson_trace, lanczos, power_iteration
+from .streaming import Chunks
 from .train import Result, init_many, train, train_many
 
 __version__ = "0.1.0"

@@ -249,7 +249,10 @@ def fisher_vp(model: Any, loss: str | _losses.Loss, kind: str = "empirical", n_s
         key: a JAX PRNG key for the draws (the same key gives the same estimate).""",
         ),
     )
-    why = "its target draws are keyed to the rows of one batch; use kind=\"empirical\" or fb.ggn_vp (the GGN, which the MC Fisher estimates)"
+    why = (
+        'its target draws are keyed to the rows of one batch; use kind="empirical" or fb.ggn_vp (the GGN, '
+        "which the MC Fisher estimates)"
+    )
     return unstreamable(mc, 'fb.fisher_vp(kind="mc")', why)
 
 

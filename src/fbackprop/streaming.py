@@ -157,14 +157,18 @@ class Chunks:
                 f"y {tuple(y.shape)}"
             )
         if (chunk_size is None) == (sizes is None):
-            raise TypeError("fb.Chunks.of takes one of chunk_size (rows per chunk) or sizes (rows of each chunk)")
+            raise TypeError(
+                "fb.Chunks.of takes one of chunk_size (rows per chunk) or sizes (rows of each chunk)"
+            )
         if chunk_size is not None:
             c = as_int(chunk_size, "chunk_size")
             bounds = [(a, min(a + c, n)) for a in range(0, n, c)]
         else:
             sizes = [as_int(s, "sizes[i]") for s in sizes]
             if sum(sizes) != n:
-                raise ValueError(f"fb.Chunks.of: sizes must sum to the {n} rows of x; got {sizes} (sum {sum(sizes)})")
+                raise ValueError(
+                    f"fb.Chunks.of: sizes must sum to the {n} rows of x; got {sizes} (sum {sum(sizes)})"
+                )
             ends = np.cumsum(sizes).tolist()
             bounds = list(zip([0] + ends[:-1], ends))
         return cls(_Slices(x, y, bounds))
@@ -244,13 +248,19 @@ class Chunks:
 
 def _pair(item, i: int) -> tuple:
     if not isinstance(item, (tuple, list)) or len(item) != 2:
-        got = f"a {type(item).__name__} of length {len(item)}" if isinstance(item, (tuple, list)) else type(item).__name__
+        got = (
+            f"a {type(item).__name__} of length {len(item)}"
+            if isinstance(item, (tuple, list))
+            else type(item).__name__
+        )
         raise TypeError(f"chunk {i} of the data must be a pair (x, y) of inputs and targets; got {got}")
     return tuple(item)
 
 
 def _empty() -> ValueError:
-    return ValueError("the data source gave no chunks (or only empty ones): there are no examples to sum over")
+    return ValueError(
+        "the data source gave no chunks (or only empty ones): there are no examples to sum over"
+    )
 
 
 def stream_of(x, y, what: str) -> Chunks | None:
@@ -323,7 +333,8 @@ def chunk_sum(fn: Callable, chunks: Chunks, model, loss, params, *args, finite: 
         >>> net = fb.mlp([2, 1]); params = net.init(jax.random.key(0), jnp.float64)
         >>> data = fb.Chunks.of(np.ones((5, 2)), np.zeros((5, 1)), 2)
         >>> count = jax.jit(lambda p, x, y: jnp.sum(x[:, 0]))
-        >>> total, n = fb.streaming.chunk_sum(count, data, net, fb.losses.get("squared_error"), params, params)
+        >>> loss = fb.losses.get("squared_error")
+        >>> total, n = fb.streaming.chunk_sum(count, data, net, loss, params, params)
         >>> float(total), n
         (5.0, 5)
     """
@@ -355,7 +366,8 @@ def _scaled(core: Callable) -> Callable:
 
 
 def streamable(model, loss, core: Callable, *, what: str, vectors: int = 0, doc: str | None = None):
-    """``validate.checked(model, loss, core)`` that also takes the data as chunks (``x`` a stream, ``y=None``).
+    """``validate.checked(model, loss, core)`` that also takes the data as chunks (``x`` a stream,
+    ``y=None``).
 
     ``core`` must be a batch mean over the rows of ``x`` (a curvature product, a diagonal, K-FAC's
     factors): on a stream the result is ``sum_c N_c core(params, x_c, y_c, ...) / N``.
@@ -381,7 +393,9 @@ def streamable(model, loss, core: Callable, *, what: str, vectors: int = 0, doc:
         vs = args[:vectors]
         for v in vs:
             check_like(v, params)
-        check_finite_named({"params": params, **{f"v{i}" if vectors > 1 else "v": v for i, v in enumerate(vs)}})
+        check_finite_named(
+            {"params": params, **{f"v{i}" if vectors > 1 else "v": v for i, v in enumerate(vs)}}
+        )
         total, n = chunk_sum(per_chunk, chunks, model, loss, params, params, *args)
         return jax.tree.map(lambda t: t / n, total)
 

@@ -32,6 +32,11 @@ result's ``mu`` is the damping for the next trial, so a run continues with ``mu=
 
 The call works inside ``jax.jit`` and under ``jax.vmap`` over params (many seeds in one program;
 the loop then runs until the slowest seed stops, and each run keeps its own history and status).
+
+Data larger than memory come as chunks (``fb.Chunks``, ``fbackprop.streaming``) in the ``x``
+position with ``y=None``: the ``accumulate`` and ``cg`` solvers then sum over the chunks on the
+host, and the same trial step and loop run with host control flow (``optim/streamed.py``); the
+in-memory program above is not touched.
 """
 
 from __future__ import annotations
@@ -198,7 +203,9 @@ def levenberg_marquardt(
         ((3, 2), True)
     """
     stream = stream_of(x, y, "fb.levenberg_marquardt")
-    net, params, unwrap = O.model(net, params, x if stream is None else stream.first()[0], "fb.levenberg_marquardt")
+    net, params, unwrap = O.model(
+        net, params, x if stream is None else stream.first()[0], "fb.levenberg_marquardt"
+    )
     loss = _losses.get(loss)
     result = _run(
         net,
@@ -282,8 +289,22 @@ def _run(
     return LMResult(params, hist, status, k, mu_next)
 
 
-def _run_streamed(net, loss, params, chunks, solver, curvature, scaling, flat, data_parallel, rule,
-                  max_steps, val, report, scalars) -> LMResult:
+def _run_streamed(
+    net,
+    loss,
+    params,
+    chunks,
+    solver,
+    curvature,
+    scaling,
+    flat,
+    data_parallel,
+    rule,
+    max_steps,
+    val,
+    report,
+    scalars,
+) -> LMResult:
     """The run over data given as chunks (``optim/streamed.py``): every chunk checked, then the loop."""
     name = streamed.solver_name(solver, curvature, data_parallel, net.n_params)
     itemsize = np.dtype(params_dtype(params)).itemsize

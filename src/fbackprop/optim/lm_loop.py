@@ -11,7 +11,6 @@ It checks nothing: the public functions that build it (``levenberg_marquardt``, 
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 
 from . import solvers as S

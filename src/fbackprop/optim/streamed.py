@@ -211,4 +211,3 @@ def run(net, loss, params, chunks: Chunks, part, config, n_rows: int, val, scala
     as_dtype = lambda v: jnp.asarray(v, dtype)  # noqa: E731
     s = loop(theta0, as_dtype(mu0), as_dtype(mu_max), as_dtype(goal), as_dtype(min_grad), jnp.int32(max_fail))
     return unflatten(s.theta), s.history, s.status, s.k, s.mu
-
