@@ -191,6 +191,12 @@ CASES: list[Case] = [
         values=True,
     ),
     Case(
+        "levenberg_marquardt: chunks under jax.jit",
+        lambda: jax.jit(lambda p: LM(NET, p, DATA, None).params)(P),
+        TypeError,
+        r"on data given as chunks runs its loop on the host, .* call it outside jax\.jit and jax\.vmap",
+    ),
+    Case(
         "levenberg_marquardt: an empty source",
         lambda: LM(NET, P, EMPTY, None),
         ValueError,

@@ -56,7 +56,7 @@ from ..kronecker import kfac_options
 from ..sharding import shard_batch
 from ..status import MESSAGES, Status
 from ..streaming import stream_of
-from ..validate import as_int, check_choice, params_dtype
+from ..validate import as_int, check_choice, is_concrete, params_dtype
 from . import _options as O
 from . import solvers as S
 from . import streamed
@@ -306,6 +306,11 @@ def _run_streamed(
     scalars,
 ) -> LMResult:
     """The run over data given as chunks (``optim/streamed.py``): every chunk checked, then the loop."""
+    if not is_concrete((params, scalars)):
+        raise TypeError(
+            "fb.levenberg_marquardt on data given as chunks runs its loop on the host, reading the chunks at "
+            "every iteration: call it outside jax.jit and jax.vmap (its params and options concrete)"
+        )
     name = streamed.solver_name(solver, curvature, data_parallel, net.n_params)
     itemsize = np.dtype(params_dtype(params)).itemsize
     part = O.solve_part(name, curvature, scaling, flat, 1, net.n_params, itemsize)  # "auto" resolved
