@@ -56,7 +56,7 @@ from ..kronecker import kfac_options
 from ..sharding import shard_batch
 from ..status import MESSAGES, Status
 from ..streaming import stream_of
-from ..validate import as_int, check_choice, is_concrete, params_dtype
+from ..validate import as_int, check_choice, is_concrete, is_network, params_dtype
 from . import _options as O
 from . import solvers as S
 from . import streamed
@@ -203,9 +203,8 @@ def levenberg_marquardt(
         ((3, 2), True)
     """
     stream = stream_of(x, y, "fb.levenberg_marquardt")
-    net, params, unwrap = O.model(
-        net, params, x if stream is None else stream.first()[0], "fb.levenberg_marquardt"
-    )
+    like = stream.first()[0] if stream is not None and not is_network(net) else x  # an apply's input shape
+    net, params, unwrap = O.model(net, params, like, "fb.levenberg_marquardt")
     loss = _losses.get(loss)
     result = _run(
         net,
