@@ -135,7 +135,7 @@ class Chunks:
 
         Raises:
             TypeError, ValueError: for arrays of different lengths, both or neither of ``chunk_size``
-            and ``sizes``, a size < 1 or sizes that do not sum to N.
+                and ``sizes``, a size < 1 or sizes that do not sum to N.
 
         Examples:
             >>> x, y = np.ones((7, 2)), np.zeros((7, 1))
