@@ -314,7 +314,9 @@ def chunk_sum(fn: Callable, chunks: Chunks, model, loss, params, *args, finite: 
     """``sum_c fn(*args, x_c, y_c)`` over the chunks, on the host, pytrees added leaf by leaf.
 
     ``fn`` should be jitted (and made once, not per call): it then compiles once per distinct chunk
-    shape. With several processes the sums and the row counts are added across them.
+    shape. Its calls are dispatched asynchronously, so the next chunk is read while the device sums the
+    last one, and at most two chunks are in flight. With several processes the sums and the row
+    counts are added across them.
 
     Args:
         fn: ``(*args, x_c, y_c) -> tree``, a sum over the chunk's examples (not a mean).
@@ -340,8 +342,10 @@ def chunk_sum(fn: Callable, chunks: Chunks, model, loss, params, *args, finite: 
     """
     total, n = None, 0
     for xc, yc in chunks.read(model, loss, params, finite=finite):
-        part = fn(*args, xc, yc)
-        total = part if total is None else _add(total, part)
+        part = fn(*args, xc, yc)  # dispatched asynchronously: the next chunk is read meanwhile
+        done, total = total, part if total is None else _add(total, part)
+        if done is not None:  # at most two chunks in flight, so that the device's memory stays bounded
+            jax.block_until_ready(done)
         n += int(xc.shape[0])
     if jax.process_count() > 1:
         total, n = _across_processes((total, np.int64(n)))
