@@ -197,6 +197,25 @@ CASES: list[Case] = [
         r"on data given as chunks runs its loop on the host, .* call it outside jax\.jit and jax\.vmap",
     ),
     Case(
+        "gauss_newton: chunks",
+        lambda: fb.gauss_newton(NET, P, DATA, None),
+        TypeError,
+        r"fb\.gauss_newton needs the whole batch at once and cannot take data given as chunks .* "
+        r"stream through fb\.levenberg_marquardt \(solver='accumulate' or 'cg'\)",
+    ),
+    Case(
+        "hessian_free: a list of pairs",
+        lambda: fb.hessian_free(NET, P, PAIRS, None),
+        TypeError,
+        r"this method needs the whole batch at once and cannot take data given as chunks",
+    ),
+    Case(
+        "newton: chunks",
+        lambda: fb.newton(NET, P, DATA, None),
+        TypeError,
+        r"fb\.newton needs the whole batch at once",
+    ),
+    Case(
         "levenberg_marquardt: an empty source",
         lambda: LM(NET, P, EMPTY, None),
         ValueError,

@@ -203,7 +203,9 @@ def levenberg_marquardt(
         ((3, 2), True)
     """
     stream = stream_of(x, y, "fb.levenberg_marquardt")
-    like = stream.first()[0] if stream is not None and not is_network(net) else x  # an apply's input shape
+    like = x  # what the model's input shape is read from (an apply callable's)
+    if stream is not None:
+        like = None if is_network(net) else stream.first()[0]
     net, params, unwrap = O.model(net, params, like, "fb.levenberg_marquardt")
     loss = _losses.get(loss)
     result = _run(
