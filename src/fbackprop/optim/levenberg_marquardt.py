@@ -205,7 +205,7 @@ def levenberg_marquardt(
     stream = stream_of(x, y, "fb.levenberg_marquardt")
     like = x  # what the model's input shape is read from (an apply callable's)
     if stream is not None:
-        like = None if is_network(net) else stream.first()[0]
+        like, x = (None if is_network(net) else stream.first()[0]), stream
     net, params, unwrap = O.model(net, params, like, "fb.levenberg_marquardt")
     loss = _losses.get(loss)
     result = _run(
