@@ -226,10 +226,13 @@ sys.path.insert(0, sys.argv[2])
 import test_streaming as T
 rows = np.array_split(np.arange(T.N), n)[rank]  # each process streams its own rows, in chunks of 4
 data = fb.Chunks.of(T.X[rows], T.Y[rows], 4)
-r = fb.levenberg_marquardt(T.NET, T.PARAMS, data, None, solver="accumulate", max_steps=8)
-Gv = fb.ggn_vp(T.NET, "squared_error")(T.PARAMS, data, None, T.V)
-np.savez(f"{sys.argv[1]}/rank{rank}.npz", params=T._flat(r.params), loss=np.asarray(r.history.loss),
-         accepted=np.asarray(r.history.accepted), status=int(r.status), Gv=T._flat(Gv))
+out = {"Gv": T._flat(fb.ggn_vp(T.NET, "squared_error")(T.PARAMS, data, None, T.V)),
+       "kfac": T._flat(fb.kfac_factors(T.NET, "squared_error")(T.PARAMS, data, None))}
+for solver in ("accumulate", "cg"):
+    r = fb.levenberg_marquardt(T.NET, T.PARAMS, data, None, solver=solver, cg_tol=1e-15, max_steps=8)
+    out.update({f"{solver}_params": T._flat(r.params), f"{solver}_loss": np.asarray(r.history.loss),
+                f"{solver}_accepted": np.asarray(r.history.accepted), f"{solver}_status": int(r.status)})
+np.savez(f"{sys.argv[1]}/rank{rank}.npz", **out)
 print("done", rank, jax.process_count())
 """
 
@@ -249,15 +252,23 @@ def test_two_processes_each_streaming_its_rows_equal_one_process(tmp_path):
     )
     assert code == 0, out.getvalue()
     assert "[1] done 1 2" in out.getvalue().splitlines()
-    a = fb.levenberg_marquardt(NET, PARAMS, X, Y, solver="accumulate", max_steps=8)
-    Gv = _flat(fb.ggn_vp(NET, "squared_error")(PARAMS, X, Y, V))
+    want = {
+        "Gv": _flat(fb.ggn_vp(NET, "squared_error")(PARAMS, X, Y, V)),
+        "kfac": _flat(fb.kfac_factors(NET, "squared_error")(PARAMS, X, Y)),
+    }
+    runs = {
+        s: fb.levenberg_marquardt(NET, PARAMS, X, Y, solver=s, cg_tol=1e-15, max_steps=8)
+        for s in ("accumulate", "cg")
+    }
     for rank in (0, 1):
         got = np.load(tmp_path / f"rank{rank}.npz")
-        assert int(got["status"]) == int(a.status)
-        assert np.array_equal(got["accepted"], np.asarray(a.history.accepted), equal_nan=True)
-        la, lb = np.asarray(a.history.loss), got["loss"]
-        finite = np.isfinite(la)
-        assert np.array_equal(finite, np.isfinite(lb))
-        assert np.max(np.abs(la[finite] - lb[finite]) / la[finite]) <= 1e-12
-        assert np.max(np.abs(got["params"] - _flat(a.params))) <= 1e-10
-        assert np.max(np.abs(got["Gv"] - Gv)) / np.max(np.abs(Gv)) <= 1e-12
+        for name, w in want.items():
+            assert np.max(np.abs(got[name] - w)) / np.max(np.abs(w)) <= 1e-12
+        for solver, a in runs.items():
+            assert int(got[f"{solver}_status"]) == int(a.status)
+            assert np.array_equal(got[f"{solver}_accepted"], np.asarray(a.history.accepted), equal_nan=True)
+            la, lb = np.asarray(a.history.loss), got[f"{solver}_loss"]
+            finite = np.isfinite(la)
+            assert np.array_equal(finite, np.isfinite(lb))
+            assert np.max(np.abs(la[finite] - lb[finite]) / la[finite]) <= 1e-12
+            assert np.max(np.abs(got[f"{solver}_params"] - _flat(a.params))) <= 1e-10
