@@ -258,9 +258,7 @@ def _pair(item, i: int) -> tuple:
 
 
 def _empty() -> ValueError:
-    return ValueError(
-        "the data source gave no chunks (or only empty ones): there are no examples to sum over"
-    )
+    return ValueError("the data source gave no chunks: there are no examples to sum over")
 
 
 def stream_of(x, y, what: str) -> Chunks | None:
