@@ -41,6 +41,7 @@ MODULES = [
     "fbackprop.kronecker",
     "fbackprop.kronecker_products",
     "fbackprop.spectra",
+    "fbackprop.streaming",
     "fbackprop.train",
     "fbackprop.optim.damping",
     "fbackprop.optim.ekfac",
@@ -50,6 +51,7 @@ MODULES = [
     "fbackprop.optim.levenberg_marquardt",
     "fbackprop.optim.line_search",
     "fbackprop.optim.solves",
+    "fbackprop.optim.streamed",
 ]
 NEEDS_SKLEARN = {"fbackprop.data.digits", "fbackprop.data.breast_cancer"}
 

@@ -12,12 +12,13 @@ pooling, layer norm, residual blocks, or your own), every pass of each written o
 
 Submodules: ``layers``, ``activations`` and ``losses`` (with their hand-written derivatives), ``data`` (small
 offline data sets), ``spectra`` (Lanczos, power iteration, Hutchinson), ``optim`` (the second-order
-methods), ``status`` (the stop codes every iterative method returns) and ``results`` (results
-files). Conventions (batch rows, ``W: (fan_out, fan_in)``, the batch-mean cost) and the map from
-each equation to the function that implements it are in the documentation, ``docs/`` (``make docs``).
+methods), ``status`` (the stop codes every iterative method returns), ``streaming`` (data larger
+than memory, as chunks: ``fb.Chunks``) and ``results`` (results files). Conventions (batch rows,
+``W: (fan_out, fan_in)``, the batch-mean cost) and the map from each equation to the function that
+implements it are in the documentation, ``docs/`` (``make docs``).
 """
 
-from . import activations, data, distributed, layers, losses, optim, results, spectra, status
+from . import activations, data, distributed, layers, losses, optim, results, spectra, status, streaming
 from .autodiff import autodiff, forward_mode, numerical_grad, value_and_autodiff
 from .backprop import (
     Trace,
@@ -50,6 +51,7 @@ from .optim import (
 )
 from .second_order import ggn_diag, hessian_blocks, hessian_diag
 from .spectra import eigenvalues, hutchinson_diag, hutchinson_trace, lanczos, power_iteration
+from .streaming import Chunks
 from .train import Result, init_many, train, train_many
 
 __version__ = "0.1.0"
@@ -62,6 +64,7 @@ __all__ = [
     "backprop_trace",
     "backward",
     "check_layer",
+    "Chunks",
     "compare",
     "data",
     "distributed",
@@ -116,6 +119,7 @@ __all__ = [
     "serial",
     "spectra",
     "status",
+    "streaming",
     "tolerance",
     "Trace",
     "train",

@@ -39,6 +39,7 @@ from jax.flatten_util import ravel_pytree
 from . import losses as _losses
 from .second_order import _V, function_doc, hvp_backprop
 from .spectra import check_key
+from .streaming import streamable, unstreamable
 from .validate import as_apply, as_int, cached_transformation, check_choice, checked
 
 HVP_METHODS = ("autodiff", "backprop")
@@ -93,15 +94,17 @@ def hvp(model: Any, loss: str | _losses.Loss, method: str = "autodiff"):
     loss = _losses.get(loss)
     apply = as_apply(model)
     grad = jax.grad(lambda params, x, y: loss(apply(params, x), y))
-    return checked(
+    return streamable(
         model,
         loss,
         lambda params, x, y, v: jax.jvp(lambda p: grad(p, x, y), (params,), (v,))[1],
+        what="fb.hvp",
         vectors=1,
         doc=function_doc(
             "``H v`` for ``H = d2C/dtheta^2``, by forward-over-reverse autodiff.",
             "``H v``, shaped like params.",
             _V,
+            streams=True,
         ),
     )
 
@@ -155,15 +158,17 @@ def ggn_vp(model: Any, loss: str | _losses.Loss):
     def gv(params, x, y, v):
         return _j_then_jt(apply, params, x, v, lambda yhat, Jv: loss.hvp(yhat, y, Jv) / x.shape[0])
 
-    return checked(
+    return streamable(
         model,
         loss,
         gv,
+        what="fb.ggn_vp",
         vectors=1,
         doc=function_doc(
             "``G v`` for the generalized Gauss-Newton matrix ``G = (1/N) sum_n J_n^T H_n J_n``.",
             "``G v``, shaped like params.",
             _V,
+            streams=True,
         ),
     )
 
@@ -206,15 +211,17 @@ def fisher_vp(model: Any, loss: str | _losses.Loss, kind: str = "empirical", n_s
     loss = _losses.get(loss)
     apply = as_apply(model)
     if kind == "empirical":
-        return checked(
+        return streamable(
             model,
             loss,
             lambda params, x, y, v: _j_then_jt(apply, params, x, v, _outer_cotangent(loss, y)),
+            what="fb.fisher_vp",
             vectors=1,
             doc=function_doc(
                 "``F v`` for the empirical Fisher ``F = (1/N) sum_n g_n g_n^T`` (the data's targets).",
                 "``F v``, shaped like params.",
                 _V,
+                streams=True,
             ),
         )
 
@@ -229,7 +236,7 @@ def fisher_vp(model: Any, loss: str | _losses.Loss, kind: str = "empirical", n_s
 
         return _j_then_jt(apply, params, x, v, cotangent)
 
-    return checked(
+    mc = checked(
         model,
         loss,
         fv,
@@ -242,6 +249,11 @@ def fisher_vp(model: Any, loss: str | _losses.Loss, kind: str = "empirical", n_s
         key: a JAX PRNG key for the draws (the same key gives the same estimate).""",
         ),
     )
+    why = (
+        'its target draws are keyed to the rows of one batch; use kind="empirical" or fb.ggn_vp (the GGN, '
+        "which the MC Fisher estimates)"
+    )
+    return unstreamable(mc, 'fb.fisher_vp(kind="mc")', why)
 
 
 @cached_transformation
@@ -270,12 +282,15 @@ def hessian(model: Any, loss: str | _losses.Loss):
         theta, unflatten = flatten(params)
         return jax.hessian(lambda t: loss(apply(unflatten(t), x), y))(theta)
 
-    return checked(
+    return streamable(
         model,
         loss,
         dense,
+        what="fb.hessian",
         doc=function_doc(
-            "The dense Hessian ``d2C/dtheta^2`` by autodiff.", "``(P, P)``, in ``fb.flatten``'s order."
+            "The dense Hessian ``d2C/dtheta^2`` by autodiff.",
+            "``(P, P)``, in ``fb.flatten``'s order.",
+            streams=True,
         ),
     )
 
@@ -308,12 +323,14 @@ def ggn(model: Any, loss: str | _losses.Loss):
         J = jax.jacfwd(lambda t: apply(unflatten(t), x))(theta)  # (N, n_out, P)
         return jnp.einsum("nop,noq,nqr->pr", J, loss.hessian(yhat, y), J) / x.shape[0]
 
-    return checked(
+    return streamable(
         model,
         loss,
         dense,
+        what="fb.ggn",
         doc=function_doc(
             "The dense generalized Gauss-Newton matrix ``G = (1/N) sum_n J_n^T H_n J_n``.",
             "``(P, P)``, in ``fb.flatten``'s order.",
+            streams=True,
         ),
     )

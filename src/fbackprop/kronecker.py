@@ -40,6 +40,7 @@ from .losses.registry import require_hessian_sqrt
 from .options import as_int, check_choice
 from .second_order import function_doc
 from .spectra import check_key
+from .streaming import streamable, unstreamable
 from .validate import cached_transformation, checked, require_layer_methods, require_network
 
 KINDS = ("exact", "fisher", "empirical")
@@ -108,13 +109,19 @@ def factors_at(net: Network, loss: _losses.Loss, kind: str, n_samples: int, para
     return net.body.kfac_factors(params, cache, _seeds(loss, kind, n_samples, yhat, y, key))
 
 
-def _public(net, loss, kind: str, core, summary: str, returns: str):
-    """The checked, compiled ``(params, x, y) ->`` (``(params, x, y, key)`` for ``"fisher"``) of ``core``."""
+def _public(net, loss, kind: str, core, summary: str, returns: str, what: str, mean: bool):
+    """The checked, compiled ``(params, x, y) ->`` (``(params, x, y, key)`` for ``"fisher"``) of ``core``;
+    ``mean``: ``core`` is a batch mean, so it streams (``fbackprop.streaming``) unless it draws targets."""
     if kind != "fisher":
         no_key = lambda params, x, y: core(params, x, y, None)  # noqa: E731
-        return checked(net, loss, no_key, doc=function_doc(summary, returns))
+        if mean:
+            doc = function_doc(summary, returns, streams=True)
+            return streamable(net, loss, no_key, what=what, doc=doc)
+        why = "its eigenbases are those of the whole batch's factors, before the refit on the same rows"
+        return unstreamable(checked(net, loss, no_key, doc=function_doc(summary, returns)), what, why)
     doc = function_doc(summary, returns, "\n        key: a JAX PRNG key for the target draws.")
-    fn = checked(net, loss, core, doc=doc)
+    why = 'kind="fisher" draws targets keyed to the rows of one batch; use kind="exact" or "empirical"'
+    fn = unstreamable(checked(net, loss, core, doc=doc), f'{what}(kind="fisher")', why)
 
     def with_key(params, x, y, key=None):
         if key is None:
@@ -193,6 +200,8 @@ def kfac_factors(net: Network, loss: str | _losses.Loss, kind: str = "exact", n_
         factors,
         f"K-FAC's factors ({kind}) of every layer with parameters.",
         "A tuple shaped like params, one ``KFactors(A, G)`` per layer with parameters.",
+        "fb.kfac_factors",
+        True,
     )
 
 
@@ -262,4 +271,6 @@ def ekfac_factors(net: Network, loss: str | _losses.Loss, kind: str = "exact", n
         factors,
         f"EKFAC's factors ({kind}) of every layer with parameters.",
         "A tuple shaped like params, one ``EKFactors(U_A, U_G, S)`` per layer with parameters.",
+        "fb.ekfac_factors",
+        False,
     )

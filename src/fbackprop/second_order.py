@@ -47,6 +47,7 @@ import jax.numpy as jnp
 from . import losses as _losses
 from .layers.network import Network, Params
 from .losses.registry import require_hessian_sqrt
+from .streaming import streamable, unstreamable
 from .validate import as_int, cached_transformation, checked, require_layer_methods, require_network
 
 _ARGS = """
@@ -57,10 +58,16 @@ _ARGS = """
         y: targets ``(N, n_out)`` (``(N,)`` for one output; integer labels ``(N,)`` for cross-entropy)."""
 
 
-def function_doc(summary: str, returns: str, extra: str = "") -> str:
+_STREAM = """
+            Or the data as chunks (``fb.Chunks``, or a callable / re-iterable of ``(x, y)`` pairs) with
+            ``y=None``: the result is then that of all their rows (``fbackprop.streaming``)."""
+
+
+def function_doc(summary: str, returns: str, extra: str = "", streams: bool = False) -> str:
     """The docstring of a function a curvature factory returns: ``summary``, the shared ``Args:``
-    (params, x, y, then ``extra``) and ``Returns:`` ``returns``."""
-    return f"{summary}\n{_ARGS}{extra}\n\n    Returns:\n        {returns}\n"
+    (params, x, y, then ``extra``) and ``Returns:`` ``returns``; ``streams``: ``x`` may be chunks."""
+    args = _ARGS.replace("one example per row.", "one example per row." + _STREAM) if streams else _ARGS
+    return f"{summary}\n{args}{extra}\n\n    Returns:\n        {returns}\n"
 
 
 _V = """
@@ -117,16 +124,18 @@ def hvp_backprop(net: Network, loss: str | _losses.Loss):
         g, r_g = loss.grad(yhat, y) / n, loss.hvp(yhat, y, r_yhat) / n
         return net.body.walk_back(params, cache, g, v=v, r_cache=r_cache, r_g=r_g).r_grads
 
-    return checked(
+    return streamable(
         net,
         loss,
         hv,
+        what="fb.hvp",
         vectors=1,
         doc=function_doc(
             "``H v`` for ``H = d2C/dtheta^2``, by the R-operator on the hand-written passes "
             "(Pearlmutter 1994).",
             "``H v``, shaped like params.",
             _V,
+            streams=True,
         ),
     )
 
@@ -274,8 +283,13 @@ def _diag(net, loss, what: str, exact: bool, chunk_size: int | None, per_example
     doc = function_doc(
         f"The exact diagonal of the {name} of {of}, by second-order backpropagation.",
         f"The diagonal, {shape} (``fb.flatten``'s order when flattened).",
+        streams=not per_example,
     )
-    return checked(net, loss, diag_core(net, loss, exact, chunk_size, per_example, factored), doc=doc)
+    core = diag_core(net, loss, exact, chunk_size, per_example, factored)
+    if per_example:
+        why = "per_example=True returns one row per example; call it on each chunk's arrays instead"
+        return unstreamable(checked(net, loss, core, doc=doc), f"fb.{what}(per_example=True)", why)
+    return streamable(net, loss, core, what=f"fb.{what}", doc=doc)
 
 
 @cached_transformation
@@ -385,13 +399,15 @@ def hessian_blocks(net: Network, loss: str | _losses.Loss, chunk_size: int | Non
         )
 
     name = "Hessian" if exact else "generalized Gauss-Newton matrix"
-    return checked(
+    return streamable(
         net,
         loss,
         blocks,
+        what="fb.hessian_blocks",
         doc=function_doc(
             f"The diagonal blocks of the {name} of C, one per layer with parameters, by second-order "
             "backpropagation.",
             "A tuple of ``(P_l, P_l)`` matrices laid out like params (W row-major, then b).",
+            streams=True,
         ),
     )

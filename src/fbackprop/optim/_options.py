@@ -16,6 +16,7 @@ import numpy as np
 
 from ..layers.autodiff import Autodiff
 from ..layers.network import serial
+from ..streaming import Chunks, stream_of
 from ..validate import (
     as_float,
     as_int,
@@ -44,6 +45,8 @@ def model(model: Any, params: Any, x: Any, what: str) -> tuple:
         ``(net, params, unwrap)``: for a callable, ``net = fb.serial(fb.layers.Autodiff.of(model,
         params), input_shape=x.shape[1:])``, its params ``(params,)`` and ``unwrap`` taking them back.
     """
+    if isinstance(x, Chunks) or callable(x):
+        raise TypeError(_whole_batch(what))
     if is_network(model):
         return model, params, lambda p: p
     if not callable(model):
@@ -160,8 +163,19 @@ DEFAULT_FACTORS = (0.1, 10.0)
 
 
 def data(net, loss, params, x, y) -> tuple[jax.Array, jax.Array]:
-    """``check_call``: shapes, dtypes (x and y cast to the params' dtype), finiteness when concrete."""
+    """``check_call``: shapes, dtypes (x and y cast to the params' dtype), finiteness when concrete;
+    data given as chunks (a stream with ``y=None``) are refused: this method needs the whole batch."""
+    if stream_of(x, y, "this method") is not None:
+        raise TypeError(_whole_batch("this method"))
     return check_call(net, loss, params, x, y)
+
+
+def _whole_batch(what: str) -> str:
+    return (
+        f"{what} needs the whole batch at once and cannot take data given as chunks (fb.Chunks): those "
+        f"stream through fb.levenberg_marquardt (solver='accumulate' or 'cg') and the curvature functions "
+        f"(fbackprop.streaming); pass the arrays x and y"
+    )
 
 
 def validation(net, loss, params, val) -> tuple[jax.Array, jax.Array] | None:

@@ -32,6 +32,11 @@ result's ``mu`` is the damping for the next trial, so a run continues with ``mu=
 
 The call works inside ``jax.jit`` and under ``jax.vmap`` over params (many seeds in one program;
 the loop then runs until the slowest seed stops, and each run keeps its own history and status).
+
+Data larger than memory come as chunks (``fb.Chunks``, ``fbackprop.streaming``) in the ``x``
+position with ``y=None``: the ``accumulate`` and ``cg`` solvers then sum over the chunks on the
+host, and the same trial step and loop run with host control flow (``optim/streamed.py``); the
+in-memory program above is not touched.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from .. import losses as _losses
@@ -49,9 +55,11 @@ from ..backprop import forward
 from ..kronecker import kfac_options
 from ..sharding import shard_batch
 from ..status import MESSAGES, Status
-from ..validate import as_int, check_choice
+from ..streaming import stream_of
+from ..validate import as_int, check_choice, is_concrete, is_network, params_dtype
 from . import _options as O
 from . import solvers as S
+from . import streamed
 from .lm_loop import lm_run
 from .loop import LMHistory, reporter
 from .solves import KFAC, auto_solver, dual_gram_flops  # noqa: F401 (auto_solver: fb.optim's)
@@ -133,8 +141,12 @@ def levenberg_marquardt(
             (``fb.layers.Autodiff``); define it once, so that the compiled program is reused.
         params: the starting params, the tuple of ``{"W": (fan_out, fan_in), "b": (fan_out,)}``; their
             dtype is the computation's dtype.
-        x: inputs ``(N, n_in)``.
-        y: targets ``(N, n_out)`` (``(N,)`` for one output; integer labels ``(N,)`` for cross-entropy).
+        x: inputs ``(N, n_in)``, or the data as chunks (``fb.Chunks``, or a callable / re-iterable of
+            ``(x, y)`` pairs) with ``y=None``, never all held at once (``fbackprop.streaming``): then
+            ``solver`` is ``"accumulate"``, ``"cg"`` or ``"auto"`` (which picks one of them), the loop
+            runs on the host (``optim/streamed.py``) and the result is the in-memory run's.
+        y: targets ``(N, n_out)`` (``(N,)`` for one output; integer labels ``(N,)`` for cross-entropy);
+            ``None`` beside chunks.
         loss: a loss name or ``fb.losses.Loss``; default ``"squared_error"``.
         solver: how ``(G + mu D) delta = -g`` is solved: ``"dense"`` (J formed, Cholesky),
             ``"accumulate"`` (G summed over chunks of examples; Wilamowski & Yu 2010), ``"cg"``
@@ -190,7 +202,11 @@ def levenberg_marquardt(
         >>> r.params[0]["W"].shape, isinstance(r.message, str)
         ((3, 2), True)
     """
-    net, params, unwrap = O.model(net, params, x, "fb.levenberg_marquardt")
+    stream = stream_of(x, y, "fb.levenberg_marquardt")
+    like = x  # what the model's input shape is read from (an apply callable's)
+    if stream is not None:
+        like, x = (None if is_network(net) else stream.first()[0]), stream
+    net, params, unwrap = O.model(net, params, like, "fb.levenberg_marquardt")
     loss = _losses.get(loss)
     result = _run(
         net,
@@ -252,9 +268,14 @@ def _run(
     goal, min_grad, max_steps = O.stopping(goal, min_grad, max_steps)
     max_fail = as_int(max_fail, "max_fail")
     data_parallel, report = O.flag(data_parallel, "data_parallel"), reporter(progress)
+    flat = {"chunk_size": chunk_size, "cg_tol": cg_tol, "cg_maxiter": cg_maxiter}
+    chunks = stream_of(x, y, "fb.levenberg_marquardt")
+    if chunks is not None:
+        scalars = (mu, mu_max, goal, min_grad, max_fail)
+        options = (solver, curvature, scaling, flat, data_parallel, rule, max_steps, val, report, scalars)
+        return _run_streamed(net, loss, params, chunks, *options)
     x, y = O.data(net, loss, params, x, y)
     val = O.validation(net, loss, params, val)
-    flat = {"chunk_size": chunk_size, "cg_tol": cg_tol, "cg_maxiter": cg_maxiter}
     M = x.shape[0] * net.n_out
     gram = dual_gram_flops(net, M, scaling == "marquardt")
     part = O.solve_part(solver, curvature, scaling, flat, M, net.n_params, x.dtype.itemsize, gram)
@@ -267,6 +288,37 @@ def _run(
         params, x, y, val if val is not None else (x, y), mu, mu_max, goal, min_grad, max_fail
     )
     return LMResult(params, hist, status, k, mu_next)
+
+
+def _run_streamed(
+    net,
+    loss,
+    params,
+    chunks,
+    solver,
+    curvature,
+    scaling,
+    flat,
+    data_parallel,
+    rule,
+    max_steps,
+    val,
+    report,
+    scalars,
+) -> LMResult:
+    """The run over data given as chunks (``optim/streamed.py``): every chunk checked, then the loop."""
+    if not is_concrete((params, scalars)):
+        raise TypeError(
+            "fb.levenberg_marquardt on data given as chunks runs its loop on the host, reading the chunks at "
+            "every iteration: call it outside jax.jit and jax.vmap (its params and options concrete)"
+        )
+    name = streamed.solver_name(solver, curvature, data_parallel, net.n_params)
+    itemsize = np.dtype(params_dtype(params)).itemsize
+    part = O.solve_part(name, curvature, scaling, flat, 1, net.n_params, itemsize)  # "auto" resolved
+    n_rows = chunks.rows(net, loss, params)  # the boundary: every chunk checked before compiling
+    val = O.validation(net, loss, params, val)
+    config = _Config(part, rule, scaling == "marquardt", max_steps, val is not None, report)
+    return LMResult(*streamed.run(net, loss, params, chunks, part, config, n_rows, val, scalars))
 
 
 class _Config(NamedTuple):

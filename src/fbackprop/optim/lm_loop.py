@@ -11,14 +11,13 @@ It checks nothing: the public functions that build it (``levenberg_marquardt``, 
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 
 from . import solvers as S
-from .loop import State, Step, Stop, iterate, start
+from .loop import COMPILED, Control, State, Step, Stop, iterate, start
 
 
-def lm_step(cost, linearize, solve, damping, scale_d: bool):
+def lm_step(cost, linearize, solve, damping, scale_d: bool, control: Control = COMPILED):
     """The trial step of Levenberg-Marquardt as a ``State -> Step`` function (traceable).
 
     Args:
@@ -27,6 +26,7 @@ def lm_step(cost, linearize, solve, damping, scale_d: bool):
         solve: ``(lin, mu) -> (delta, predicted)``, ``predicted`` the quadratic model's decrease.
         damping: the rule, with ``accept(decreased, rho)`` and ``update(mu, nu, rho, accepted)``.
         scale_d: Marquardt scaling: the damping diagonal is the running maximum of ``diag G``.
+        control: ``loop.COMPILED`` (default; ``lax.cond``) or ``loop.HOST`` (Python's ``if``).
 
     Returns:
         ``step(state) -> Step``.
@@ -46,13 +46,24 @@ def lm_step(cost, linearize, solve, damping, scale_d: bool):
         accepted = damping.accept(ok & (E_new < s.E), rho)
         mu, nu = damping.update(s.mu, s.nu, jnp.where(ok, rho, -jnp.inf).astype(dtype), accepted)
         theta, E = jnp.where(accepted, trial, s.theta), jnp.where(accepted, E_new, s.E)
-        lin = jax.lax.cond(accepted, lambda: relinearize(theta, s.lin.d), lambda: s.lin)
+        lin = control.cond(accepted, lambda: relinearize(theta, s.lin.d), lambda: s.lin)
         return Step(theta, E, lin, mu.astype(dtype), nu.astype(dtype), accepted, s.mu)
 
     return step
 
 
-def lm_run(cost, linearize, solve, damping, scale_d: bool, n, max_steps: int, val_loss=None, report=None):
+def lm_run(
+    cost,
+    linearize,
+    solve,
+    damping,
+    scale_d: bool,
+    n,
+    max_steps: int,
+    val_loss=None,
+    report=None,
+    control: Control = COMPILED,
+):
     """Levenberg-Marquardt from ``theta0`` to a stopping test (traceable).
 
     Args:
@@ -65,18 +76,20 @@ def lm_run(cost, linearize, solve, damping, scale_d: bool, n, max_steps: int, va
         max_steps: the most trial steps (a Python int).
         val_loss: ``theta ->`` the validation cost, or ``None`` without validation data.
         report: ``(k, C, mu, accepted)`` run on the host after every iteration, or ``None``.
+        control: ``loop.COMPILED`` (default; one traceable program) or ``loop.HOST`` (the same step
+            and loop with Python's ``while`` and ``if``, for a cost and linearization on the host).
 
     Returns:
         ``run(theta0, mu0, mu_max, goal, min_grad, max_fail) -> State`` (the scalars in theta0's dtype,
         ``max_fail`` an ``int32``): the final state, ``state.mu`` the damping for a next trial.
     """
-    step = lm_step(cost, linearize, solve, damping, scale_d)
+    step = lm_step(cost, linearize, solve, damping, scale_d, control)
 
     def run(theta0, mu0, mu_max, goal, min_grad, max_fail) -> State:
         dtype = theta0.dtype
         stop = Stop(goal, min_grad, max_steps, mu_max, max_fail)
         v0 = None if val_loss is None else val_loss(theta0).astype(dtype)
         state = start(theta0, cost(theta0).astype(dtype), linearize(theta0), mu0, stop, n, v0=v0)
-        return iterate(step, state, stop, n, val_loss, report)
+        return iterate(step, state, stop, n, val_loss, report, control)
 
     return run

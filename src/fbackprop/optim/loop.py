@@ -9,16 +9,51 @@ Conventions: ``E`` is the method's cost at ``theta`` in its sum form and ``n`` i
 reported cost is ``C = E / n`` (``E = sum_n l_n`` and ``n = N`` for Levenberg-Marquardt; ``n = 1``
 for Hessian-free, whose cost is the mean already). ``lin`` is whatever the method carries about the
 current point; it has the gradient ``lin.g = dE/dtheta``.
+
+The loop's branches and repetition are ``Control``'s primitives: ``COMPILED`` (``lax.while_loop``,
+``lax.cond``; the default, one compiled program) or ``HOST`` (Python's ``while`` and ``if``), with
+which the same step and loop run on the host, around a cost and a linearization that read data
+streamed in chunks (``optim/streamed.py``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from ..status import Status
+
+
+def _host_while_loop(cond_fun, body_fun, init):
+    s = init
+    while bool(cond_fun(s)):
+        s = body_fun(s)
+    return s
+
+
+def _host_cond(pred, true_fun, false_fun):
+    return true_fun() if bool(pred) else false_fun()
+
+
+class Control(NamedTuple):
+    """How the loop branches and repeats: the signatures of ``lax.while_loop`` and ``lax.cond``.
+
+    Attributes:
+        while_loop: ``(cond_fun, body_fun, init) -> final``.
+        cond: ``(pred, true_fun, false_fun) -> `` the branch's value (both take no operands).
+    """
+
+    while_loop: Callable = jax.lax.while_loop
+    cond: Callable = jax.lax.cond
+
+
+#: One compiled program (``lax.while_loop``, ``lax.cond``): every in-memory method.
+COMPILED = Control()
+#: Python's ``while`` and ``if`` on concrete values: the loop over data streamed from the host.
+HOST = Control(_host_while_loop, _host_cond)
 
 
 class LMHistory(NamedTuple):
@@ -195,7 +230,9 @@ def start(theta0, E0, lin0, mu0, stop: Stop, n, shown0=None, v0=None) -> State:
     return State(theta0, E0, lin0, mu0, two, jnp.int32(0), status0, hist, best0, theta0, jnp.int32(0))
 
 
-def iterate(step, state: State, stop: Stop, n, val_loss=None, report=None) -> State:
+def iterate(
+    step, state: State, stop: Stop, n, val_loss=None, report=None, control: Control = COMPILED
+) -> State:
     """Run ``step`` until a stopping test holds (traceable; one ``lax.while_loop``).
 
     Args:
@@ -205,6 +242,7 @@ def iterate(step, state: State, stop: Stop, n, val_loss=None, report=None) -> St
         n: the divisor of ``E`` in the reported cost.
         val_loss: ``theta -> `` the validation cost, or ``None`` without validation data (static).
         report: ``(k, C, mu, accepted)``, run on the host after every iteration, or ``None``.
+        control: the loop's primitives, ``COMPILED`` (default) or ``HOST`` (a loop on the host).
 
     Returns:
         The final ``State``. With validation data and status ``MAX_FAIL`` its ``theta`` is the
@@ -217,7 +255,7 @@ def iterate(step, state: State, stop: Stop, n, val_loss=None, report=None) -> St
         best_val, best_theta, fails = s.best_val, s.best_theta, s.fails
         vl = jnp.asarray(jnp.nan, dtype)
         if val_loss is not None:  # static: no validation work in the loop without it
-            vl = jax.lax.cond(
+            vl = control.cond(
                 t.accepted, lambda: val_loss(t.theta).astype(dtype), lambda: s.history.val_loss[s.k]
             )
             improved = t.accepted & (vl < best_val)
@@ -232,7 +270,7 @@ def iterate(step, state: State, stop: Stop, n, val_loss=None, report=None) -> St
             t.theta, t.E, t.lin, t.mu, t.nu, k, status.astype(jnp.int32), hist, best_val, best_theta, fails
         )
 
-    out = jax.lax.while_loop(lambda s: s.status == 0, body, state)
+    out = control.while_loop(lambda s: s.status == 0, body, state)
     if val_loss is not None:
         out = out._replace(theta=jnp.where(out.status == Status.MAX_FAIL, out.best_theta, out.theta))
     return out
