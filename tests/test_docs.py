@@ -27,7 +27,10 @@ import fbackprop as fb
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-SUBMODULES = ("activations", "layers", "losses", "data", "spectra", "optim", "results", "status")
+SUBMODULES = (
+    "activations", "layers", "losses", "data", "spectra", "optim", "results", "status", "streaming",
+    "distributed",
+)  # fmt: skip
 
 
 # --- the site builds, strictly ------------------------------------------------------------------

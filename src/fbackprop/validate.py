@@ -164,6 +164,14 @@ def check_call(
     Returns:
         ``(x, y)``: ``x: (N, n_in)`` and ``y: (N, n_out)``, both in the params' dtype.
     """
+    from .streaming import stream_of  # streaming checks its chunks with this module
+
+    if stream_of(x, y, "x") is not None:
+        raise TypeError(
+            "this function needs the whole batch at once and cannot take data given as chunks "
+            "(fb.Chunks): those stream through fb.levenberg_marquardt (solver='accumulate' or 'cg') and the "
+            "curvature products and diagonals (fbackprop.streaming); pass the arrays x and y"
+        )
     dtype = params_dtype(params)
     if dtype is not None and hasattr(x, "dtype") and _floating(_dtype(x)) and _dtype(x) != dtype:
         x = as_array(x, dtype)  # the params' dtype is the computation's dtype

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import jax
 import numpy as np
+import optax
 
 import fbackprop as fb
 
@@ -214,6 +215,18 @@ CASES: list[Case] = [
         lambda: fb.newton(NET, P, DATA, None),
         TypeError,
         r"fb\.newton needs the whole batch at once",
+    ),
+    Case(
+        "backprop: chunks",
+        lambda: fb.backprop(NET, "squared_error")(P, DATA, None),
+        TypeError,
+        r"this function needs the whole batch at once and cannot take data given as chunks",
+    ),
+    Case(
+        "train: chunks",
+        lambda: fb.train(NET, "squared_error", P, DATA, None, optax.sgd(0.1), epochs=1),
+        TypeError,
+        r"this function needs the whole batch at once and cannot take data given as chunks",
     ),
     Case(
         "levenberg_marquardt: an empty source",
