@@ -42,6 +42,7 @@ MODULES = [
     "fbackprop.kronecker_products",
     "fbackprop.spectra",
     "fbackprop.streaming",
+    "fbackprop.chunks",
     "fbackprop.train",
     "fbackprop.optim.damping",
     "fbackprop.optim.ekfac",
