@@ -85,13 +85,24 @@ class _Pieces(NamedTuple):
     gradient: object  # (g_c, diag G_c or None): cg
     ggn_times: object  # G_c v: cg
     solve_normal: object  # (lin, mu) -> (delta, predicted), jitted
+    problem: S.Problem  # without data: its damping diagonal and unflatten
 
 
 @functools.lru_cache(maxsize=32)
 def _pieces(net, loss, treedef, leaves: tuple, scale_d: bool, chunk_size: int) -> _Pieces:
     """The per-chunk functions, compiled once per (network, loss, params layout, options)."""
     unflatten = ravel_pytree(jax.tree.unflatten(treedef, [np.zeros(s, d) for s, d in leaves]))[1]
-    pb = S.Problem(net, loss, None, None, unflatten, scale_d, chunk_size, 0.0, 1)
+    pb = S.Problem(
+        net=net,
+        loss=loss,
+        x=None,
+        y=None,
+        unflatten=unflatten,
+        scale_d=scale_d,
+        chunk_size=chunk_size,
+        cg_tol=0.0,
+        cg_maxiter=1,
+    )  # fmt: skip  (the data come per chunk; CG runs on the host)
 
     def cost(theta, x, y):
         return jnp.sum(loss.value(forward(net, unflatten(theta), x)[0], y))
@@ -108,7 +119,7 @@ def _pieces(net, loss, treedef, leaves: tuple, scale_d: bool, chunk_size: int) -
         return S._ggn_times(pb._replace(x=x, y=y), theta, v)
 
     jit = jax.jit
-    return _Pieces(jit(cost), jit(normal), jit(gradient), jit(ggn_times), jit(S.solve_normal))
+    return _Pieces(jit(cost), jit(normal), jit(gradient), jit(ggn_times), jit(S.solve_normal), pb)
 
 
 def host_cg(A, b, tol: float, maxiter: int):
@@ -171,7 +182,7 @@ def run(net, loss, params, chunks: Chunks, part, config, n_rows: int, val, scala
     leaves = tuple((np.shape(a), np.asarray(a).dtype) for a in jax.tree.leaves(params))
     chunk_size = getattr(part, "chunk_size", 1024)
     pc = _pieces(net, loss, jax.tree.structure(params), leaves, config.scale_d, chunk_size)
-    pb = S.Problem(net, loss, None, None, unflatten, config.scale_d, chunk_size, 0.0, 1)
+    pb = pc.problem
     dtype = theta0.dtype
 
     def total(fn, *args):
