@@ -15,10 +15,13 @@ Floor. One trial of fbackprop's LM (``solvers.py``) costs, for an MLP with width
     ``(delta delta^T) * (a a^T + 1)``: ``2 M^2 s_l + 2 N^2 s_{l-1} + 2 M^2`` (``fb.jacobian_gram``).
 
 The floor of a trial is those flop counts over THIS machine's rates, measured in the same process in
-float64 at the problem's sizes: the Cholesky (and LU) of the factored size by the same call the
-solver makes, and a matmul at the problem's largest product shape (``(M, P) @ (P, M)`` for ``dual``,
-``(P, M) @ (M, P)`` for ``dense``), which the other pieces (skinny products, elementwise work) are
-credited with: a floor, not a prediction. An iteration's floor weights the linearisation by the
+float64 at the problem's sizes: the factorisation with its two triangular solves at the rate of the
+very call the solver makes at the factored size (``solvers.spd_solve``: LAPACK's Cholesky and two
+triangular solves; ``jnp.linalg.solve`` for the LU), and a matmul at the problem's largest product
+shape (``(M, P) @ (P, M)`` for ``dual``, ``(P, M) @ (M, P)`` for ``dense``), which the other pieces
+(skinny products, elementwise work) are credited with: a floor, not a prediction. (Credited with
+the matmul's rate, the two triangular solves of ``2 n^2`` flops would cost 0.1 us at ``n = 31``,
+where LAPACK takes 2 us.) An iteration's floor weights the linearisation by the
 fraction of trials accepted in the run.
 """
 
@@ -59,20 +62,20 @@ def trial_flops(pb: Problem, solver: str) -> dict[str, tuple[float, str]]:
     se = pb.loss == "squared_error"
     if solver == "dense":
         return {
-            "Cholesky of G + mu D (P^3/3)": (P**3 / 3, "chol"),
-            "triangular solves, model decrease (4 P^2)": (4.0 * P**2, "mm"),
+            "Cholesky of G + mu D, 2 triangular solves (P^3/3 + 2P^2)": (P**3 / 3 + 2 * P**2, "chol_solve"),
+            "model decrease (2 P^2)": (2.0 * P**2, "mm"),
             "trial loss (F)": (F, "mm"),
         }
     if solver == "dual":
         fact = (
-            ("Cholesky of K + mu I (M^3/3)", (M**3 / 3, "chol"))
+            ("Cholesky of K + mu I, 2 triangular solves (M^3/3 + 2M^2)", (M**3 / 3 + 2 * M**2, "chol_solve"))
             if se
-            else ("LU of H K + mu I (2M^3/3)", (2 * M**3 / 3, "lu"))
+            else ("LU of H K + mu I, 2 triangular solves (2M^3/3 + 2M^2)", (2 * M**3 / 3 + 2 * M**2, "lu"))
         )
         return {
             fact[0]: fact[1],
-            "solves, K w, H K (4 M^2" + ("" if se else " + 2 N K^2 M") + ")": (
-                4.0 * M**2 + (0 if se else 2.0 * N * K**2 * M),
+            "K w, H K (2 M^2" + ("" if se else " + 2 N K^2 M") + ")": (
+                2.0 * M**2 + (0 if se else 2.0 * N * K**2 * M),
                 "mm",
             ),
             "J^T w by a backward pass (2F)": (2 * F, "mm"),
@@ -250,15 +253,15 @@ def profile(pb: Problem, solver: str, rounds: int, mu: float = 1e-3) -> list[dic
         pieces["  J^T w by a backward pass"] = (lambda l, w: S._J_transpose_times(sp, l, w), (lin, lin.u))
     else:
         lin = jax.jit(lambda t: S.linearize_dense(sp, t))(theta)
-        J, H, u = jax.jit(lambda t: sp.residual_pieces(t, sp.x, sp.y))(theta)
+        Jt, H, u = jax.jit(lambda t: sp.residual_pieces(t, sp.x, sp.y))(theta)
         A = lin.G + mu * jnp.diag(lin.d)
         L = jax.lax.linalg.cholesky(A.T, symmetrize_input=False)
         pieces = {
             "linearize (dense), whole": (lambda t: S.linearize_dense(sp, t), (theta,)),
             "solve (dense), whole": (lambda l, m: S.solve_normal(l, m), (lin, mu)),
             "trial loss (forward)": (cost, (theta,)),
-            "  J, H, u (jacobian_rows)": (lambda t: sp.residual_pieces(t, sp.x, sp.y), (theta,)),
-            "  G = J^T H J, g = J^T u": (S.normal_equations, (J, H, u)),
+            "  J^T, H, u (jacobian_rows)": (lambda t: sp.residual_pieces(t, sp.x, sp.y), (theta,)),
+            "  G = J^T H J, g = J^T u": (S.normal_equations, (Jt, H, u)),
             "  Cholesky of G + mu D": (lambda A: jax.lax.linalg.cholesky(A.T, symmetrize_input=False), (A,)),
             "  two triangular solves": (lambda L, g: jax.scipy.linalg.cho_solve((L, True), g), (L, lin.g)),
         }

@@ -1,7 +1,8 @@
-"""The linear solvers' specialised paths equal the general formulas they replace (float64, 1e-12):
-``G = J^T J`` by one product where the loss Hessian is the identity (squared error) against the
-three-operand ``sum_n J_n^T H_n J_n``, ``J^T (H J)`` against the same for a non-identity ``H``, and the
-dual solver's ``K w = u - mu w`` (read off the system) against ``K w`` formed."""
+"""The linear solvers' specialised paths equal the general formulas they replace (float64, 1e-12): the
+Jacobian built transposed against autodiff's, ``G = J^T J`` by one product where the loss Hessian is the
+identity (squared error) against the three-operand ``sum_n J_n^T H_n J_n``, ``J^T (H J)`` against the
+same for a non-identity ``H``, and the dual solver's ``K w = u - mu w`` (read off the system) against
+``K w`` formed."""
 
 import jax
 import jax.numpy as jnp
@@ -18,10 +19,10 @@ def _rel(a, b):
     return float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b)))
 
 
-def _general(J, H, u):
+def _general(Jt, H, u):
     return (
-        jnp.einsum("nap,nab,nbq->pq", J, H, J, precision=HI),
-        jnp.einsum("nap,na->p", J, u, precision=HI),
+        jnp.einsum("pna,nab,qnb->pq", Jt, H, Jt, precision=HI),
+        jnp.einsum("pna,na->p", Jt, u, precision=HI),
     )
 
 
@@ -37,15 +38,23 @@ def _problem(key, loss, sizes=(3, 5, 4, 2), n=7):
     return S.Problem(net, lo, x, y, unflatten, False, 3, 1e-10, 100), theta
 
 
+def test_transposed_jacobian_is_autodiffs_jacobian_transposed(key):
+    pb, theta = _problem(key, "squared_error")
+    params = pb.unflatten(theta)
+    J = fb.as_matrix(fb.jacobian(pb.net, "autodiff")(params, pb.x))  # (N, n_out, P)
+    Jt = S.transposed_jacobian(pb.net, params, pb.x)
+    assert Jt.shape == (theta.size,) + J.shape[:2] and _rel(Jt, J.transpose(2, 0, 1)) <= 1e-12
+
+
 @pytest.mark.parametrize("loss", ["squared_error", "cross_entropy"])
 def test_normal_equations_equal_the_three_operand_einsum(key, loss):
     pb, theta = _problem(key, loss)
-    J, H, u = pb.residual_pieces(theta, pb.x, pb.y)
-    G_ref, g_ref = _general(J, H, u)
-    G, g = S.normal_equations(J, None if loss == "squared_error" else H, u)
+    Jt, H, u = pb.residual_pieces(theta, pb.x, pb.y)
+    G_ref, g_ref = _general(Jt, H, u)
+    G, g = S.normal_equations(Jt, None if loss == "squared_error" else H, u)
     assert _rel(G, G_ref) <= 1e-12 and _rel(g, g_ref) <= 1e-12
     if loss == "squared_error":  # H_n = I: the identity path is the same as passing H
-        G_H, _ = S.normal_equations(J, H, u)
+        G_H, _ = S.normal_equations(Jt, H, u)
         assert _rel(G, G_H) <= 1e-12
 
 

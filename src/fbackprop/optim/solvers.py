@@ -71,12 +71,12 @@ class Problem(NamedTuple):
             y: its prepared targets ``(n, n_out)``.
 
         Returns:
-            ``(J (n, n_out, P), H (n, n_out, n_out), u = dl/dyhat (n, n_out))``.
+            ``(Jt (P, n, n_out), H (n, n_out, n_out), u = dl/dyhat (n, n_out))``, ``Jt`` the Jacobian
+            transposed (``transposed_jacobian``).
         """
         params = self.unflatten(theta)
         yhat, _ = forward(self.net, params, x)
-        J = as_matrix(jacobian_rows(self.net, params, x))
-        return J, self.loss.hessian(yhat, y), self.loss.grad(yhat, y)
+        return transposed_jacobian(self.net, params, x), self.loss.hessian(yhat, y), self.loss.grad(yhat, y)
 
     def damping_diag(self, G_diag):
         """``D``'s diagonal: ``max(diag G, tiny)`` with Marquardt scaling, ones otherwise.
@@ -91,32 +91,53 @@ class Problem(NamedTuple):
         return jnp.maximum(G_diag, eps) if self.scale_d else jnp.ones_like(G_diag)
 
 
-def normal_equations(J, H, u):
+def transposed_jacobian(net, params, x) -> jax.Array:
+    """``J^T: (P, N, n_out)``, a row per parameter (``fb.flatten``'s order), each layer's Jacobian rows
+    (``jacobian_rows``, Marquardt backpropagation) transposed as they are joined.
+
+    Stored this way, ``G = J^T J`` contracts the rows of one contiguous ``(P, N n_out)`` matrix with
+    themselves; on CPU that product took half the time of ``J.T @ J`` over ``J`` stored by rows, at
+    every size measured (``P`` = 31 to 1051, ``N n_out`` = 200 to 4096, float64).
+
+    Args:
+        net: the network.
+        params: its parameters.
+        x: inputs ``(N, *input_shape)``.
+
+    Returns:
+        ``(P, N, n_out)``.
+    """
+    leaves = jax.tree.leaves(jacobian_rows(net, params, x))
+    n, k = leaves[0].shape[:2]
+    return jnp.concatenate([leaf.reshape(n, k, -1).transpose(2, 0, 1) for leaf in leaves], axis=0)
+
+
+def normal_equations(Jt, H, u):
     """``G = sum_n J_n^T H_n J_n`` and ``g = sum_n J_n^T u_n``, each one matrix product.
 
-    ``J`` is read as the ``(N n_out, P)`` matrix of its rows; ``G = J^T (H J)``, where ``H J`` is
-    formed per example (``N n_out^2 P``) unless ``H`` is ``None``, the identity (squared error), where
+    ``Jt`` is read as the ``(P, N n_out)`` matrix ``J^T``; ``G = J^T (H J)``, where ``H J`` is formed
+    per example (``N n_out^2 P``) unless ``H`` is ``None``, the identity (squared error), where
     ``G = J^T J`` is one product (``2 N n_out P^2`` flops either way; the three-operand einsum it
     replaces let XLA pick a slower contraction order).
 
     Args:
-        J: ``(N, n_out, P)``, the Jacobian rows.
+        Jt: ``(P, N, n_out)``, the Jacobian transposed (``transposed_jacobian``).
         H: ``(N, n_out, n_out)``, the per-example loss Hessians, or ``None`` for the identity.
         u: ``(N, n_out)``, ``dl_n/dyhat_n``.
 
     Returns:
         ``(G (P, P), g (P,))``.
     """
-    n, k, P = J.shape
-    rows = J.reshape(n * k, P)
-    HJ = rows if H is None else jnp.einsum("nab,nbq->naq", H, J, precision=HIGHEST).reshape(n * k, P)
-    G = jnp.matmul(rows.T, HJ, precision=HIGHEST)
-    return G, jnp.matmul(u.reshape(-1), rows, precision=HIGHEST)
+    P, n, k = Jt.shape
+    cols = Jt.reshape(P, n * k)
+    HJ = cols if H is None else jnp.einsum("nab,pnb->pna", H, Jt, precision=HIGHEST).reshape(P, n * k)
+    G = jnp.matmul(cols, HJ.T, precision=HIGHEST)
+    return G, jnp.matmul(cols, u.reshape(-1), precision=HIGHEST)
 
 
 def _identity_hessian(pb) -> bool:
     """Whether the loss Hessian is the identity per example (squared error: ``H_n = I``), so that the
-    solvers may skip it (``normal_equations(J, None, u)``, the dual's Cholesky)."""
+    solvers may skip it (``normal_equations(Jt, None, u)``, the dual's Cholesky)."""
     return pb.loss.name == "squared_error"
 
 
@@ -138,8 +159,8 @@ def linearize_dense(pb: Problem, theta) -> Normal:
     Returns:
         ``Normal(G (P, P), g (P,), d (P,))``.
     """
-    J, H, u = pb.residual_pieces(theta, pb.x, pb.y)
-    G, g = normal_equations(J, None if _identity_hessian(pb) else H, u)
+    Jt, H, u = pb.residual_pieces(theta, pb.x, pb.y)
+    G, g = normal_equations(Jt, None if _identity_hessian(pb) else H, u)
     return Normal(G, g, pb.damping_diag(jnp.diag(G)))
 
 
@@ -158,8 +179,8 @@ def linearize_accumulate(pb: Problem, theta) -> Normal:
     k = n // c
 
     def add(acc, xy):
-        J, H, u = pb.residual_pieces(theta, *xy)
-        G, g = normal_equations(J, None if _identity_hessian(pb) else H, u)
+        Jt, H, u = pb.residual_pieces(theta, *xy)
+        G, g = normal_equations(Jt, None if _identity_hessian(pb) else H, u)
         return (acc[0] + G, acc[1] + g), None
 
     P = theta.size
