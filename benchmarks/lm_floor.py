@@ -6,13 +6,16 @@ Floor. One trial of fbackprop's LM (``solvers.py``) costs, for an MLP with width
 
 - every trial: the factorisation (Cholesky ``n^3 / 3`` of ``G + mu D``, n = P, for ``dense``; of
   ``K + mu I``, n = M, for ``dual`` with squared error; LU ``2 M^3 / 3`` of ``H K + mu I`` for
-  ``dual`` with another loss), its two triangular solves (``2 n^2``), the model's decrease
-  (``2 n^2``), ``J^T w`` (``dual``: one backward pass, ``2 F``) and the trial's loss (``F``);
+  ``dual`` with another loss; for softmax cross-entropy, Cholesky of ``S^T K S + mu I``, n = R =
+  ``N (K - 1)``, with two right-hand sides: ``softmax_dual.py``), its triangular solves (``2 n^2``
+  a right-hand side), the model's decrease (``2 n^2``), ``J^T w`` (``dual``: one backward pass,
+  ``2 F``) and the trial's loss (``F``);
 - every accepted trial, the linearisation at the new point: forward and gradient (``3 F``) and
   - ``dense``: ``J`` (K unit-seeded backward passes, ``2 K F``), ``G = J^T H J`` (``2 M P^2``; the
     ``K x K`` blocks of ``H`` add ``2 N K^2 P``), ``g = J^T u`` (``2 M P``);
   - ``dual``: the K unit-seeded backward passes of the deltas (``2 K F``) and, per layer,
-    ``(delta delta^T) * (a a^T + 1)``: ``2 M^2 s_l + 2 N^2 s_{l-1} + 2 M^2`` (``fb.jacobian_gram``).
+    ``(delta delta^T) * (a a^T + 1)``: ``2 M^2 s_l + 2 N^2 s_{l-1} + 2 M^2`` (``fb.jacobian_gram``);
+    for softmax cross-entropy the ``R = N (K - 1)`` rows of ``S^T J`` (M replaced by R there).
 
 The floor of a trial is those flop counts over THIS machine's rates, measured in the same process in
 float64 at the problem's sizes: the factorisation with its two triangular solves at the rate of the
@@ -36,6 +39,7 @@ from lm_problems import Problem
 from timing import block, timed_rounds
 
 import fbackprop as fb
+from fbackprop.optim import softmax_dual
 from fbackprop.optim import solvers as S
 from fbackprop.optim.solvers import spd_solve
 from fbackprop.validate import check_call
@@ -64,6 +68,14 @@ def trial_flops(pb: Problem, solver: str) -> dict[str, tuple[float, str]]:
         return {
             "Cholesky of G + mu D, 2 triangular solves (P^3/3 + 2P^2)": (P**3 / 3 + 2 * P**2, "chol_solve"),
             "model decrease (2 P^2)": (2.0 * P**2, "mm"),
+            "trial loss (F)": (F, "mm"),
+        }
+    if solver == "dual" and pb.loss == "cross_entropy":  # softmax_dual.py: R = N (K - 1) rows
+        R = dual_rows(pb)
+        return {
+            "Cholesky of S^T K S + mu I, 4 solves (R^3/3 + 4R^2)": (R**3 / 3 + 4 * R**2, "chol_solve"),
+            "the seed S w (2 N K (K - 1))": (2.0 * N * K * (K - 1), "mm"),
+            "J^T w by a backward pass (2F)": (2 * F, "mm"),
             "trial loss (F)": (F, "mm"),
         }
     if solver == "dual":
@@ -97,13 +109,19 @@ def linearize_flops(pb: Problem, solver: str) -> dict[str, tuple[float, str]]:
             "g = J^T u (2 M P)": (2.0 * M * P, "mm"),
         }
     if solver == "dual":
-        gram = sum(2.0 * M**2 * b + 2.0 * N**2 * a + 2.0 * M**2 for a, b in zip(s[:-1], s[1:]))
+        R = dual_rows(pb)  # K's rows: M, or N (K - 1) seeded by the softmax factor (softmax_dual.py)
+        gram = sum(2.0 * R**2 * b + 2.0 * N**2 * a + 2.0 * R**2 for a, b in zip(s[:-1], s[1:]))
         return {
             "forward + gradient (3F)": (3 * F, "mm"),
             "deltas of K unit-seeded passes (2KF)": (2 * K * F, "mm"),
             "K = J J^T from the layers": (gram, "mm"),
         }
     return {}
+
+
+def dual_rows(pb: Problem) -> int:
+    """The dual system's size: ``N (K - 1)`` for softmax cross-entropy (``softmax_dual.py``), else ``M``."""
+    return pb.N * (pb.net.n_out - 1) if pb.loss == "cross_entropy" else pb.M
 
 
 def _rate(fn, x, flops: float, rounds: int) -> float:
@@ -136,7 +154,7 @@ def measured_rates(pb: Problem, solver: str, rounds: int = 5) -> dict[str, float
     Returns:
         ``{"mm": ..., "chol": ..., "lu": ..., "mm_shape": str, "n": factored size}``.
     """
-    n, (a, b) = (pb.P, (pb.P, pb.M)) if solver == "dense" else (pb.M, (pb.M, pb.P))
+    n, (a, b) = (pb.P, (pb.P, pb.M)) if solver == "dense" else (dual_rows(pb), (pb.M, pb.P))
     key = jax.random.key(1)
     A = jax.random.normal(key, (a, b), jnp.float64)
     S = A[:, : min(a, b)] @ A[:, : min(a, b)].T / b + jnp.eye(a)  # SPD, (a, a)
@@ -224,23 +242,27 @@ def profile(pb: Problem, solver: str, rounds: int, mu: float = 1e-3) -> list[dic
     cost = lambda t: jnp.sum(sp.loss.value(fb.forward(pb.net, pb.unravel(t), sp.x)[0], sp.y))
     if solver == "dual":
         lin = jax.jit(lambda t: S.linearize_dual(sp, t))(theta)
-        n, u = lin.K.shape[0], lin.u.reshape(-1)
+        reduced = isinstance(lin, softmax_dual.SoftmaxDual)
+        n = lin.K.shape[0]
+        u = jnp.stack([lin.r.reshape(-1), lin.t.reshape(-1)], axis=1) if reduced else lin.u.reshape(-1)
         A = lin.K + mu * jnp.eye(n)
-        if lin.H is not None:
+        if not reduced and lin.H is not None:
             A = S._times_H(lin.H, lin.K.reshape(*lin.u.shape, n)).reshape(n, n) + mu * jnp.eye(n)
         pieces = {
             "linearize (dual), whole": (lambda t: S.linearize_dual(sp, t), (theta,)),
             "solve (dual), whole": (lambda l, m: S.solve_dual(sp, l, m), (lin, mu)),
             "trial loss (forward)": (cost, (theta,)),
             "  K = J J^T from the layers": (
-                lambda p, c: fb_backprop.jacobian_gram(pb.net, p, sp.x, c),
-                (pb.params, fb.forward(pb.net, pb.params, sp.x)[1]),
+                (lambda p, c, S_: pb.net.body.jacobian_gram(p, c, jnp.moveaxis(S_, 2, 0)))
+                if reduced
+                else (lambda p, c: fb_backprop.jacobian_gram(pb.net, p, sp.x, c)),
+                (pb.params, fb.forward(pb.net, pb.params, sp.x)[1]) + ((lin.S,) if reduced else ()),
             ),
             "  forward + gradient (backward)": (lambda p: _value_and_grad(sp, p), (pb.params,)),
         }
-        if lin.H is None:
+        if reduced or lin.H is None:
             L = jax.lax.linalg.cholesky(A.T, symmetrize_input=False)
-            pieces["  Cholesky of K + mu I"] = (
+            pieces["  Cholesky of " + ("S^T K S" if reduced else "K") + " + mu I"] = (
                 lambda A: jax.lax.linalg.cholesky(A.T, symmetrize_input=False),
                 (A,),
             )
@@ -250,7 +272,11 @@ def profile(pb: Problem, solver: str, rounds: int, mu: float = 1e-3) -> list[dic
             )
         else:
             pieces["  LU solve of H K + mu I"] = (lambda A, u: jnp.linalg.solve(A, u), (A, u))
-        pieces["  J^T w by a backward pass"] = (lambda l, w: S._J_transpose_times(sp, l, w), (lin, lin.u))
+        seed = lin.v if reduced else lin.u
+        pieces["  J^T w by a backward pass"] = (
+            lambda l, w: fb_backprop.backward(sp.net, sp.unflatten(l.theta), l.inputs, w)[0],
+            (lin, seed),
+        )
     else:
         lin = jax.jit(lambda t: S.linearize_dense(sp, t))(theta)
         Jt, H, u = jax.jit(lambda t: sp.residual_pieces(t, sp.x, sp.y))(theta)

@@ -15,6 +15,8 @@ by Marquardt backpropagation. ``D = I`` or ``diag(G)`` (Marquardt's scaling). Ve
 - ``dual``: for ``N n_out < P``, ``(G + mu D)^-1 g = D^-1/2 Jt^T (H Jt Jt^T + mu I)^-1 u`` with
   ``Jt = J D^-1/2``, an ``N n_out``-square system (push-through identity). With ``D = I`` it never
   forms ``J``: ``J J^T`` factors over the layers (``fb.jacobian_gram``) and ``J^T w`` is a backward pass.
+  For softmax cross-entropy with ``D = I`` the system is ``N (n_out - 1)``-square and symmetric
+  positive definite, from a rank-``(n_out - 1)`` factor of the softmax Hessian (``softmax_dual.py``).
 
 With Marquardt's scaling ``D`` is the running maximum of ``diag(G)`` over the accepted points (as
 MINPACK keeps its column norms; Moré 1978), so a column whose curvature drops towards zero cannot make the
@@ -32,6 +34,7 @@ from jax.flatten_util import ravel_pytree
 from ..backprop import backward, forward, jacobian_gram, jacobian_rows
 from ..jacobian import as_matrix
 from ..second_order import diag_core
+from . import softmax_dual
 
 SOLVERS = ("dense", "accumulate", "cg", "dual")
 HIGHEST = jax.lax.Precision.HIGHEST
@@ -335,8 +338,11 @@ def linearize_dual(pb: Problem, theta) -> Dual:
         theta: the flat params ``(P,)`` at an accepted point.
 
     Returns:
-        ``Dual(...)`` with ``K: (M, M)``, ``M = N n_out``.
+        ``Dual(...)`` with ``K: (M, M)``, ``M = N n_out``; for softmax cross-entropy with ``D = I``,
+        ``softmax_dual.SoftmaxDual`` with ``K: (N (n_out - 1), N (n_out - 1))``.
     """
+    if pb.loss.name == "cross_entropy" and not pb.scale_d:
+        return softmax_dual.linearize(pb, theta)
     params = pb.unflatten(theta)
     yhat, inputs = forward(pb.net, params, pb.x)
     u = pb.loss.grad(yhat, pb.y)
@@ -369,7 +375,7 @@ def solve_dual(pb: Problem, lin: Dual, mu):
     """``w = (H K + mu I)^-1 u``, ``K = Jt Jt^T`` (Cholesky when ``H = I``, squared error; LU otherwise),
     ``delta = -D^-1 J^T w``. The model's ``delta.G delta`` needs no pass over the network:
     ``J delta = -K w``, so it is ``Kw.H Kw``; with ``H = I``, ``K w = u - mu w`` (the system itself),
-    no pass over ``K`` either.
+    no pass over ``K`` either. A ``softmax_dual.SoftmaxDual`` point is solved by ``softmax_dual.solve``.
 
     Args:
         pb: the problem.
@@ -380,6 +386,8 @@ def solve_dual(pb: Problem, lin: Dual, mu):
         ``(delta (P,), predicted)``: the step and the quadratic model's decrease
         ``-(g.delta + delta.G delta / 2)``.
     """
+    if isinstance(lin, softmax_dual.SoftmaxDual):
+        return softmax_dual.solve(pb, lin, mu)
     M = lin.K.shape[0]
     u, mu_I = lin.u.reshape(-1), mu * jnp.eye(M, dtype=lin.K.dtype)
     if lin.H is None:
