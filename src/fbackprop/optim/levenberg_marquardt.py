@@ -151,8 +151,9 @@ def levenberg_marquardt(
         solver: how ``(G + mu D) delta = -g`` is solved: ``"dense"`` (J formed, Cholesky),
             ``"accumulate"`` (G summed over chunks of examples; Wilamowski & Yu 2010), ``"cg"``
             (matrix-free conjugate gradients), ``"dual"`` (an ``N n_out``-square system, for fewer
-            residuals than params), ``"auto"`` (default; ``auto_solver``), or a solve part with its
-            own options (``fb.optim.Dense()``, ``Accumulate(chunk_size)``, ``CG(tol, maxiter)``,
+            residuals than params; ``N (n_out - 1)``-square for cross-entropy without scaling),
+            ``"auto"`` (default; ``auto_solver``), or a solve part with its own options
+            (``fb.optim.Dense()``, ``Accumulate(chunk_size)``, ``CG(tol, maxiter)``,
             ``Dual()``, ``KFAC()``: K-FAC's Kronecker-factored ``G``; ``fbackprop.optim.solves``).
         damping: how ``mu`` answers a trial: ``"marquardt"`` (default; Marquardt 1963), ``"nielsen"``
             (Nielsen 1999), ``"trust_region"`` (gain-ratio thresholds, as MINPACK; Moré 1978), or a

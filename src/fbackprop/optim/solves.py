@@ -169,7 +169,9 @@ class CG:
 
 @dataclasses.dataclass(frozen=True)
 class Dual:
-    """The ``N n_out``-square system of the push-through identity (for ``N n_out < P``).
+    """The ``N n_out``-square system of the push-through identity (for ``N n_out < P``); for softmax
+    cross-entropy with ``D = I`` the ``N (n_out - 1)``-square one of a factor of the softmax Hessian
+    (``optim/softmax_dual.py``).
 
     Examples:
         >>> fb.optim.Dual().name
