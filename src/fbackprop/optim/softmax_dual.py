@@ -111,7 +111,7 @@ def linearize(pb, theta) -> SoftmaxDual:
     n, k = u.shape
     # the rows of Jt = S^T J are backward passes seeded with S's columns: Kt = Jt Jt^T from the layers
     Kt = pb.net.body.jacobian_gram(params, inputs, jnp.moveaxis(S_, 2, 0)).reshape(n * (k - 1), -1)
-    apply = lambda t: forward(pb.net, pb.unflatten(t), pb.x)[0]
+    apply = lambda th: forward(pb.net, pb.unflatten(th), pb.x)[0]
     Jv = jax.jvp(apply, (theta,), (ravel_pytree(backward(pb.net, params, inputs, v)[0])[0],))[1]
     t = jnp.einsum("nai,na->ni", S_, Jv, precision=HIGHEST)  # S^T J J^T v
     return SoftmaxDual(theta, inputs, S_, r, v, t, g, jnp.ones_like(theta), Kt)
