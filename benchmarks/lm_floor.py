@@ -39,6 +39,7 @@ from lm_problems import Problem
 from timing import block, timed_rounds
 
 import fbackprop as fb
+from fbackprop.optim import dual as D
 from fbackprop.optim import softmax_dual
 from fbackprop.optim import solvers as S
 from fbackprop.optim.solvers import spd_solve
@@ -241,16 +242,16 @@ def profile(pb: Problem, solver: str, rounds: int, mu: float = 1e-3) -> list[dic
     theta = pb.theta0
     cost = lambda t: jnp.sum(sp.loss.value(fb.forward(pb.net, pb.unravel(t), sp.x)[0], sp.y))
     if solver == "dual":
-        lin = jax.jit(lambda t: S.linearize_dual(sp, t))(theta)
+        lin = jax.jit(lambda t: D.linearize_dual(sp, t))(theta)
         reduced = isinstance(lin, softmax_dual.SoftmaxDual)
         n = lin.K.shape[0]
         u = jnp.stack([lin.r.reshape(-1), lin.t.reshape(-1)], axis=1) if reduced else lin.u.reshape(-1)
         A = lin.K + mu * jnp.eye(n)
         if not reduced and lin.H is not None:
-            A = S._times_H(lin.H, lin.K.reshape(*lin.u.shape, n)).reshape(n, n) + mu * jnp.eye(n)
+            A = D._times_H(lin.H, lin.K.reshape(*lin.u.shape, n)).reshape(n, n) + mu * jnp.eye(n)
         pieces = {
-            "linearize (dual), whole": (lambda t: S.linearize_dual(sp, t), (theta,)),
-            "solve (dual), whole": (lambda l, m: S.solve_dual(sp, l, m), (lin, mu)),
+            "linearize (dual), whole": (lambda t: D.linearize_dual(sp, t), (theta,)),
+            "solve (dual), whole": (lambda l, m: D.solve_dual(sp, l, m), (lin, mu)),
             "trial loss (forward)": (cost, (theta,)),
             "  K = J J^T from the layers": (
                 (lambda p, c, S_: pb.net.body.jacobian_gram(p, c, jnp.moveaxis(S_, 2, 0)))

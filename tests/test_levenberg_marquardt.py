@@ -9,6 +9,7 @@ import pytest
 from problems import Problem, make_problem
 
 import fbackprop as fb
+from fbackprop.optim import dual
 from fbackprop.optim import solvers as S
 from fbackprop.optim.levenberg_marquardt import GOAL, MAX_FAIL, MAX_STEPS, MIN_GRAD
 
@@ -41,13 +42,13 @@ def assert_closed_form_steps(pb, scale_d):
         "dense": S.linearize_dense,
         "accumulate": S.linearize_accumulate,
         "cg": S.linearize_cg,
-        "dual": S.linearize_dual,
+        "dual": dual.linearize_dual,
     }
     solve = {
         "dense": S.solve_normal,
         "accumulate": S.solve_normal,
         "cg": lambda lin, mu: S.solve_cg(sp, lin, mu),
-        "dual": lambda lin, mu: S.solve_dual(sp, lin, mu),
+        "dual": lambda lin, mu: dual.solve_dual(sp, lin, mu),
     }
 
     predicted = -(g @ closed + 0.5 * closed @ G @ closed)  # the quadratic model's decrease

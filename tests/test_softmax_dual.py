@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import pytest
 
 import fbackprop as fb
+from fbackprop.optim import dual
 from fbackprop.optim import softmax_dual as SD
 from fbackprop.optim import solvers as S
 from fbackprop.validate import check_call
@@ -67,9 +68,9 @@ def _problem(key, k, soft, n=7, sizes=(2, 5)):
 @pytest.mark.parametrize("mu", [1e-2, 1.0, 100.0])
 def test_reduced_dual_step_equals_the_dense_solve(key, k, soft, mu):
     pb, theta = _problem(key, k, soft)
-    lin = S.linearize_dual(pb, theta)
+    lin = dual.linearize_dual(pb, theta)
     assert isinstance(lin, SD.SoftmaxDual) and lin.K.shape == (7 * (k - 1),) * 2
-    delta, predicted = S.solve_dual(pb, lin, mu)
+    delta, predicted = dual.solve_dual(pb, lin, mu)
     dense = S.linearize_dense(pb, theta)  # G = sum_n J_n^T H_n J_n, g = J^T u, formed
     delta_ref, predicted_ref = S.solve_normal(dense, mu)
     assert _rel(delta, delta_ref) <= 1e-10

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import pytest
 
 import fbackprop as fb
+from fbackprop.optim import dual
 from fbackprop.optim import solvers as S
 from fbackprop.validate import check_call
 
@@ -72,8 +73,8 @@ def test_linearize_equals_the_general_normal_equations(key, loss, solver):
 )
 def test_dual_model_decrease_from_the_system_equals_the_formed_K_w(key, mu):
     pb, theta = _problem(key, "squared_error", sizes=(2, 6, 6, 1), n=5)  # M = 5 < P
-    lin = S.linearize_dual(pb, theta)
-    delta, predicted = S.solve_dual(pb, lin, mu)
+    lin = dual.linearize_dual(pb, theta)
+    delta, predicted = dual.solve_dual(pb, lin, mu)
     w = jnp.linalg.solve(lin.K + mu * jnp.eye(lin.K.shape[0]), lin.u.reshape(-1))
     Kw = jnp.matmul(lin.K, w, precision=HI)
     predicted_ref = -(lin.g @ delta + 0.5 * Kw @ Kw)

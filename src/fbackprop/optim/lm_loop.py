@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from . import solvers as S
+from .dual import with_damping_diag
 from .loop import COMPILED, Control, State, Step, Stop, iterate, start
 
 
@@ -34,7 +34,7 @@ def lm_step(cost, linearize, solve, damping, scale_d: bool, control: Control = C
 
     def relinearize(theta, d_before):
         lin = linearize(theta)
-        return S.with_damping_diag(lin, jnp.maximum(lin.d, d_before)) if scale_d else lin
+        return with_damping_diag(lin, jnp.maximum(lin.d, d_before)) if scale_d else lin
 
     def step(s: State) -> Step:
         dtype = s.theta.dtype

@@ -38,6 +38,7 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from ..backprop import backward, forward
+from .solvers import spd_solve
 
 HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -131,8 +132,7 @@ def solve(pb, lin: SoftmaxDual, mu):
     """
     n, k1 = lin.r.shape
     A = lin.K + mu * jnp.eye(n * k1, dtype=lin.K.dtype)
-    L = jax.lax.linalg.cholesky(A.T, symmetrize_input=False)
-    w = jax.scipy.linalg.cho_solve((L, True), jnp.stack([lin.r.reshape(-1), lin.t.reshape(-1)], axis=1))
+    w = spd_solve(A, jnp.stack([lin.r.reshape(-1), lin.t.reshape(-1)], axis=1))
     w1, w2 = w[:, 0].reshape(n, k1), w[:, 1].reshape(n, k1)
     seed = jnp.einsum("nkj,nj->nk", lin.S, w1 - w2 / mu, precision=HIGHEST) + lin.v / mu
     delta = -ravel_pytree(backward(pb.net, pb.unflatten(lin.theta), lin.inputs, seed)[0])[0]

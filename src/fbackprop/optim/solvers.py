@@ -17,6 +17,7 @@ by Marquardt backpropagation. ``D = I`` or ``diag(G)`` (Marquardt's scaling). Ve
   forms ``J``: ``J J^T`` factors over the layers (``fb.jacobian_gram``) and ``J^T w`` is a backward pass.
   For softmax cross-entropy with ``D = I`` the system is ``N (n_out - 1)``-square and symmetric
   positive definite, from a rank-``(n_out - 1)`` factor of the softmax Hessian (``softmax_dual.py``).
+  The dual solve lives in ``dual.py``; this module holds the problem and the other three.
 
 With Marquardt's scaling ``D`` is the running maximum of ``diag(G)`` over the accepted points (as
 MINPACK keeps its column norms; Moré 1978), so a column whose curvature drops towards zero cannot make the
@@ -31,10 +32,8 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from ..backprop import backward, forward, jacobian_gram, jacobian_rows
-from ..jacobian import as_matrix
+from ..backprop import forward, jacobian_rows
 from ..second_order import diag_core
-from . import softmax_dual
 
 SOLVERS = ("dense", "accumulate", "cg", "dual")
 HIGHEST = jax.lax.Precision.HIGHEST
@@ -303,106 +302,3 @@ def solve_cg(pb: Problem, lin: MatrixFree, mu):
     A = lambda v: _ggn_times(pb, lin.theta, v) + mu * lin.d * v
     delta, _ = jax.scipy.sparse.linalg.cg(A, -lin.g, tol=pb.cg_tol, maxiter=pb.cg_maxiter)
     return delta, _predicted(lin.g, delta, delta @ _ggn_times(pb, lin.theta, delta))
-
-
-class Dual(NamedTuple):
-    """``dual``'s point (fields commented below): the system ``(H K + mu I) w = u`` is ``M``-square."""
-
-    theta: jax.Array
-    inputs: tuple  # forward's cache at theta (for J^T w by a backward pass)
-    J: jax.Array | None  # (M, P), M = N n_out; None with D = I, where K comes from the layers (no J)
-    H: jax.Array | None  # (N, n_out, n_out); None for squared error (H_n = I)
-    u: jax.Array  # (N, n_out)
-    g: jax.Array
-    d: jax.Array
-    K: jax.Array  # Jt Jt^T, (M, M): formed once per point, reused for every mu tried there
-
-
-def _times_H(H, v):
-    """``H_n v_n`` row by row: ``v: (N, n_out, ...)``; ``H = None`` is the identity."""
-    return v if H is None else jnp.einsum("nab,nb...->na...", H, v, precision=HIGHEST)
-
-
-def _dual_gram(J, d):
-    """``Jt Jt^T`` with ``Jt = J D^-1/2: (M, P)``, rows grouped by example (the O(M^2 P) part)."""
-    Jt = J / jnp.sqrt(d)
-    return jnp.matmul(Jt, Jt.T, precision=HIGHEST)
-
-
-def linearize_dual(pb: Problem, theta) -> Dual:
-    """With ``D = I``: ``K = J J^T`` from the layers' deltas and inputs (``fb.jacobian_gram``), ``M^2
-    (fan_in + fan_out)`` a layer, and ``J^T w`` by one backward pass; with Marquardt's ``D``, ``J`` is formed.
-
-    Args:
-        pb: the problem (network, loss, batch, flattening, options).
-        theta: the flat params ``(P,)`` at an accepted point.
-
-    Returns:
-        ``Dual(...)`` with ``K: (M, M)``, ``M = N n_out``; for softmax cross-entropy with ``D = I``,
-        ``softmax_dual.SoftmaxDual`` with ``K: (N (n_out - 1), N (n_out - 1))``.
-    """
-    if pb.loss.name == "cross_entropy" and not pb.scale_d:
-        return softmax_dual.linearize(pb, theta)
-    params = pb.unflatten(theta)
-    yhat, inputs = forward(pb.net, params, pb.x)
-    u = pb.loss.grad(yhat, pb.y)
-    H = None if _identity_hessian(pb) else pb.loss.hessian(yhat, pb.y)
-    g = ravel_pytree(backward(pb.net, params, inputs, u)[0])[0]
-    n, k = u.shape
-    if not pb.scale_d:
-        K = jacobian_gram(pb.net, params, pb.x, inputs).reshape(n * k, n * k)
-        return Dual(theta, inputs, None, H, u, g, jnp.ones_like(theta), K)
-    J = as_matrix(jacobian_rows(pb.net, params, pb.x))
-    d = pb.damping_diag(jnp.einsum("nap,nap->p", J, _times_H(H, J), precision=HIGHEST))
-    J = J.reshape(n * k, -1)
-    return Dual(theta, inputs, J, H, u, g, d, _dual_gram(J, d))
-
-
-def with_damping_diag(lin, d):
-    """``lin`` with another ``D`` (Marquardt scaling's running maximum); the dual system is re-formed.
-
-    Args:
-        lin: a ``Normal``, ``MatrixFree`` or ``Dual``.
-        d: the new damping diagonal ``(P,)``.
-
-    Returns:
-        ``lin`` of the same kind with ``d`` (and, for ``Dual``, ``K``) replaced.
-    """
-    return lin._replace(d=d, K=_dual_gram(lin.J, d)) if isinstance(lin, Dual) else lin._replace(d=d)
-
-
-def solve_dual(pb: Problem, lin: Dual, mu):
-    """``w = (H K + mu I)^-1 u``, ``K = Jt Jt^T`` (Cholesky when ``H = I``, squared error; LU otherwise),
-    ``delta = -D^-1 J^T w``. The model's ``delta.G delta`` needs no pass over the network:
-    ``J delta = -K w``, so it is ``Kw.H Kw``; with ``H = I``, ``K w = u - mu w`` (the system itself),
-    no pass over ``K`` either. A ``softmax_dual.SoftmaxDual`` point is solved by ``softmax_dual.solve``.
-
-    Args:
-        pb: the problem.
-        lin: what the solver's ``linearize`` returned at the current point.
-        mu: the damping (a scalar, > 0).
-
-    Returns:
-        ``(delta (P,), predicted)``: the step and the quadratic model's decrease
-        ``-(g.delta + delta.G delta / 2)``.
-    """
-    if isinstance(lin, softmax_dual.SoftmaxDual):
-        return softmax_dual.solve(pb, lin, mu)
-    M = lin.K.shape[0]
-    u, mu_I = lin.u.reshape(-1), mu * jnp.eye(M, dtype=lin.K.dtype)
-    if lin.H is None:
-        w = spd_solve(lin.K + mu_I, u)
-        Kw = (u - mu * w).reshape(lin.u.shape)  # (K + mu I) w = u: no pass over K
-    else:
-        w = jnp.linalg.solve(_times_H(lin.H, lin.K.reshape(*lin.u.shape, M)).reshape(M, M) + mu_I, u)
-        Kw = jnp.matmul(lin.K, w, precision=HIGHEST).reshape(lin.u.shape)
-    delta = -_J_transpose_times(pb, lin, w.reshape(lin.u.shape)) / lin.d
-    return delta, _predicted(lin.g, delta, jnp.sum(Kw * _times_H(lin.H, Kw)))
-
-
-def _J_transpose_times(pb: Problem, lin: Dual, w):
-    """``J^T w`` for ``w: (N, n_out)``: a matvec with the stored ``J``, or one backward pass seeded
-    with ``w``."""
-    if lin.J is not None:
-        return jnp.matmul(lin.J.T, w.reshape(-1), precision=HIGHEST)
-    return ravel_pytree(backward(pb.net, pb.unflatten(lin.theta), lin.inputs, w)[0])[0]

@@ -33,6 +33,7 @@ from .. import kronecker as K
 from ..backprop import backward, forward
 from ..kronecker_products import kfac_inverse_vp
 from ..validate import as_int
+from . import dual as D
 from . import solvers as S
 
 
@@ -183,20 +184,20 @@ class Dual:
         """The solver's name, as ``solver=`` takes it."""
         return "dual"
 
-    def linearize(self, pb: S.Problem, theta) -> S.Dual:
-        """``K = Jt Jt^T`` and what ``J^T w`` needs (``solvers.linearize_dual``).
+    def linearize(self, pb: S.Problem, theta) -> D.Dual:
+        """``K = Jt Jt^T`` and what ``J^T w`` needs (``dual.linearize_dual``).
 
         Args:
             pb: the problem.
             theta: the flat params ``(P,)``.
 
         Returns:
-            ``solvers.Dual``.
+            ``dual.Dual``.
         """
-        return S.linearize_dual(pb, theta)
+        return D.linearize_dual(pb, theta)
 
     def solve(self, pb: S.Problem, lin, mu):
-        """``w = (H K + mu I)^-1 u``, ``delta = -D^-1 J^T w`` (``solvers.solve_dual``).
+        """``w = (H K + mu I)^-1 u``, ``delta = -D^-1 J^T w`` (``dual.solve_dual``).
 
         Args:
             pb: the problem.
@@ -206,7 +207,7 @@ class Dual:
         Returns:
             ``(delta (P,), predicted)``.
         """
-        return S.solve_dual(pb, lin, mu)
+        return D.solve_dual(pb, lin, mu)
 
 
 @dataclasses.dataclass(frozen=True)
