@@ -12,12 +12,13 @@ Problems (``lm_problems.py``): sine 1-10-1 (P = 31), parity3 3-3-1 (P = 16), pea
 2-30-30-2 (P = 1082, cross-entropy on 300 points of two half circles, through the GGN; the libraries
 minimise the same loss as ``sum_n r_n^2 / 2`` with ``r_n = sqrt(2 CE_n)``, a different curvature
 model: ``lm_problems.py``). ``--quick`` (a smoke run, seconds): parity3, and peaks at toy size
-(2-8-8-1 on an 8 x 8 grid, P = 105 > M = 64) with fbackprop only; two fbackprop variants and one
+(2-8-8-1 on an 8 x 8 grid, P = 105 > M = 64) with fbackprop only; three fbackprop variants and one
 per library.
 
 Solvers. fbackprop: solver dense / dual (P >= 500) / auto (what it resolves to is shown) /
-accumulate and cg (peaks), damping marquardt / nielsen, other settings default (the default row is
-auto + marquardt). scipy: MINPACK ``lmder`` with the jitted ``jax.jacfwd`` Jacobian (``jacrev``
+accumulate and cg (peaks), damping marquardt / nielsen, each without and (but accumulate and cg)
+with ``line_search=True``, other settings default (the default row is auto + marquardt, no line
+search). scipy: MINPACK ``lmder`` with the jitted ``jax.jacfwd`` Jacobian (``jacrev``
 where there are fewer residuals than params), and with its own finite differences where P <= 200
 (a Jacobian costs P residual calls); MINPACK needs as many residuals as params, so where there are
 fewer it gets zero residuals appended, which change neither the SSE nor the steps. optimistix:

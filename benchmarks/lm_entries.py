@@ -67,10 +67,12 @@ def auto(pb) -> str:
 class FbEntry(Entry):
     library = "fbackprop"
 
-    def __init__(self, pb, variant, target, solver, damping):
+    def __init__(self, pb, variant, target, solver, damping, line_search=False):
         super().__init__(pb, variant, target)
-        self.kw = dict(loss=pb.loss, solver=solver, damping=damping, max_steps=pb.budget)
-        self.default = solver == "auto" and damping == "marquardt"
+        self.kw = dict(
+            loss=pb.loss, solver=solver, damping=damping, max_steps=pb.budget, line_search=line_search
+        )
+        self.default = solver == "auto" and damping == "marquardt" and not line_search
         self.resolved = auto(pb) if solver == "auto" else solver
         self.goal = target / (2 * pb.x.shape[0])  # fbackprop's C = SSE / (2 N)
         # jitted whole, as the other libraries are, and like theirs the timed program returns the flat
@@ -287,18 +289,29 @@ def entries_for(pb: Problem, quick: bool, libraries: dict) -> list[Entry]:
         + (["accumulate", "cg"] if pb.name == "peaks" else [])
     )
     variants = (
-        [("auto", "marquardt"), ("dense", "nielsen")]
+        [("auto", "marquardt", False), ("dense", "nielsen", False), ("auto", "nielsen", True)]
         if quick
-        else [(solver, damping) for solver in solvers for damping in ("marquardt", "nielsen")]
+        else [
+            (solver, damping, ls)
+            for solver in solvers
+            for damping in ("marquardt", "nielsen")
+            for ls in ((False,) if solver in ("accumulate", "cg") else (False, True))
+        ]
     )
-    for solver, damping in variants:
+    for solver, damping, ls in variants:
         label = f"{solver}→{auto(pb)}" if solver == "auto" else solver
-        e = FbEntry(pb, f"{label} {damping}", target, solver, damping)
-        if (e.resolved, damping) in seen:  # auto resolved to a solver already listed
-            same = next(x for x in out if x.resolved == e.resolved and x.kw["damping"] == damping)
-            same.default, same.variant = same.default or e.default, f"{e.resolved} (=auto) {damping}"
+        search = " + line search" if ls else ""
+        e = FbEntry(pb, f"{label} {damping}{search}", target, solver, damping, ls)
+        if (e.resolved, damping, ls) in seen:  # auto resolved to a solver already listed
+            same = next(
+                x
+                for x in out
+                if (x.resolved, x.kw["damping"], x.kw["line_search"]) == (e.resolved, damping, ls)
+            )
+            same.default = same.default or e.default
+            same.variant = f"{e.resolved} (=auto) {damping}{search}"
             continue
-        seen.add((e.resolved, damping))
+        seen.add((e.resolved, damping, ls))
         out.append(e)
     if quick and pb.name == "peaks":
         return out

@@ -13,6 +13,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import bench_lm  # noqa: E402
+import lm_seeds  # noqa: E402
 
 pytestmark = pytest.mark.slow  # in make test-slow: make test keeps to its ten-minute budget
 
@@ -33,8 +34,9 @@ def test_fbackprop_rows_reach_the_target_at_the_first_iteration_their_history_sh
     by_problem = rows_of(result, "fbackprop")
     assert set(by_problem) == {"parity3", "peaks"}
     for problem, rows in by_problem.items():
-        assert len(rows) == 2 and sum(r["default"] for r in rows) == 1, problem
+        assert len(rows) == 3 and sum(r["default"] for r in rows) == 1, problem
         assert any("auto→" in r["variant"] for r in rows if r["default"])
+        assert sum("line search" in r["variant"] for r in rows) == 1, problem
         for r in rows:
             k, curve = r["iters_to_target"], r["sse_curve"]
             assert r["target_sse"] == pytest.approx(1e-3 * r["initial_sse"])
@@ -92,3 +94,14 @@ def test_each_installed_library_reaches_the_same_target(quick, library):
         assert r["final_sse"] <= r["target_sse"] and r["s_per_iter"] > 0
     if library == "scipy":
         assert all("8 zero residuals" in r["note"] for r in parity)  # M = 8 < P = 16, padded for MINPACK
+
+
+def test_the_seed_table_counts_both_variants_on_every_seed(tmp_path):
+    rows = lm_seeds.main(["--seeds", "2", "--problems", "parity3", "--out", str(tmp_path)])
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["seeds"] == 2 and [r["damping"] for r in saved["rows"]] == ["marquardt", "nielsen"]
+    for r in saved["rows"]:
+        for label in lm_seeds.VARIANTS:
+            assert len(r[label]) == 2 and all(c is None or 0 < c <= r["budget"] for c in r[label])
+            assert r[f"median {label}"] > 0
+    assert rows == saved["rows"]

@@ -50,6 +50,7 @@ MODULES = [
     "fbackprop.optim.hessian_free",
     "fbackprop.optim.least_squares",
     "fbackprop.optim.levenberg_marquardt",
+    "fbackprop.optim.damped_newton",
     "fbackprop.optim.line_search",
     "fbackprop.optim.solves",
     "fbackprop.optim.streamed",

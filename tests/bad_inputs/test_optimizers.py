@@ -537,6 +537,37 @@ CASES += [
         r"NoPairRule\.update\(mu, nu, rho, accepted\) must return a pair of real scalars",
     ),
     Case(
+        "lm line_search a string",
+        lambda: LM(NET, P, X, Y, line_search="yes"),
+        TypeError,
+        r"line_search must be None, True or False, or a fb\.optim\.Backtracking\(factor, armijo, max_steps\) "
+        r"part; got 'yes'",
+    ),
+    Case(
+        "lm Backtracking(factor=1.5)",
+        lambda: LM(NET, P, X, Y, line_search=fb.optim.Backtracking(factor=1.5)),
+        ValueError,
+        r"Backtracking\.factor must lie in \(0\.0, 1\.0\) \(it shrinks the step length\); got 1\.5",
+    ),
+    Case(
+        "lm Backtracking(armijo=0)",
+        lambda: LM(NET, P, X, Y, line_search=fb.optim.Backtracking(armijo=0.0)),
+        ValueError,
+        r"Backtracking\.armijo must lie in \(0\.0, 1\.0\)",
+    ),
+    Case(
+        "lm Backtracking(max_steps=-1)",
+        lambda: LM(NET, P, X, Y, line_search=fb.optim.Backtracking(max_steps=-1)),
+        ValueError,
+        r"Backtracking\.max_steps must be",
+    ),
+    Case(
+        "ls line_search=1",
+        lambda: fb.least_squares(lambda p: p, np.ones(3), line_search=1),
+        TypeError,
+        r"line_search must be None, True or False",
+    ),
+    Case(
         "lm damping an int",
         lambda: LM(NET, P, X, Y, damping=3),
         TypeError,

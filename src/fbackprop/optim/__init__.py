@@ -3,13 +3,14 @@ Gauss-Newton with line search, Hessian-free, K-FAC (an optax transformation), an
 residual function; and the parts they are assembled from (solve parts, damping rules, the line
 search, the one loop)."""
 
+from .damped_newton import newton
 from .damping import Marquardt, Nielsen, TrustRegion
 from .ekfac import EKFACState, ekfac
 from .gauss_newton import gauss_newton
 from .hessian_free import hessian_free
 from .kfac import KFACState, kfac
 from .least_squares import least_squares
-from .levenberg_marquardt import LMHistory, LMResult, auto_solver, levenberg_marquardt, newton
+from .levenberg_marquardt import LMHistory, LMResult, auto_solver, levenberg_marquardt
 from .line_search import Backtracking
 from .solves import CG, KFAC, Accumulate, Dense, Dual, Newton
 

@@ -28,6 +28,7 @@ from ..validate import (
     params_dtype,
 )
 from .damping import DAMPINGS, Marquardt, Nielsen, TrustRegion, check_rule, is_rule
+from .line_search import Backtracking
 from .solves import CG, KFAC, SOLVES, Accumulate, Newton, auto_solver, is_solve
 
 
@@ -95,6 +96,26 @@ def flag(value: Any, name: str) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be True or False; got {value!r}")
     return bool(value)
+
+
+#: ``line_search=True``'s part: up to ten halvings of a rejected Levenberg-Marquardt step.
+LM_SEARCH = Backtracking(factor=0.5, armijo=1e-4, max_steps=10)
+
+
+def line_search(value: Any) -> Backtracking | None:
+    """``line_search``: ``None`` or ``False`` (none), ``True`` (``LM_SEARCH``), or a
+    ``fb.optim.Backtracking`` part, its fields checked."""
+    if value is None or isinstance(value, (bool, np.bool_)):
+        return LM_SEARCH if value else None
+    if not isinstance(value, Backtracking):
+        raise TypeError(
+            f"line_search must be None, True or False, or a fb.optim.Backtracking(factor, armijo, "
+            f"max_steps) part; got {value!r}"
+        )
+    open_interval(value.factor, "Backtracking.factor", 0.0, 1.0, "it shrinks the step length")
+    open_interval(value.armijo, "Backtracking.armijo", 0.0, 1.0, "the sufficient-decrease constant")
+    as_int(value.max_steps, "Backtracking.max_steps", minimum=0)
+    return value
 
 
 def stopping(goal: Any, min_grad: Any, max_steps: Any) -> tuple:

@@ -50,6 +50,7 @@ def least_squares(
     mu_dec: float = 0.1,
     mu_inc: float = 10.0,
     mu_max: float = 1e10,
+    line_search=None,
     max_steps: int = 1000,
     goal: float = 0.0,
     min_grad: float = 1e-7,
@@ -68,6 +69,8 @@ def least_squares(
         mu_dec: the factor on ``mu`` after an accepted step, in (0, 1) (default 0.1).
         mu_inc: the factor on ``mu`` after a rejected step, > 1 (default 10).
         mu_max: stop (``MU_MAX``) when ``mu`` exceeds it; >= ``mu`` (default 1e10).
+        line_search: ``None`` (default), ``True`` or a ``fb.optim.Backtracking`` part: a backtracking
+            search along a rejected trial's step (``fb.levenberg_marquardt``'s option).
         max_steps: the most trial steps, an integer >= 1 (default 1000).
         goal: stop (``GOAL``) once ``C <= goal``; >= 0 (default 0).
         min_grad: stop (``MIN_GRAD``) once ``||J^T r|| / N <= min_grad``; >= 0 (default 1e-7).
@@ -103,7 +106,8 @@ def least_squares(
         raise TypeError(f"residual(params) must return a floating array; it returned {r0.dtype}")
     if r0.size == 0:
         raise ValueError(f"residual(params) returned an empty array of shape {r0.shape}; nothing to fit")
-    config = (rule, scaling == "marquardt", max_steps)
+    search = O.line_search(line_search)
+    config = (rule, scaling == "marquardt", max_steps, search)
     try:
         program = _compiled(residual, config)
     except TypeError:  # an unhashable callable: compiled for this call
@@ -113,7 +117,7 @@ def least_squares(
 
 @functools.lru_cache(maxsize=32)
 def _compiled(residual, config):
-    damping, scale_d, max_steps = config
+    damping, scale_d, max_steps, search = config
 
     def run(params, mu0, mu_max, goal, min_grad):
         theta0, unflatten = ravel_pytree(params)
@@ -128,9 +132,8 @@ def _compiled(residual, config):
             d = jnp.maximum(jnp.diag(G), jnp.finfo(t.dtype).tiny) if scale_d else jnp.ones_like(t)
             return S.Normal(G, jnp.matmul(J.T, e, precision=S.HIGHEST), d)
 
-        loop = lm_run(
-            lambda t: 0.5 * jnp.sum(r(t) ** 2), linearize, S.solve_normal, damping, scale_d, n, max_steps
-        )
+        cost = lambda t: 0.5 * jnp.sum(r(t) ** 2)
+        loop = lm_run(cost, linearize, S.solve_normal, damping, scale_d, n, max_steps, search=search)
         st = loop(theta0, *_scalars(theta0.dtype, mu0, mu_max, goal, min_grad), jnp.int32(1))
         return LMResult(unflatten(st.theta), st.history, st.status, st.k, st.mu)
 

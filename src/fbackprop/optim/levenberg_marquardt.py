@@ -5,10 +5,11 @@ Each iteration tries one step ``theta + delta`` with ``(G + mu D) delta = -g`` (
 ``G = sum_n J_n^T H_n J_n``, ``J^T J`` for squared error; ``g = J^T e``): a step that lowers the
 cost ``E = sum_n l_n`` (and, for the trust-region rule, whose gain ratio is large enough) is
 taken, and ``J`` is formed anew at the new point; a rejected step leaves the params unchanged and
-only ``mu`` moves (``damping.py``). So the loss never increases across accepted steps, and a
-singular or non-finite system (NaN from the Cholesky, an overflowing step) is a rejected step
-with a larger ``mu``, never NaN params. Cross-entropy losses use the same machinery through the
-generalized Gauss-Newton ``G`` (Schraudolph 2002).
+only ``mu`` moves (``damping.py``), unless ``line_search`` finds a shorter step along it. So the
+loss never increases across accepted steps, and a singular or non-finite system (NaN from the
+Cholesky, an overflowing step) is a rejected step with a larger ``mu``, never NaN params.
+Cross-entropy losses use the same machinery through the generalized Gauss-Newton ``G``
+(Schraudolph 2002).
 
 Reported loss: ``C = E / N``, the batch mean of the per-example losses (``loss(yhat, y)``; for
 squared error ``0.5 ||yhat_n - y_n||^2`` summed over the outputs, averaged over the N rows).
@@ -60,6 +61,7 @@ from ..validate import as_int, check_choice, is_concrete, is_network, params_dty
 from . import _options as O
 from . import solvers as S
 from . import streamed
+from .line_search import Backtracking
 from .lm_loop import lm_run
 from .loop import LMHistory, reporter
 from .solves import KFAC, auto_solver, dual_gram_flops  # noqa: F401 (auto_solver: fb.optim's)
@@ -118,6 +120,7 @@ def levenberg_marquardt(
     mu_dec: float = 0.1,
     mu_inc: float = 10.0,
     mu_max: float = 1e10,
+    line_search: bool | Backtracking | None = None,
     max_steps: int = 1000,
     goal: float = 0.0,
     min_grad: float = 1e-7,
@@ -167,6 +170,10 @@ def levenberg_marquardt(
             damping given by name, ``"marquardt"`` or ``"trust_region"``).
         mu_inc: ``mu`` is multiplied by it after a rejected step, > 1 (default 10; as ``mu_dec``).
         mu_max: the run stops (``MU_MAX``) when ``mu`` exceeds it; >= ``mu`` (default 1e10).
+        line_search: ``None`` (default; the classic method) or a backtracking search along a rejected
+            trial's step before ``mu`` grows: ``True`` for up to ten halvings with Armijo's test, or
+            ``fb.optim.Backtracking(factor, armijo, max_steps)``. A point it finds is taken (no new
+            solve: cost evaluations only); the damping still answers the rejected trial.
         max_steps: the most trial steps, an integer >= 1 (default 1000).
         goal: stop (``GOAL``) once ``C <= goal``; >= 0 (default 0).
         min_grad: stop (``MIN_GRAD``) once ``||dC/dtheta|| <= min_grad``; >= 0 (default 1e-7).
@@ -222,6 +229,7 @@ def levenberg_marquardt(
         mu_dec=mu_dec,
         mu_inc=mu_inc,
         mu_max=mu_max,
+        line_search=line_search,
         max_steps=max_steps,
         goal=goal,
         min_grad=min_grad,
@@ -251,6 +259,7 @@ def _run(
     mu_dec,
     mu_inc,
     mu_max,
+    line_search,
     max_steps,
     goal,
     min_grad,
@@ -271,9 +280,11 @@ def _run(
     data_parallel, report = O.flag(data_parallel, "data_parallel"), reporter(progress)
     flat = {"chunk_size": chunk_size, "cg_tol": cg_tol, "cg_maxiter": cg_maxiter}
     chunks = stream_of(x, y, "fb.levenberg_marquardt")
+    search = O.line_search(line_search)
     if chunks is not None:
         scalars = (mu, mu_max, goal, min_grad, max_fail)
-        options = (solver, curvature, scaling, flat, data_parallel, rule, max_steps, val, report, scalars)
+        options = (solver, curvature, scaling, flat, data_parallel, rule, search, max_steps, val, report)
+        options += (scalars,)
         return _run_streamed(net, loss, params, chunks, *options)
     x, y = O.data(net, loss, params, x, y)
     val = O.validation(net, loss, params, val)
@@ -284,7 +295,7 @@ def _run(
         kfac_options(net, loss, part.kind, 1, "fb.levenberg_marquardt(solver=fb.optim.KFAC())")
     if data_parallel:
         x, y = shard_batch(x, y)
-    config = _Config(part, rule, scaling == "marquardt", max_steps, val is not None, report)
+    config = _Config(part, rule, scaling == "marquardt", max_steps, val is not None, report, search)
     params, hist, status, k, mu_next = _compiled(net, loss, config)(
         params, x, y, val if val is not None else (x, y), mu, mu_max, goal, min_grad, max_fail
     )
@@ -302,6 +313,7 @@ def _run_streamed(
     flat,
     data_parallel,
     rule,
+    search,
     max_steps,
     val,
     report,
@@ -318,7 +330,7 @@ def _run_streamed(
     part = O.solve_part(name, curvature, scaling, flat, 1, net.n_params, itemsize)  # "auto" resolved
     n_rows = chunks.rows(net, loss, params)  # the boundary: every chunk checked before compiling
     val = O.validation(net, loss, params, val)
-    config = _Config(part, rule, scaling == "marquardt", max_steps, val is not None, report)
+    config = _Config(part, rule, scaling == "marquardt", max_steps, val is not None, report, search)
     return LMResult(*streamed.run(net, loss, params, chunks, part, config, n_rows, val, scalars))
 
 
@@ -331,6 +343,7 @@ class _Config(NamedTuple):
     max_steps: int
     has_val: bool
     report: Callable | None
+    search: Backtracking | None = None  # the line search after a rejected trial
 
 
 @functools.lru_cache(maxsize=64)
@@ -354,6 +367,7 @@ def _compiled(net, loss, config: _Config):
             config.max_steps,
             val_loss,
             config.report,
+            search=config.search,
         )
         s = loop(theta0, *_scalars(theta0.dtype, mu0, mu_max, goal, min_grad), jnp.int32(max_fail))
         return unflatten(s.theta), s.history, s.status, s.k, s.mu
@@ -363,40 +377,3 @@ def _compiled(net, loss, config: _Config):
 
 def _scalars(dtype, *values):
     return tuple(jnp.asarray(v, dtype) for v in values)
-
-
-def newton(net, params, x, y, **options) -> LMResult:
-    """Damped Newton with the exact Hessian (small nets): Levenberg-Marquardt's loop with ``G``
-    replaced by ``d2E/dtheta^2`` (dense, autodiff).
-
-    An indefinite ``H + mu D`` fails its Cholesky, so the step is rejected and ``mu`` grows until
-    the damped Hessian is positive definite (Levenberg 1944's damping of Newton's method).
-
-    Args:
-        net: an fbackprop ``Network``, or any model ``apply(params, x)`` (Flax, Equinox; its
-            derivatives from autodiff, as ``levenberg_marquardt``'s).
-        params: the initial parameters, a tuple of ``{"W", "b"}`` dicts.
-        x: ``(N, n_in)`` inputs.
-        y: ``(N, n_out)`` targets (or labels ``(N,)`` for cross_entropy).
-        **options: ``levenberg_marquardt``'s keyword options, except ``solver`` and ``curvature``
-            (always the exact Hessian, solved densely).
-
-    Returns:
-        An ``LMResult``, as ``levenberg_marquardt``'s (``history.loss``: the batch-mean cost).
-
-    Examples:
-        >>> net = fb.mlp([2, 3, 1]); params = net.init(jax.random.key(0), jnp.float64)
-        >>> x, y = jnp.ones((4, 2)), jnp.zeros((4, 1))
-        >>> r = fb.newton(net, params, x, y, max_steps=3)
-        >>> r.params[1]["b"].shape
-        (1,)
-    """
-    net, params, unwrap = O.model(net, params, x, "fb.newton")
-    fixed = sorted(set(options) & {"solver", "curvature"})
-    if fixed:
-        raise TypeError(
-            f"fb.newton always uses the exact Hessian with the dense solve; it takes no "
-            f"{' or '.join(fixed)} option (got {', '.join(f'{k}={options[k]!r}' for k in fixed)})"
-        )
-    result = levenberg_marquardt(net, params, x, y, **{**options, "curvature": "hessian", "solver": "dense"})
-    return O.unwrapped(result, unwrap)

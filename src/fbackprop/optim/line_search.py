@@ -35,7 +35,7 @@ class Backtracking:
     armijo: float = 1e-4
     max_steps: int = 30
 
-    def search(self, phi, phi0, slope, phi1):
+    def search(self, phi, phi0, slope, phi1, while_loop=jax.lax.while_loop):
         """The first ``alpha = factor^j`` that satisfies Armijo's condition (traceable).
 
         Args:
@@ -43,6 +43,7 @@ class Backtracking:
             phi0: ``phi(0)``, the cost at ``theta``.
             slope: ``g.delta``, the directional derivative at ``alpha = 0``.
             phi1: ``phi(1)`` (the caller has it: no second evaluation).
+            while_loop: ``lax.while_loop`` (default) or the host loop's (``loop.HOST.while_loop``).
 
         Returns:
             ``(alpha, phi(alpha), ok)``: ``ok`` is False when no ``alpha`` down to
@@ -55,7 +56,7 @@ class Backtracking:
             alpha, _ = c
             return alpha * self.factor, phi(alpha * self.factor)
 
-        alpha, value = jax.lax.while_loop(
+        alpha, value = while_loop(
             lambda c: ~holds(*c) & (c[0] > floor), shrink, (jnp.asarray(1.0, jnp.result_type(phi0)), phi1)
         )
         return alpha, value, holds(alpha, value) & jnp.isfinite(value)

@@ -5,6 +5,9 @@ The iteration: solve ``(G + mu D) delta = -g`` (the solve part), evaluate the tr
 ``theta + delta``, its gain ratio ``rho = (E - E_trial) / predicted``, ask the damping part whether
 to take it and what ``mu`` comes next, and re-linearize only at an accepted point. A non-finite
 trial (NaN from a failed Cholesky, an overflowing step) is a rejected step with ``rho = -inf``.
+With a line-search part, a rejected trial is followed by a backtracking search along the same
+``delta`` (only cost evaluations: no new solve), whose point, if it finds one, is taken; the
+damping part still answers the full trial, so ``mu`` grows as after any rejection.
 It checks nothing: the public functions that build it (``levenberg_marquardt``, ``newton``,
 ``least_squares``) check every argument before compiling.
 """
@@ -17,7 +20,28 @@ from .dual import with_damping_diag
 from .loop import COMPILED, Control, State, Step, Stop, iterate, start
 
 
-def lm_step(cost, linearize, solve, damping, scale_d: bool, control: Control = COMPILED):
+def backtrack(search, cost, s: State, delta, E_trial, control: Control = COMPILED):
+    """After a rejected trial: the first ``theta + alpha delta`` along the same LM step with Armijo's
+    decrease ``E(theta + alpha delta) <= E + c alpha g.delta`` (``line_search.Backtracking``).
+
+    Args:
+        search: the line-search part (``search(phi, phi0, slope, phi1, while_loop)``).
+        cost: ``theta (P,) -> E``.
+        s: the state the trial started from (``s.lin.g`` the gradient).
+        delta: the rejected step ``(P,)``, finite, with ``g.delta < 0`` (a descent direction).
+        E_trial: ``E(theta + delta)`` (may be non-finite).
+        control: how the search loops.
+
+    Returns:
+        ``(theta_new, E_new, found)``.
+    """
+    dtype = s.theta.dtype
+    phi = lambda alpha: cost(s.theta + alpha * delta).astype(dtype)
+    alpha, E_new, found = search.search(phi, s.E, s.lin.g @ delta, E_trial, control.while_loop)
+    return s.theta + alpha * delta, E_new, found
+
+
+def lm_step(cost, linearize, solve, damping, scale_d: bool, control: Control = COMPILED, search=None):
     """The trial step of Levenberg-Marquardt as a ``State -> Step`` function (traceable).
 
     Args:
@@ -27,6 +51,8 @@ def lm_step(cost, linearize, solve, damping, scale_d: bool, control: Control = C
         damping: the rule, with ``accept(decreased, rho)`` and ``update(mu, nu, rho, accepted)``.
         scale_d: Marquardt scaling: the damping diagonal is the running maximum of ``diag G``.
         control: ``loop.COMPILED`` (default; ``lax.cond``) or ``loop.HOST`` (Python's ``if``).
+        search: ``None`` (default), or a line-search part tried along a rejected trial's step
+            (``backtrack``).
 
     Returns:
         ``step(state) -> Step``.
@@ -39,15 +65,25 @@ def lm_step(cost, linearize, solve, damping, scale_d: bool, control: Control = C
     def step(s: State) -> Step:
         dtype = s.theta.dtype
         delta, predicted = solve(s.lin, s.mu)
-        trial = s.theta + delta.astype(dtype)
+        delta = delta.astype(dtype)
+        trial = s.theta + delta
         E_new = cost(trial).astype(dtype)
         rho = jnp.where(predicted > 0, (s.E - E_new) / predicted, -jnp.inf).astype(dtype)
-        ok = jnp.isfinite(E_new) & jnp.all(jnp.isfinite(delta))
+        finite_step = jnp.all(jnp.isfinite(delta))
+        ok = jnp.isfinite(E_new) & finite_step
         accepted = damping.accept(ok & (E_new < s.E), rho)
         mu, nu = damping.update(s.mu, s.nu, jnp.where(ok, rho, -jnp.inf).astype(dtype), accepted)
-        theta, E = jnp.where(accepted, trial, s.theta), jnp.where(accepted, E_new, s.E)
-        lin = control.cond(accepted, lambda: relinearize(theta, s.lin.d), lambda: s.lin)
-        return Step(theta, E, lin, mu.astype(dtype), nu.astype(dtype), accepted, s.mu)
+        taken = accepted  # whether the params move: the trial, or the search's point after a rejection
+        if search is not None:
+            look = ~accepted & finite_step & (s.lin.g @ delta < 0)
+            trial, E_new, taken = control.cond(
+                look,
+                lambda: backtrack(search, cost, s, delta, E_new, control),
+                lambda: (trial, E_new, jnp.asarray(accepted)),
+            )
+        theta, E = jnp.where(taken, trial, s.theta), jnp.where(taken, E_new, s.E)
+        lin = control.cond(taken, lambda: relinearize(theta, s.lin.d), lambda: s.lin)
+        return Step(theta, E, lin, mu.astype(dtype), nu.astype(dtype), taken, s.mu)
 
     return step
 
@@ -63,6 +99,7 @@ def lm_run(
     val_loss=None,
     report=None,
     control: Control = COMPILED,
+    search=None,
 ):
     """Levenberg-Marquardt from ``theta0`` to a stopping test (traceable).
 
@@ -78,12 +115,13 @@ def lm_run(
         report: ``(k, C, mu, accepted)`` run on the host after every iteration, or ``None``.
         control: ``loop.COMPILED`` (default; one traceable program) or ``loop.HOST`` (the same step
             and loop with Python's ``while`` and ``if``, for a cost and linearization on the host).
+        search: ``None`` (default) or a line-search part for rejected trials (``lm_step``).
 
     Returns:
         ``run(theta0, mu0, mu_max, goal, min_grad, max_fail) -> State`` (the scalars in theta0's dtype,
         ``max_fail`` an ``int32``): the final state, ``state.mu`` the damping for a next trial.
     """
-    step = lm_step(cost, linearize, solve, damping, scale_d, control)
+    step = lm_step(cost, linearize, solve, damping, scale_d, control, search)
 
     def run(theta0, mu0, mu_max, goal, min_grad, max_fail) -> State:
         dtype = theta0.dtype

@@ -66,7 +66,8 @@ class LMHistory(NamedTuple):
             ``E / N``; ``least_squares``: ``0.5 ||r||^2 / N`` over the residual's N rows).
         mu: the damping used for the iteration's trial (Gauss-Newton: the step length taken;
             Hessian-free: the damping ``lam``).
-        accepted: 1.0 where the trial step was taken, 0.0 where it was rejected.
+        accepted: 1.0 where the params moved (the trial step, or after its rejection the line search's
+            shorter step), 0.0 where they stayed.
         grad_norm: ``||dC/dtheta||`` at the params after the iteration.
         val_loss: the validation cost (NaN without validation data).
     """

@@ -216,7 +216,7 @@ def run(net, loss, params, chunks: Chunks, part, config, n_rows: int, val, scala
         val_loss = lambda t: pc.cost(t, xv, yv) / xv.shape[0]  # noqa: E731
     loop = lm_run(
         cost, linearize, solve, config.damping, config.scale_d, n_rows, config.max_steps, val_loss,
-        config.report, HOST,
+        config.report, HOST, config.search,
     )  # fmt: skip
     mu0, mu_max, goal, min_grad, max_fail = scalars
     as_dtype = lambda v: jnp.asarray(v, dtype)  # noqa: E731
