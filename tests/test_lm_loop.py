@@ -23,7 +23,7 @@ def _overshooting_run(search, control=loop.COMPILED, max_steps=1):
     solve = lambda lin, mu: (-1.5 * lin.g, jnp.asarray(1.0))
     run = lm_run(cost, linearize, solve, fb.optim.Marquardt(0.1, 10.0), False, 1, max_steps, control=control,
                  search=search)  # fmt: skip
-    f = lambda *a: jnp.asarray(a[0], jnp.float64)
+    f = lambda v: jnp.asarray(v, jnp.float64)
     return run(jnp.zeros(P), f(1e-3), f(1e10), f(0.0), f(0.0), jnp.int32(1))
 
 
