@@ -37,7 +37,8 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from . import losses as _losses
-from .second_order import _V, function_doc, hvp_backprop
+from .factory_docs import _V, function_doc
+from .second_order import hvp_backprop
 from .spectra import check_key
 from .streaming import streamable, unstreamable
 from .validate import as_apply, as_int, cached_transformation, check_choice, checked

@@ -34,11 +34,11 @@ import jax
 import jax.numpy as jnp
 
 from . import losses as _losses
+from .factory_docs import function_doc
 from .layers.base import KFactors
 from .layers.network import Network
 from .losses.registry import require_hessian_sqrt
 from .options import as_int, check_choice
-from .second_order import function_doc
 from .spectra import check_key
 from .streaming import streamable, unstreamable
 from .validate import cached_transformation, checked, require_layer_methods, require_network

@@ -45,33 +45,11 @@ import jax
 import jax.numpy as jnp
 
 from . import losses as _losses
+from .factory_docs import _V, function_doc
 from .layers.network import Network, Params
 from .losses.registry import require_hessian_sqrt
 from .streaming import streamable, unstreamable
 from .validate import as_int, cached_transformation, checked, require_layer_methods, require_network
-
-_ARGS = """
-    Args:
-        params: the model's params (for a Network, the tuple of ``{"W": (fan_out, fan_in),
-            "b": (fan_out,)}`` dicts); their dtype is the computation's (x and y are cast to it).
-        x: inputs ``(N, n_in)``, one example per row.
-        y: targets ``(N, n_out)`` (``(N,)`` for one output; integer labels ``(N,)`` for cross-entropy)."""
-
-
-_STREAM = """
-            Or the data as chunks (``fb.Chunks``, or a callable / re-iterable of ``(x, y)`` pairs) with
-            ``y=None``: the result is then that of all their rows (``fbackprop.streaming``)."""
-
-
-def function_doc(summary: str, returns: str, extra: str = "", streams: bool = False) -> str:
-    """The docstring of a function a curvature factory returns: ``summary``, the shared ``Args:``
-    (params, x, y, then ``extra``) and ``Returns:`` ``returns``; ``streams``: ``x`` may be chunks."""
-    args = _ARGS.replace("one example per row.", "one example per row." + _STREAM) if streams else _ARGS
-    return f"{summary}\n{args}{extra}\n\n    Returns:\n        {returns}\n"
-
-
-_V = """
-        v: a tangent shaped like params (same tree, same leaf shapes)."""
 
 
 def chunk_option(chunk_size) -> int | None:
