@@ -20,7 +20,7 @@ from .dual import with_damping_diag
 from .loop import COMPILED, Control, State, Step, Stop, iterate, start
 
 
-def backtrack(search, cost, s: State, delta, E_trial, control: Control = COMPILED):
+def backtrack(search, cost, s: State, delta, slope, E_trial, control: Control = COMPILED):
     """After a rejected trial: the first ``theta + alpha delta`` along the same LM step with Armijo's
     decrease ``E(theta + alpha delta) <= E + c alpha g.delta`` (``line_search.Backtracking``).
 
@@ -28,7 +28,8 @@ def backtrack(search, cost, s: State, delta, E_trial, control: Control = COMPILE
         search: the line-search part (``search(phi, phi0, slope, phi1, while_loop)``).
         cost: ``theta (P,) -> E``.
         s: the state the trial started from (``s.lin.g`` the gradient).
-        delta: the rejected step ``(P,)``, finite, with ``g.delta < 0`` (a descent direction).
+        delta: the rejected step ``(P,)``, finite, a descent direction.
+        slope: ``g.delta < 0``, the cost's derivative along it.
         E_trial: ``E(theta + delta)`` (may be non-finite).
         control: how the search loops.
 
@@ -37,7 +38,7 @@ def backtrack(search, cost, s: State, delta, E_trial, control: Control = COMPILE
     """
     dtype = s.theta.dtype
     phi = lambda alpha: cost(s.theta + alpha * delta).astype(dtype)
-    alpha, E_new, found = search.search(phi, s.E, s.lin.g @ delta, E_trial, control.while_loop)
+    alpha, E_new, found = search.search(phi, s.E, slope, E_trial, control.while_loop)
     return s.theta + alpha * delta, E_new, found
 
 
@@ -75,10 +76,10 @@ def lm_step(cost, linearize, solve, damping, scale_d: bool, control: Control = C
         mu, nu = damping.update(s.mu, s.nu, jnp.where(ok, rho, -jnp.inf).astype(dtype), accepted)
         taken = accepted  # whether the params move: the trial, or the search's point after a rejection
         if search is not None:
-            look = ~accepted & finite_step & (s.lin.g @ delta < 0)
+            slope = s.lin.g @ delta
             trial, E_new, taken = control.cond(
-                look,
-                lambda: backtrack(search, cost, s, delta, E_new, control),
+                ~accepted & finite_step & (slope < 0),
+                lambda: backtrack(search, cost, s, delta, slope, E_new, control),
                 lambda: (trial, E_new, jnp.asarray(accepted)),
             )
         theta, E = jnp.where(taken, trial, s.theta), jnp.where(taken, E_new, s.E)
