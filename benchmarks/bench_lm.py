@@ -343,6 +343,7 @@ def main(argv=None):
     p.add_argument("--gpu-dtype", default="float32")
     p.add_argument("--cg-maxiter", type=int, default=100, help="CG iterations per step in the --gpu cases")
     p.add_argument("--problems", default=",".join(PROBLEMS), help="comma-separated subset")
+    p.add_argument("--seed", type=int, default=0, help="the init key of every network (lm_problems)")
     p.add_argument(
         "--blas-threads",
         type=int,
@@ -364,7 +365,7 @@ def main(argv=None):
     blas = limit_blas_threads(args.blas_threads)
     chosen = args.problems.split(",")
     problems = []
-    for pb in make_problems(args.quick, names=chosen):
+    for pb in make_problems(args.quick, seed=args.seed, names=chosen):
         problems.append(bench_problem(pb, rounds, args.quick, libraries))
         print(table(problems[-1:]) + "\n" + floor_table(problems[-1:]), flush=True)
     gpu = bench_gpu(args.quick, rounds, args.gpu_dtype, args.cg_maxiter) if args.gpu else []

@@ -20,6 +20,10 @@ jax.config.update("jax_enable_x64", True)
 
 
 FD_MAX_P = 200  # scipy with its own finite differences up to this P
+#: Truncated CG: each trial's solve stops at a relative residual of 1e-3, an inexact Newton step
+#: (Dembo, Eisenstat & Steihaug 1982; for Levenberg-Marquardt, Wright & Holt 1985). Every CG iterate
+#: started from zero lowers the quadratic model, so a loose tolerance still gives a descent step.
+INEXACT_CG = fb.optim.CG(tol=1e-3)
 TIGHT = 1e-12
 SLOW_S = 20.0  # entries whose first call takes longer are timed in one round
 
@@ -73,7 +77,7 @@ class FbEntry(Entry):
             loss=pb.loss, solver=solver, damping=damping, max_steps=pb.budget, line_search=line_search
         )
         self.default = solver == "auto" and damping == "marquardt" and not line_search
-        self.resolved = auto(pb) if solver == "auto" else solver
+        self.resolved = auto(pb) if solver == "auto" else getattr(solver, "name", solver)
         self.goal = target / (2 * pb.x.shape[0])  # fbackprop's C = SSE / (2 N)
         # jitted whole, as the other libraries are, and like theirs the timed program returns the flat
         # solution and its trial count; the history (curve, accepted fraction) comes from a separate,
@@ -279,6 +283,18 @@ class JaxoptEntry(Entry):
         return out[0], int(out[1])
 
 
+def _label(solver) -> str:
+    """A solver's name in the table: the string, or a solve part's name with its tolerance."""
+    return solver if isinstance(solver, str) else f"{solver.name} tol {solver.tol:g}"
+
+
+def _key(e: FbEntry) -> tuple:
+    """What makes two fbackprop rows the same run: the solver (as ``auto`` resolves it, or the solve
+    part with its options), the damping rule and the line search."""
+    solver = e.kw["solver"]
+    return (e.resolved if isinstance(solver, str) else solver, e.kw["damping"], e.kw["line_search"])
+
+
 def entries_for(pb: Problem, quick: bool, libraries: dict) -> list[Entry]:
     target = TARGET * float(jnp.sum(residual_fn(pb)(pb.theta0) ** 2))
     out, seen = [], set()
@@ -297,21 +313,18 @@ def entries_for(pb: Problem, quick: bool, libraries: dict) -> list[Entry]:
             for damping in ("marquardt", "nielsen")
             for ls in ((False,) if solver in ("accumulate", "cg") else (False, True))
         ]
+        + ([(INEXACT_CG, damping, True) for damping in ("marquardt", "nielsen")] if pb.P >= 500 else [])
     )
     for solver, damping, ls in variants:
-        label = f"{solver}→{auto(pb)}" if solver == "auto" else solver
+        label = f"{solver}→{auto(pb)}" if solver == "auto" else _label(solver)
         search = " + line search" if ls else ""
         e = FbEntry(pb, f"{label} {damping}{search}", target, solver, damping, ls)
-        if (e.resolved, damping, ls) in seen:  # auto resolved to a solver already listed
-            same = next(
-                x
-                for x in out
-                if (x.resolved, x.kw["damping"], x.kw["line_search"]) == (e.resolved, damping, ls)
-            )
+        if _key(e) in seen:  # auto resolved to a solver already listed
+            same = next(x for x in out if _key(x) == _key(e))
             same.default = same.default or e.default
             same.variant = f"{e.resolved} (=auto) {damping}{search}"
             continue
-        seen.add((e.resolved, damping, ls))
+        seen.add(_key(e))
         out.append(e)
     if quick and pb.name == "peaks":
         return out

@@ -89,3 +89,23 @@ def test_a_users_solve_part_plugs_in():
     first = int(np.argmax(np.asarray(r.history.accepted[1:]) == 1)) + 1  # its step is not the dense one
     dense = fb.levenberg_marquardt(net, p, x, y, max_steps=first)
     assert float(dense.history.loss[first]) != float(r.history.loss[first])
+
+
+def test_a_truncated_cg_step_is_a_descent_step_whose_model_falls_as_the_tolerance_tightens():
+    """Every CG iterate from zero lowers ``m(delta) = g.delta + delta.(G + mu I).delta / 2`` (CG
+    minimises it over growing Krylov spaces), so a loose tolerance (an inexact Newton step; Dembo,
+    Eisenstat & Steihaug 1982) still gives ``g.delta < 0`` and a positive predicted decrease."""
+    net, p, x, y = _sine()
+    theta, unflatten = ravel_pytree(p)
+    pb = S.Problem(net, fb.losses.get("squared_error"), x, y, unflatten, False, 30, 0.0, 1)
+    mu, dense = 1e-3, S.linearize_dense(pb, theta)
+    model = lambda d: dense.g @ d + 0.5 * d @ (dense.G + mu * jnp.eye(theta.size)) @ d
+    values = []
+    for tol in (0.5, 1e-1, 1e-3, 1e-12):
+        part = fb.optim.CG(tol=tol, maxiter=200)
+        delta, predicted = part.solve(pb, part.linearize(pb, theta), mu)
+        assert dense.g @ delta < 0 and predicted > 0 and predicted >= -model(delta) * (1 - 1e-12), tol
+        values.append(float(model(delta)))
+    assert all(b <= a * (1 - 1e-12) for a, b in zip(values, values[1:])) and values[-1] < values[0], values
+    want = S.solve_normal(dense, mu)[0]  # tol 1e-12: the exact step's model value
+    np.testing.assert_allclose(values[-1], model(want), rtol=1e-8)

@@ -119,6 +119,11 @@ class Accumulate(NormalSolve):
 class CG:
     """Matrix-free conjugate gradients on ``v -> G v + mu D v`` (Pearlmutter 1994; Schraudolph 2002).
 
+    A loose ``tol`` (1e-2 to 1e-3) makes each trial a truncated, inexact Newton step (Dembo,
+    Eisenstat & Steihaug 1982; for Levenberg-Marquardt, Wright & Holt 1985): every CG iterate from
+    zero lowers the damped quadratic model, so the step is a descent direction and ``predicted > 0``
+    at any tolerance. With ``line_search=True`` it is often the fastest solve at ``P ~ 10^3``.
+
     Attributes:
         tol: the relative residual at which CG stops, >= 0 (default 1e-8).
         maxiter: the most CG iterations per solve, >= 1, or ``None`` (default) for 10 P.
