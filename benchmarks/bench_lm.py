@@ -18,7 +18,8 @@ per library.
 Solvers. fbackprop: solver dense / dual (P >= 500) / auto (what it resolves to is shown) /
 accumulate and cg (peaks), damping marquardt / nielsen, each without and (but accumulate and cg)
 with ``line_search=True``, other settings default (the default row is auto + marquardt, no line
-search). scipy: MINPACK ``lmder`` with the jitted ``jax.jacfwd`` Jacobian (``jacrev``
+search); where P >= 500 also truncated CG (``lm_entries.INEXACT_CG``, tol 1e-3) with the line search,
+each damping. scipy: MINPACK ``lmder`` with the jitted ``jax.jacfwd`` Jacobian (``jacrev``
 where there are fewer residuals than params), and with its own finite differences where P <= 200
 (a Jacobian costs P residual calls); MINPACK needs as many residuals as params, so where there are
 fewer it gets zero residuals appended, which change neither the SSE nor the steps. optimistix:
@@ -63,16 +64,16 @@ took over 20 s is timed in one round. ``--blas-threads`` (default 1, via threadp
 OpenBLAS that JAX's CPU Cholesky / QR / LU call (scipy's): on this shared 2-core machine its
 spinning threads make a 1051 x 1051 Cholesky 30x slower; MINPACK uses no BLAS.
 
-Floor (``lm_floor.py``): the flop count of one trial of fbackprop's best row's solver (dense or dual:
-the factorisation, the solves, the trial's forward pass, and the accepted fraction of a linearisation)
-over the float64 matmul and Cholesky / LU rates measured here, in this process, at the problem's sizes
-(the factorisation and its two triangular solves at the rate of the solver's own call, ``spd_solve`` or
-``jnp.linalg.solve``). The measured s/iter it is compared with is the marginal one, (long run - time to
-target) / (the trials between), where the long run goes 20 or more trials past the target (so the call's
-fixed cost, ~0.5 ms of dispatch, is not spread over a few iterations), the long run's s/iter otherwise.
-The profile times each piece of that iteration compiled alone (median over rounds, less the dispatch of
-a call that does nothing); what the measured s/iter holds beyond them is the loop's own cost (at toy
-sizes the pieces' dispatch is not all removed, and it reads negative).
+Floor (``lm_floor.py``): the flop count of one trial of fbackprop's best factorising row's solver (dense
+or dual: the factorisation, the solves, the trial's forward pass, and the accepted fraction of a
+linearisation) over the float64 matmul and Cholesky / LU rates measured here, in this process, at the
+problem's sizes (the factorisation and its two triangular solves at the rate of the solver's own call,
+``spd_solve`` or ``jnp.linalg.solve``). The measured s/iter it is compared with is the marginal one,
+(long run - time to target) / (the trials between), where the long run goes 20 or more trials past the
+target (so the call's fixed cost, ~0.5 ms of dispatch, is not spread over a few iterations), the long
+run's s/iter otherwise. The profile times each piece of that iteration compiled alone (median over
+rounds, less the dispatch of a call that does nothing); what the measured s/iter holds beyond them is
+the loop's own cost (at toy sizes the pieces' dispatch is not all removed, and it reads negative).
 
 Targets (issue 13): on every problem, fbackprop's best time to target >= 3x faster than the best
 library's; its best row's s/iter within 2x of the floor.
@@ -197,8 +198,9 @@ def bench_problem(pb: Problem, rounds: int, quick: bool, libraries: dict) -> dic
 
 
 def floor_and_profile(pb: Problem, rows: list[dict], rounds: int) -> dict:
-    """The floor of one iteration of fbackprop's best row's solver (the fastest to target; the
-    fastest per iteration where none reaches it), the rates it rests on, and the profile of its pieces."""
+    """The floor of one iteration of fbackprop's best dense or dual row's solver (the fastest to target;
+    the fastest per iteration where none reaches it; a CG trial is small passes, bound by latency),
+    the rates it rests on, and the profile of its pieces."""
     ours = [r for r in rows if r["library"] == "fbackprop" and r["solver"] in ("dense", "dual")]
     if not ours:
         return {"floor": None, "profile": []}

@@ -20,9 +20,7 @@ jax.config.update("jax_enable_x64", True)
 
 
 FD_MAX_P = 200  # scipy with its own finite differences up to this P
-#: Truncated CG: each trial's solve stops at a relative residual of 1e-3, an inexact Newton step
-#: (Dembo, Eisenstat & Steihaug 1982; for Levenberg-Marquardt, Wright & Holt 1985). Every CG iterate
-#: started from zero lowers the quadratic model, so a loose tolerance still gives a descent step.
+#: Truncated CG, an inexact Newton step per trial (``fb.optim.CG``'s docstring): relative residual 1e-3.
 INEXACT_CG = fb.optim.CG(tol=1e-3)
 TIGHT = 1e-12
 SLOW_S = 20.0  # entries whose first call takes longer are timed in one round

@@ -6,10 +6,9 @@ and the search, on every problem of ``bench_lm.py``.
 
 For each problem, damping rule (Marquardt, Nielsen) and seed (the init key of ``lm_problems``), one
 run of the problem's budget with the solver ``"auto"`` picks (the first two variants) or truncated CG;
-the count is the first trial whose
-loss is at most 1e-3 of the start's (``None``: not within the budget, counted as the budget in the
-median). Counts, not times: the same on any machine up to rounding, so the comparison is a median
-over seeds rather than one trajectory.
+the count is the first trial whose loss is at most 1e-3 of the start's (``None``: not within the
+budget, counted as the budget in the median). Counts, not times: the same on any machine up to
+rounding, so the comparison is a median over seeds rather than one trajectory.
 """
 
 from __future__ import annotations
